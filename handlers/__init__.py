@@ -1,0 +1,1 @@
+"""The Falcon app: middleware, one resource module per OCPI module, error envelope."""

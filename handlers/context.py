@@ -1,0 +1,43 @@
+"""What the web side needs per process, built once after fork."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hub.application import Hub
+from hub.config import Settings
+from hub.eventlog import EventLog
+from hub.ocpi.client import OcpiClient
+from hub.registration import Registration
+from projections.parties import PartiesProjection
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    app: Hub
+    log: EventLog
+    client: OcpiClient
+    registration: Registration
+    parties: PartiesProjection
+
+    @classmethod
+    def open(cls, settings: Settings, database_url: str) -> WebContext:
+        app = Hub(settings, database_url)
+        client = OcpiClient(read_timeout=settings.forward_timeout)
+        return cls(
+            settings=settings,
+            app=app,
+            log=EventLog(app),
+            client=client,
+            registration=Registration(app, client),
+            parties=PartiesProjection(),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.app.close()
+
+    def catch_up_parties(self, position: int) -> None:
+        """Read-your-writes for credentials and party changes: apply them now."""
+        self.log.catch_up(self.parties, until=position)

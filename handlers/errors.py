@@ -1,0 +1,47 @@
+"""Every error becomes the OCPI envelope with the HTTP status the spec pairs."""
+
+from __future__ import annotations
+
+import logging
+
+import falcon
+
+from hub.errors import OcpiError
+from hub.ocpi.envelope import envelope
+from hub.ocpi.status import OcpiStatus
+
+log = logging.getLogger(__name__)
+
+
+def handle_ocpi_error(req: falcon.Request, resp: falcon.Response, exc: OcpiError, params) -> None:
+    resp.status = exc.http_status
+    resp.media = envelope(exc.data, exc.status_code, exc.message)
+
+
+def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Falcon's own errors (unknown path, wrong method, bad JSON) as envelopes."""
+    if isinstance(exc, falcon.MediaMalformedError):
+        code, message = OcpiStatus.INVALID_PARAMETERS, "body: not valid JSON"
+    elif isinstance(exc, falcon.HTTPNotFound):
+        code, message = OcpiStatus.CLIENT_ERROR, f"no such endpoint: {req.path}"
+    elif isinstance(exc, falcon.HTTPMethodNotAllowed):
+        code, message = OcpiStatus.CLIENT_ERROR, f"method {req.method} is not allowed on {req.path}"
+    elif exc.status_code >= 500:
+        code, message = OcpiStatus.SERVER_ERROR, exc.title or "server error"
+    else:
+        code = OcpiStatus.CLIENT_ERROR
+        message = exc.description or exc.title or "client error"
+    resp.media = envelope(None, code, message)
+    resp.content_type = falcon.MEDIA_JSON
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
+    if isinstance(exc, falcon.HTTPError):  # keep Falcon's own status codes
+        resp.status = exc.status
+        serialize_http_error(req, resp, exc)
+        for name, value in (exc.headers or {}).items():
+            resp.set_header(name, value)
+        return
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    resp.status = 500
+    resp.media = envelope(None, OcpiStatus.SERVER_ERROR, "internal error; the request was not stored")

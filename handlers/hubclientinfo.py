@@ -1,0 +1,27 @@
+"""HubClientInfo module, SENDER interface: the ClientInfo of every party, paginated."""
+
+from __future__ import annotations
+
+import falcon
+
+from handlers.context import WebContext
+from handlers.paging import set_page_headers
+from hub.ocpi.envelope import envelope
+from hub.ocpi.pagination import parse_page
+from projections.queries import client_info_page
+
+
+class ClientInfoListResource:
+    module = "hubclientinfo"
+    interface = "SENDER"
+    is_list = True
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = parse_page(req.params, self.ctx.settings.page_limit)
+        items, total = client_info_page(self.ctx.app.pool, page)
+        set_page_headers(req, resp, page, total=total, returned=len(items),
+                         base_url=self.ctx.settings.base_url)
+        resp.media = envelope(items)

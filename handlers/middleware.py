@@ -1,0 +1,165 @@
+"""What every OCPI request needs, in one place.
+
+1. ``X-Request-ID`` / ``X-Correlation-ID``: read (generated when missing) and
+   echoed on every response, errors included.
+2. Authentication: ``Authorization: Token …`` (Base64 per 2.2.1, raw token
+   accepted too); unknown or missing -> HTTP 401; a pending token (A) only on
+   versions and credentials.
+3. Routing: for functional modules, :func:`hub.routing.classify` once; the
+   result is ``req.context.routing``.
+4. Audit and commit: the request's ``Request.Answered`` record and whatever the
+   handler collected in ``req.context.uow`` are saved in one transaction
+   before the response leaves; a failed commit turns the answer into 3000.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import falcon
+
+from handlers.context import WebContext
+from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
+from hub.application import UnitOfWork
+from hub.domain.audit import Request
+from hub.errors import Unauthorized
+from hub.ocpi.envelope import envelope, format_datetime
+from hub.ocpi.status import OcpiStatus
+from hub.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
+from hub.security import header_token_candidates
+from projections.queries import authenticate, find_party
+
+log = logging.getLogger("hub.requests")
+
+CONFIGURATION_MODULES = frozenset({"versions", "credentials", "hubclientinfo"})
+PENDING_TOKEN_MODULES = frozenset({"versions", "credentials"})
+
+
+class OcpiMiddleware:
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+        req.context.received_at = format_datetime(datetime.now(UTC))
+        req.context.request_id = _header_id(req, "X-Request-ID")
+        req.context.correlation_id = _header_id(req, "X-Correlation-ID")
+        req.context.caller = None
+        req.context.routing = None
+        req.context.uow = None
+        resp.set_header("X-Request-ID", req.context.request_id)
+        resp.set_header("X-Correlation-ID", req.context.correlation_id)
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        if resource is None or getattr(resource, "public", False):
+            return
+        module = resource.module
+        caller = authenticate(self.ctx.app.pool, header_token_candidates(req.get_header("Authorization")))
+        if caller is None:
+            raise Unauthorized()
+        if caller.token_kind == "PENDING" and module not in PENDING_TOKEN_MODULES:
+            raise Unauthorized("this token is only valid for the versions and credentials modules "
+                               "until registration completes")
+        req.context.caller = caller
+        req.context.uow = UnitOfWork(self.ctx.app)
+        if caller.parties and all(p.status == "SUSPENDED" and p.suspended for p in caller.parties):
+            raise Unauthorized("every party of this connection is suspended")
+        if module not in CONFIGURATION_MODULES:
+            req.context.routing = classify(
+                module=module,
+                interface=resource.interface,
+                method=req.method,
+                is_list=getattr(resource, "is_list", False),
+                headers={h: req.get_header(h) for h in (FROM_CC, FROM_PID, TO_CC, TO_PID)},
+                caller_party=lambda cc, pid, roles: _own_party(caller, cc, pid, roles),
+                find_receiver=lambda cc, pid, _role: find_party(self.ctx.app.pool, cc, pid),
+            )
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource,
+                         req_succeeded: bool) -> None:
+        routing = getattr(req.context, "routing", None)
+        if routing is not None and resp.get_header(FROM_CC) is None:
+            # Answers come from the hub unless a forwarding handler set the receiver's ids.
+            resp.set_header(TO_CC, routing.from_country_code)
+            resp.set_header(TO_PID, routing.from_party_id)
+            resp.set_header(FROM_CC, HUB_COUNTRY_CODE)
+            resp.set_header(FROM_PID, HUB_PARTY_ID)
+        caller = getattr(req.context, "caller", None)
+        if caller is None:
+            self._log(req, resp, None)
+            return
+        uow: UnitOfWork = req.context.uow
+        status_code = _status_code(resp)
+        if not req_succeeded or status_code != OcpiStatus.SUCCESS:
+            uow.discard()  # a rejected request leaves nothing behind but its record
+        record = Request(
+            platform_id=str(caller.platform_id),
+            from_party=routing.sender_key if routing else None,
+            to_party=routing.receiver_key if routing else None,
+            module=getattr(resource, "module", "unknown"),
+            interface=getattr(resource, "interface", None),
+            method=req.method,
+            path=req.path,
+            query=req.query_string or "",
+            request_id=req.context.request_id,
+            correlation_id=req.context.correlation_id,
+            http_status=resp.status_code,
+            status_code=status_code,
+            status_message=_status_message(resp),
+            received_at=req.context.received_at,
+            duration_ms=round((time.perf_counter() - req.context.started) * 1000, 3),
+        )
+        try:
+            uow.commit(record)
+        except Exception:
+            log.exception("could not record %s %s", req.method, req.path)
+            resp.status = 500
+            resp.media = envelope(None, OcpiStatus.SERVER_ERROR,
+                                  "the hub could not store this request; nothing was accepted")
+        self._log(req, resp, caller)
+
+    @staticmethod
+    def _log(req: falcon.Request, resp: falcon.Response, caller) -> None:
+        log.info(
+            "%s %s -> %s",
+            req.method,
+            req.path,
+            resp.status,
+            extra={
+                "request_id": getattr(req.context, "request_id", None),
+                "correlation_id": getattr(req.context, "correlation_id", None),
+                "platform_id": str(caller.platform_id) if caller else None,
+                "status_code": _status_code(resp),
+            },
+        )
+
+
+def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):
+    for role in sorted(roles):
+        party = caller.party(cc, pid, role)
+        if party is not None:
+            return party.role, party.status
+    return None
+
+
+def _header_id(req: falcon.Request, name: str) -> str:
+    value = (req.get_header(name) or "").strip()
+    if value and len(value) <= 255 and value.isprintable():
+        return value
+    return str(uuid.uuid4())
+
+
+def _status_code(resp: falcon.Response) -> int | None:
+    media = resp.media if isinstance(resp.media, dict) else None
+    code = media.get("status_code") if media else None
+    return code if isinstance(code, int) else None
+
+
+def _status_message(resp: falcon.Response) -> str | None:
+    media = resp.media if isinstance(resp.media, dict) else None
+    message = media.get("status_message") if media else None
+    return str(message)[:500] if message else None
+

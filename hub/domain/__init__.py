@@ -1,0 +1,1 @@
+"""Domain aggregates and events: what happened, named in OCPI terms."""

@@ -1,0 +1,86 @@
+"""Records of OCPI traffic: every request the hub answered, every call it made.
+
+These are the audit trail's "who said what to whom, when, with what answer".
+Bodies are not copied here (the domain events of a push carry the validated
+payload); secrets never are.
+"""
+
+from __future__ import annotations
+
+from eventsourcing.domain import Aggregate, event
+
+
+class Request(Aggregate):
+    """An OCPI request a partner sent to the hub, with the hub's answer."""
+
+    @event("Answered")
+    def __init__(
+        self,
+        platform_id: str,
+        from_party: str | None,
+        to_party: str | None,
+        module: str,
+        interface: str | None,
+        method: str,
+        path: str,
+        query: str,
+        request_id: str,
+        correlation_id: str,
+        http_status: int,
+        status_code: int | None,
+        status_message: str | None,
+        received_at: str,
+        duration_ms: float,
+    ) -> None:
+        self.platform_id = platform_id
+        self.from_party = from_party
+        self.to_party = to_party
+        self.module = module
+        self.interface = interface
+        self.method = method
+        self.path = path
+        self.query = query
+        self.request_id = request_id
+        self.correlation_id = correlation_id
+        self.http_status = http_status
+        self.status_code = status_code
+        self.status_message = status_message
+        self.received_at = received_at
+        self.duration_ms = duration_ms
+
+
+class Call(Aggregate):
+    """An OCPI request the hub made to a partner (delivery, probe, handshake)."""
+
+    @event("Made")
+    def __init__(
+        self,
+        platform_id: str | None,
+        purpose: str,
+        module: str,
+        method: str,
+        url: str,
+        request_id: str,
+        correlation_id: str,
+        http_status: int | None,
+        status_code: int | None,
+        error: str | None,
+        sent_at: str,
+        duration_ms: float,
+        delivery_id: int | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        self.platform_id = platform_id
+        self.purpose = purpose
+        self.module = module
+        self.method = method
+        self.url = url
+        self.request_id = request_id
+        self.correlation_id = correlation_id
+        self.http_status = http_status
+        self.status_code = status_code
+        self.error = error
+        self.sent_at = sent_at
+        self.duration_ms = duration_ms
+        self.delivery_id = delivery_id
+        self.attempt = attempt

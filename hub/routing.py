@@ -1,0 +1,136 @@
+"""Classifying a functional-module request once: who sends it, for whom, how.
+
+The middleware calls :func:`classify` for every functional-module request and
+stores the result on the request context; modules never re-read the routing
+headers. Configuration modules (versions, credentials, hubclientinfo) carry no
+routing headers and are never classified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
+from hub.errors import HubError, InvalidParameters, OcpiError
+from hub.ocpi.status import OcpiStatus
+
+DIRECTED = "directed"
+BROADCAST = "broadcast"
+OPEN = "open"
+GET_ALL = "get_all"
+
+FROM_CC, FROM_PID = "OCPI-from-country-code", "OCPI-from-party-id"
+TO_CC, TO_PID = "OCPI-to-country-code", "OCPI-to-party-id"
+
+EMSP_LIKE = frozenset({"EMSP", "NSP", "SCSP", "OTHER"})
+CPO_ONLY = frozenset({"CPO"})
+
+# Which roles may call each interface the hub offers (data owner pushes to the
+# hub's RECEIVER; the other side pulls from the hub's SENDER).
+ALLOWED_SENDER_ROLES: dict[tuple[str, str], frozenset[str]] = {
+    ("locations", "RECEIVER"): CPO_ONLY,
+    ("tariffs", "RECEIVER"): CPO_ONLY,
+    ("sessions", "RECEIVER"): CPO_ONLY,
+    ("cdrs", "RECEIVER"): CPO_ONLY,
+    ("tokens", "RECEIVER"): frozenset({"EMSP"}),
+    ("commands", "RECEIVER"): frozenset({"EMSP"}),
+    ("locations", "SENDER"): EMSP_LIKE,
+    ("tariffs", "SENDER"): EMSP_LIKE,
+    ("sessions", "SENDER"): EMSP_LIKE,
+    ("cdrs", "SENDER"): EMSP_LIKE,
+    ("tokens", "SENDER"): CPO_ONLY,
+    ("commands", "SENDER"): CPO_ONLY,
+}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """One request's routing, decided once."""
+
+    scenario: str
+    from_country_code: str
+    from_party_id: str
+    from_role: str
+    to_country_code: str | None = None
+    to_party_id: str | None = None
+    to_role: str | None = None
+
+    @property
+    def sender_key(self) -> str:
+        return f"{self.from_country_code}/{self.from_party_id}/{self.from_role}"
+
+    @property
+    def receiver_key(self) -> str | None:
+        if self.to_country_code is None:
+            return None
+        return f"{self.to_country_code}/{self.to_party_id}/{self.to_role}"
+
+
+def is_hub(country_code: str | None, party_id: str | None) -> bool:
+    return (country_code or "").upper() == HUB_COUNTRY_CODE and (party_id or "").upper() == HUB_PARTY_ID
+
+
+def classify(
+    *,
+    module: str,
+    interface: str,
+    method: str,
+    is_list: bool,
+    headers: Mapping[str, str | None],
+    caller_party: Callable[[str, str, frozenset[str]], tuple[str, str] | None],
+    find_receiver: Callable[[str, str, str], list[dict]],
+) -> Routing:
+    """Decide the routing scenario of one functional-module request.
+
+    ``caller_party(cc, pid, roles)`` returns ``(role, status)`` of the caller's
+    own party with those ids and one of ``roles``, or None. ``find_receiver(cc,
+    pid, sender_role)`` returns candidate parties (rows with ``role`` and
+    ``status``) for a TO address.
+    """
+    from_cc, from_pid = headers.get(FROM_CC), headers.get(FROM_PID)
+    if not from_cc:
+        raise InvalidParameters(f"{FROM_CC}: required on {module} requests")
+    if not from_pid:
+        raise InvalidParameters(f"{FROM_PID}: required on {module} requests")
+    from_cc, from_pid = from_cc.strip().upper(), from_pid.strip().upper()
+    roles = ALLOWED_SENDER_ROLES.get((module, interface), frozenset())
+    own = caller_party(from_cc, from_pid, roles)
+    if own is None:
+        raise InvalidParameters(
+            f"{FROM_PID}: {from_cc}/{from_pid} is not a "
+            f"{'/'.join(sorted(roles)) or 'permitted'} party of this connection "
+            f"(the {module} {interface.lower()} interface is for "
+            f"{', '.join(sorted(roles)) or 'no one'})"
+        )
+    from_role, from_status = own
+    if from_status == "SUSPENDED":
+        raise OcpiError(OcpiStatus.CLIENT_ERROR, f"party {from_cc}/{from_pid} is suspended",
+                        http_status=401)
+
+    to_cc, to_pid = headers.get(TO_CC), headers.get(TO_PID)
+    if bool(to_cc) != bool(to_pid):
+        missing = TO_PID if to_cc else TO_CC
+        raise InvalidParameters(f"{missing}: required when the other OCPI-to header is set")
+    base = {"from_country_code": from_cc, "from_party_id": from_pid, "from_role": from_role}
+    if not to_cc:
+        if method == "GET" and is_list:
+            raise InvalidParameters(
+                f"{TO_PID}: a list request must be addressed to the hub "
+                f"({HUB_COUNTRY_CODE}/{HUB_PARTY_ID}); open routing is not allowed for GET all"
+            )
+        return Routing(OPEN, **base)
+    to_cc, to_pid = to_cc.strip().upper(), to_pid.strip().upper()
+    if is_hub(to_cc, to_pid):
+        scenario = GET_ALL if method == "GET" else BROADCAST
+        return Routing(scenario, to_country_code=HUB_COUNTRY_CODE, to_party_id=HUB_PARTY_ID,
+                       to_role="HUB", **base)
+    candidates = [c for c in find_receiver(to_cc, to_pid, from_role) if c["role"] != from_role]
+    if not candidates:
+        raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {to_cc}/{to_pid}")
+    connected = [c for c in candidates if c["status"] == "CONNECTED"]
+    if not connected:
+        raise HubError(OcpiStatus.CONNECTION_PROBLEM,
+                       f"receiver {to_cc}/{to_pid} is {candidates[0]['status']}")
+    receiver = connected[0]
+    return Routing(DIRECTED, to_country_code=to_cc, to_party_id=to_pid, to_role=receiver["role"], **base)

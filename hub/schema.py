@@ -1,0 +1,84 @@
+"""Schema set-up (``hub migrate``): idempotent, run once per start-up.
+
+Creates the eventsourcing tables, makes the stored-events table append-only in
+the database itself (a trigger rejects UPDATE, DELETE and TRUNCATE), and runs
+the DDL of every follower (projections, dispatcher). Needs a role that owns the
+schema, never a superuser. A session-level advisory lock serialises concurrent
+runs (concurrent DDL from several processes fails otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import psycopg
+
+from hub.config import Settings
+from hub.database import connect
+from hub.eventlog import TRACKING_DDL, Follower
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MIGRATE_LOCK = 0x4355_4948  # "CUIH": one hub migration at a time per database
+
+APPEND_ONLY_DDL = [
+    """CREATE OR REPLACE FUNCTION hub_forbid_mutation() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the event store is append-only (% on %)', TG_OP, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege';
+    END $$""",
+    "DROP TRIGGER IF EXISTS hub_events_append_only ON hub_events",
+    """CREATE TRIGGER hub_events_append_only BEFORE UPDATE OR DELETE ON hub_events
+        FOR EACH ROW EXECUTE FUNCTION hub_forbid_mutation()""",
+    "DROP TRIGGER IF EXISTS hub_events_no_truncate ON hub_events",
+    """CREATE TRIGGER hub_events_no_truncate BEFORE TRUNCATE ON hub_events
+        FOR EACH STATEMENT EXECUTE FUNCTION hub_forbid_mutation()""",
+]
+
+META_DDL = """
+CREATE TABLE IF NOT EXISTS hub_schema (
+    component text PRIMARY KEY,
+    version integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def migrate(settings: Settings, database_url: str, followers: Iterable[Follower],
+            extra_ddl: Iterable[str] = ()) -> None:
+    """Create or upgrade everything the hub needs; safe to run any number of times."""
+    from hub.application import Hub
+
+    schema = settings.database_schema
+    with psycopg.connect(database_url, autocommit=True) as lock_conn:
+        lock_conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        try:
+            lock_conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            # The library creates its own tables when constructed with CREATE_TABLE=y.
+            Hub(settings, database_url, create_table=True, pool_size=1).close()
+            with connect(database_url, schema) as conn, conn.transaction():
+                for statement in [*APPEND_ONLY_DDL, META_DDL, TRACKING_DDL]:
+                    conn.execute(statement)
+                for follower in followers:
+                    for statement in follower.ddl():
+                        conn.execute(statement)
+                for statement in extra_ddl:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO hub_schema (component, version) VALUES ('hub', %s)"
+                    " ON CONFLICT (component) DO UPDATE SET version = excluded.version,"
+                    " applied_at = now()",
+                    (SCHEMA_VERSION,),
+                )
+        finally:
+            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+
+
+def schema_version(conn: psycopg.Connection) -> int | None:
+    try:
+        row = conn.execute("SELECT version FROM hub_schema WHERE component = 'hub'").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return row[0] if row else None

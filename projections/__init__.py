@@ -1,0 +1,13 @@
+"""Read models built from the event log (followers with their own tracking position).
+
+Every projection here is a :class:`hub.eventlog.Follower`; ``ALL`` lists them in
+the order ``hub projections rebuild`` and ``hub worker`` run them.
+"""
+
+from __future__ import annotations
+
+from projections.parties import PartiesProjection
+
+
+def all_projections() -> list:
+    return [PartiesProjection()]

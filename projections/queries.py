@@ -1,0 +1,117 @@
+"""Reads of the parties views that the web side needs on every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from hub.ocpi.pagination import PageRequest
+from hub.security import same_hash, token_hash
+from projections.parties import client_info_row
+
+
+@dataclass(frozen=True)
+class PartyRef:
+    country_code: str
+    party_id: str
+    role: str
+    status: str
+    suspended: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.country_code}/{self.party_id}/{self.role}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated platform behind a request."""
+
+    platform_id: UUID
+    state: str
+    token_kind: str  # PENDING (token A / outgoing B) or CREDENTIALS (token C)
+    token: str = field(repr=False)
+    parties: tuple[PartyRef, ...] = ()
+
+    def party(self, country_code: str, party_id: str, role: str | None = None) -> PartyRef | None:
+        cc, pid = country_code.upper(), party_id.upper()
+        for party in self.parties:
+            if party.country_code == cc and party.party_id == pid and (role is None or party.role == role):
+                return party
+        return None
+
+
+def authenticate(pool: ConnectionPool, candidates: list[str]) -> Caller | None:
+    """The platform owning one of the candidate tokens, or None."""
+    if not candidates:
+        return None
+    digests = {token_hash(token): token for token in candidates}
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT t.token_hash, t.kind, p.platform_id, p.state FROM view_platform_tokens t"
+            " JOIN view_platforms p USING (platform_id) WHERE t.token_hash = ANY(%s) LIMIT 1",
+            (list(digests),),
+        ).fetchone()
+        if row is None:
+            return None
+        token = next(t for d, t in digests.items() if same_hash(d, row["token_hash"]))
+        parties = cur.execute(
+            "SELECT country_code, party_id, role, status, suspended FROM view_parties"
+            " WHERE platform_id = %s ORDER BY country_code, party_id, role",
+            (row["platform_id"],),
+        ).fetchall()
+    return Caller(
+        platform_id=row["platform_id"],
+        state=row["state"],
+        token_kind=row["kind"],
+        token=token,
+        parties=tuple(PartyRef(**p) for p in parties),
+    )
+
+
+def find_party(pool: ConnectionPool, country_code: str, party_id: str,
+               role: str | None = None) -> list[dict]:
+    """Parties with these ids (any role unless ``role``), with their platform state."""
+    query = (
+        "SELECT v.*, p.state AS platform_state FROM view_parties v"
+        " JOIN view_platforms p USING (platform_id)"
+        " WHERE v.country_code = %s AND v.party_id = %s"
+    )
+    params: list = [country_code.upper(), party_id.upper()]
+    if role:
+        query += " AND v.role = %s"
+        params.append(role.upper())
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def list_parties(pool: ConnectionPool) -> list[dict]:
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT v.*, p.state AS platform_state, p.versions_url, p.last_seen_at,"
+            " p.initiated_by FROM view_parties v JOIN view_platforms p USING (platform_id)"
+            " ORDER BY v.country_code, v.party_id, v.role"
+        ).fetchall()
+
+
+def client_info_page(pool: ConnectionPool, page: PageRequest) -> tuple[list[dict], int]:
+    """ClientInfo objects for a HubClientInfo GET: one page and the total count."""
+    where, params = [], []
+    if page.date_from is not None:
+        where.append("last_updated >= %s")
+        params.append(page.date_from)
+    if page.date_to is not None:
+        where.append("last_updated < %s")
+        params.append(page.date_to)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        total = cur.execute(f"SELECT count(*) AS n FROM view_parties{clause}", params).fetchone()["n"]
+        rows = cur.execute(
+            f"SELECT * FROM view_parties{clause}"
+            " ORDER BY last_updated, country_code, party_id, role OFFSET %s LIMIT %s",
+            [*params, page.offset, page.limit],
+        ).fetchall()
+    return [client_info_row(r) for r in rows], total

@@ -1,0 +1,1 @@
+"""The dispatcher side: deliveries to partners, party health, periodic jobs."""

@@ -1,0 +1,129 @@
+"""``hub worker``: the followers (projections, dispatchers) and the periodic jobs.
+
+- A LISTEN thread wakes the follower loop on every NOTIFY of a new event; the
+  loop also runs every second as the safety net.
+- APScheduler drives the periodic jobs: sending due deliveries, still-alive
+  checks, the give-up sweep.
+- Several workers may run against one database: followers serialise on their
+  tracking rows, senders lease rows with SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from hub.application import Hub
+from hub.config import Settings
+from hub.eventlog import EventLog, Waker
+from hub.ocpi.client import OcpiClient
+from projections import all_projections
+from projections.parties import PartiesProjection
+from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
+from scheduler.deliveries import Sender
+
+log = logging.getLogger(__name__)
+
+
+def dispatchers() -> list:
+    return [ClientInfoDispatcher()]
+
+
+class Worker:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.app = Hub(settings, database_url)
+        self.log = EventLog(self.app)
+        self.client = OcpiClient(read_timeout=settings.forward_timeout)
+        self.projections = all_projections()
+        self.dispatchers = dispatchers()
+        self.sender = Sender(self.app, self.client, {"hubclientinfo": render_client_info(self.app)})
+        self.still_alive = StillAlive(self.app, self.client, settings.still_alive_after)
+        self.waker = Waker(database_url)
+        self.deliver_now = threading.Event()
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+
+    # The follower loop -------------------------------------------------------
+    def follow_once(self) -> int:
+        applied = 0
+        for projection in self.projections:
+            applied += self.log.try_catch_up(projection)
+        parties_position = self.log.position(PartiesProjection.name)
+        for dispatcher in self.dispatchers:
+            before = applied
+            applied += self.log.catch_up(dispatcher, until=parties_position) if parties_position else 0
+            if applied > before:
+                self.deliver_now.set()
+        return applied
+
+    def _follow_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.follow_once()
+            except Exception:
+                log.exception("follower batch failed; retrying")
+                self.stopping.wait(1.0)
+            self.waker.wait(1.0)
+
+    def _deliver_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.deliver_now.wait(1.0)
+            self.deliver_now.clear()
+            self.deliver()
+
+    def deliver(self) -> None:
+        try:
+            self.sender.send_due()
+        except Exception:
+            log.exception("delivery round failed")
+
+    def check_still_alive(self) -> None:
+        try:
+            self.still_alive.check_all()
+        except Exception:
+            log.exception("still-alive round failed")
+
+    def sweep(self) -> None:
+        parked = self.sender.give_up(self.settings.delivery_give_up_after)
+        if parked:
+            log.warning("parked %d deliveries older than the give-up age", parked)
+
+    # Running -----------------------------------------------------------------
+    def start(self) -> None:
+        self.waker.start()
+        threading.Thread(target=self._follow_loop, name="hub-follow", daemon=True).start()
+        threading.Thread(target=self._deliver_loop, name="hub-deliver", daemon=True).start()
+        probe_every = max(1.0, min(30.0, self.settings.still_alive_after / 5))
+        self.scheduler.add_job(self.deliver_now.set, "interval", seconds=1, id="deliver-due",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.check_still_alive, "interval", seconds=probe_every,
+                               id="still-alive", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.sweep, "interval", seconds=60, id="give-up-sweep",
+                               max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.waker.stop()
+        self.scheduler.shutdown(wait=False)
+        self.deliver_now.set()
+        self.client.close()
+        self.app.close()
+
+    def run_forever(self) -> None:
+        done = threading.Event()
+
+        def on_signal(signum, frame) -> None:
+            log.info("worker stopping (signal %s)", signum)
+            done.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        log.info("worker running")
+        done.wait()
+        self.stop()

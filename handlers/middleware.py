@@ -60,11 +60,11 @@ class OcpiMiddleware:
         caller = authenticate(self.ctx.app.pool, header_token_candidates(req.get_header("Authorization")))
         if caller is None:
             raise Unauthorized()
+        req.context.caller = caller  # from here on the request is recorded, even if refused
+        req.context.uow = UnitOfWork(self.ctx.app)
         if caller.token_kind == "PENDING" and module not in PENDING_TOKEN_MODULES:
             raise Unauthorized("this token is only valid for the versions and credentials modules "
                                "until registration completes")
-        req.context.caller = caller
-        req.context.uow = UnitOfWork(self.ctx.app)
         if caller.parties and all(p.status == "SUSPENDED" and p.suspended for p in caller.parties):
             raise Unauthorized("every party of this connection is suspended")
         if module not in CONFIGURATION_MODULES:

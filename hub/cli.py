@@ -115,9 +115,11 @@ def cmd_web(args) -> int:
                 "graceful_timeout": 10,
                 "timeout": 60,
                 "proc_name": "hub-web",
+                "control_socket_disable": True,  # several hubs may run on one host
             }
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
 
         def load(self):
             return LazyApp(settings)
@@ -257,7 +259,7 @@ def cmd_parties_show(args) -> int:
     platform = rt.app.platform(row["platform_id"])
     row["endpoints"] = platform.endpoints
     row["versions_url"] = platform.versions_url
-    row["version"] = platform.version
+    row["version"] = platform.ocpi_version
     if args.json:
         print(json.dumps(row, indent=2, default=str))
     else:

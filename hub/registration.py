@@ -200,7 +200,7 @@ class Registration:
         previous = set(platform.party_keys)
         args = dict(token_hash=token_hash(token_c),
                     partner_token=self.app.cipher.encrypt(credentials.token),
-                    versions_url=credentials.url, version=version, endpoints=endpoints, roles=roles)
+                    versions_url=credentials.url, ocpi_version=version, endpoints=endpoints, roles=roles)
         if first:
             platform.register(**args)
         else:
@@ -268,7 +268,7 @@ class Registration:
         self._check_roles(platform, roles)
         platform.register(token_hash=token_hash(token_b),
                           partner_token=self.app.cipher.encrypt(theirs.token),
-                          versions_url=versions_url, version=version, endpoints=endpoints, roles=roles)
+                          versions_url=versions_url, ocpi_version=version, endpoints=endpoints, roles=roles)
         uow.add(platform)
         self._connect_parties(uow, platform, roles, set())
         position = uow.commit()

@@ -112,7 +112,7 @@ class PartiesProjection(Follower):
             " endpoints = %s, roles = %s, partner_token = %s, updated_at = %s,"
             " registered_at = CASE WHEN %s THEN %s ELSE registered_at END, last_seen_at = %s"
             " WHERE platform_id = %s",
-            (e.versions_url, e.version, Jsonb(e.endpoints), Jsonb(e.roles), e.partner_token,
+            (e.versions_url, e.ocpi_version, Jsonb(e.endpoints), Jsonb(e.roles), e.partner_token,
              e.timestamp, registered, e.timestamp, e.timestamp, e.originator_id),
         )
         self._set_tokens(cur, e.originator_id, credentials=e.token_hash)

@@ -65,6 +65,8 @@ class Worker:
             try:
                 self.follow_once()
             except Exception:
+                if self.stopping.is_set():
+                    return
                 log.exception("follower batch failed; retrying")
                 self.stopping.wait(1.0)
             self.waker.wait(1.0)
@@ -95,8 +97,12 @@ class Worker:
     # Running -----------------------------------------------------------------
     def start(self) -> None:
         self.waker.start()
-        threading.Thread(target=self._follow_loop, name="hub-follow", daemon=True).start()
-        threading.Thread(target=self._deliver_loop, name="hub-deliver", daemon=True).start()
+        self.threads = [
+            threading.Thread(target=self._follow_loop, name="hub-follow", daemon=True),
+            threading.Thread(target=self._deliver_loop, name="hub-deliver", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
         probe_every = max(1.0, min(30.0, self.settings.still_alive_after / 5))
         self.scheduler.add_job(self.deliver_now.set, "interval", seconds=1, id="deliver-due",
                                max_instances=1, coalesce=True)
@@ -109,8 +115,10 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
         self.waker.stop()
-        self.scheduler.shutdown(wait=False)
+        self.scheduler.shutdown(wait=True)
         self.deliver_now.set()
+        for thread in getattr(self, "threads", []):
+            thread.join(timeout=15)
         self.client.close()
         self.app.close()
 

@@ -41,7 +41,7 @@ class Platform(Aggregate):
         self.token_hash: str | None = None
         self.partner_token: str | None = None  # encrypted
         self.versions_url: str | None = None
-        self.version: str | None = None
+        self.ocpi_version: str | None = None
         self.endpoints: list[dict] = []
         self.roles: list[dict] = []
         self.party_keys: list[str] = []
@@ -59,20 +59,20 @@ class Platform(Aggregate):
         token_hash: str,
         partner_token: str,
         versions_url: str,
-        version: str,
+        ocpi_version: str,
         endpoints: list[dict],
         roles: list[dict],
     ) -> None:
         """The credentials handshake completed (either direction)."""
         self.state = "REGISTERED"
         self.pending_token_hash = None
-        self._set_credentials(token_hash, partner_token, versions_url, version, endpoints, roles)
+        self._set_credentials(token_hash, partner_token, versions_url, ocpi_version, endpoints, roles)
 
-    def _set_credentials(self, token_hash, partner_token, versions_url, version, endpoints, roles):
+    def _set_credentials(self, token_hash, partner_token, versions_url, ocpi_version, endpoints, roles):
         self.token_hash = token_hash
         self.partner_token = partner_token
         self.versions_url = versions_url
-        self.version = version
+        self.ocpi_version = ocpi_version
         self.endpoints = endpoints
         self.roles = roles
         keys = {party_key(r["country_code"], r["party_id"], r["role"]) for r in roles}
@@ -84,12 +84,12 @@ class Platform(Aggregate):
         token_hash: str,
         partner_token: str,
         versions_url: str,
-        version: str,
+        ocpi_version: str,
         endpoints: list[dict],
         roles: list[dict],
     ) -> None:
         """PUT /credentials: new token for the partner, re-fetched endpoints."""
-        self._set_credentials(token_hash, partner_token, versions_url, version, endpoints, roles)
+        self._set_credentials(token_hash, partner_token, versions_url, ocpi_version, endpoints, roles)
 
     @event("Reinvited")
     def reinvite(self, pending_token_hash: str, initiated_by: str) -> None:

@@ -22,6 +22,8 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon
     """Falcon's own errors (unknown path, wrong method, bad JSON) as envelopes."""
     if isinstance(exc, falcon.MediaMalformedError):
         code, message = OcpiStatus.INVALID_PARAMETERS, "body: not valid JSON"
+    elif isinstance(exc, falcon.MediaNotFoundError):
+        code, message = OcpiStatus.INVALID_PARAMETERS, "body: missing; expected JSON"
     elif isinstance(exc, falcon.HTTPNotFound):
         code, message = OcpiStatus.CLIENT_ERROR, f"no such endpoint: {req.path}"
     elif isinstance(exc, falcon.HTTPMethodNotAllowed):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,9 +50,12 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         base_url = (env.get("HUB_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        schema = env.get("HUB_DATABASE_SCHEMA") or "public"
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise SystemExit(f"HUB_DATABASE_SCHEMA must be a lower-case SQL identifier, got {schema!r}")
         return cls(
             database_url=env.get("HUB_DATABASE_URL") or None,
-            database_schema=env.get("HUB_DATABASE_SCHEMA") or "public",
+            database_schema=schema,
             data_dir=Path(env.get("HUB_DATA_DIR") or "./var").resolve(),
             base_url=base_url,
             secret_key=env.get("HUB_SECRET_KEY") or None,

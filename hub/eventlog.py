@@ -101,6 +101,8 @@ class EventLog:
             if until is not None and position >= until:
                 return 0, True
             (head,) = conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()
+            if until is not None:
+                head = min(head, until)
             if head <= position:
                 return 0, True
             topics = follower.topics

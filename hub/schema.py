@@ -55,7 +55,10 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
     with psycopg.connect(database_url, autocommit=True) as lock_conn:
         lock_conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         try:
-            lock_conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            exists = lock_conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            if not exists:  # CREATE SCHEMA needs a privilege a schema owner may lack
+                lock_conn.execute(f'CREATE SCHEMA "{schema}"')
             # The library creates its own tables when constructed with CREATE_TABLE=y.
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():

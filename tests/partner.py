@@ -90,7 +90,7 @@ class Partner:
     def __post_init__(self) -> None:
         self._server = None
         self._thread = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # URLs ---------------------------------------------------------------
     @property

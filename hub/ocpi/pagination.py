@@ -16,6 +16,9 @@ from urllib.parse import urlencode
 from hub.errors import InvalidParameters
 from hub.ocpi.envelope import parse_datetime
 
+#: Largest ``offset`` accepted (PostgreSQL's OFFSET is a bigint; beyond it the query fails).
+MAX_OFFSET = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class PageRequest:
@@ -55,6 +58,8 @@ def parse_page(
 ) -> PageRequest:
     """Read the pagination parameters; a bad one raises 2001 naming it."""
     offset = _int_param(params, "offset", 0)
+    if offset > MAX_OFFSET:
+        raise InvalidParameters(f"offset: expected at most {MAX_OFFSET}")
     limit = _int_param(params, "limit", max_limit)
     limit = max_limit if limit == 0 or limit > max_limit else limit
     date_from = _date_param(params, "date_from")

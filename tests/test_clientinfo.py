@@ -1,0 +1,62 @@
+"""HubClientInfo: statuses as partners see them, pushes, the still-alive check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from scheduler.worker import Worker
+from tests.conftest import wait_until
+from tests.partner import role
+
+
+def _statuses(hub, token) -> dict:
+    listed = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", token).json()["data"]
+    return {f"{c['country_code']}/{c['party_id']}/{c['role']}": c["status"] for c in listed}
+
+
+def test_planned_then_connected(hub):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        hub.onboard("CPO", "IN", "PLN", "Planned CPO")
+        statuses = _statuses(hub, emsp.hub_token)
+        assert statuses == {"IN/EMP/EMSP": "CONNECTED", "IN/PLN/CPO": "PLANNED"}
+    finally:
+        emsp.stop()
+
+
+def test_unregistered_party_stays_listed_as_suspended(hub, worker):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    try:
+        assert hub.call("DELETE", "/ocpi/2.2.1/credentials", cpo.hub_token).json()["status_code"] == 1000
+        assert _statuses(hub, emsp.hub_token)["IN/ECP/CPO"] == "SUSPENDED"
+        assert emsp.wait_for(lambda r: r.method == "PUT" and r.path.endswith("/IN/ECP")
+                             and r.body.get("status") == "SUSPENDED")
+    finally:
+        emsp.stop()
+        cpo.stop()
+
+
+def test_still_alive_marks_offline_and_back(hub, settings):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    worker = Worker(replace(settings, still_alive_after=0.5), settings.database_url)
+    worker.start()
+    try:
+        # The CPO goes away: the still-alive GET of its versions fails, it becomes OFFLINE.
+        cpo.stop()
+        assert wait_until(lambda: _statuses(hub, emsp.hub_token)["IN/ECP/CPO"] == "OFFLINE", timeout=30)
+        assert emsp.wait_for(lambda r: r.method == "PUT" and r.path.endswith("/IN/ECP")
+                             and r.body.get("status") == "OFFLINE", timeout=15)
+        # It comes back on the same port: the next probe succeeds, CONNECTED again.
+        cpo.start()
+        assert wait_until(lambda: _statuses(hub, emsp.hub_token)["IN/ECP/CPO"] == "CONNECTED", timeout=30)
+        assert emsp.wait_for(lambda r: r.method == "PUT" and r.path.endswith("/IN/ECP")
+                             and r.body.get("status") == "CONNECTED"
+                             and r is not emsp.requests_to("/ocpi/2.2.1/hubclientinfo")[0], timeout=15)
+        probes = [r for r in cpo.requests_to("/ocpi/versions", "GET")]
+        assert probes and all(r.token == cpo.token_for_hub for r in probes)
+    finally:
+        worker.stop()
+        emsp.stop()
+        cpo.stop()

@@ -1,0 +1,79 @@
+"""The event store is the audit trail: append-only in the database itself."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from hub.cli import Runtime
+from tests.partner import role
+
+
+def _connect(settings):
+    conn = psycopg.connect(settings.database_url, autocommit=True)
+    conn.execute(f'SET search_path TO "{settings.database_schema}"')
+    return conn
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE hub_events SET topic = 'forged'",
+        "DELETE FROM hub_events",
+        "TRUNCATE hub_events",
+    ],
+)
+def test_events_cannot_be_changed_or_removed(hub, settings, statement):
+    hub.onboard("CPO", "IN", "ECP")  # at least one stored event
+    with _connect(settings) as conn:
+        (before,) = conn.execute("SELECT count(*) FROM hub_events").fetchone()
+        assert before > 0
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute(statement)
+        (after,) = conn.execute("SELECT count(*) FROM hub_events").fetchone()
+        assert after == before
+        assert conn.execute("SELECT count(*) FROM hub_events WHERE topic = 'forged'").fetchone()[0] == 0
+
+
+def test_migrate_is_idempotent_and_needs_no_superuser(settings, monkeypatch):
+    """Run migrate again as a plain role that only owns the schema."""
+    role_name = "hub_owner_" + settings.database_schema
+    schema = settings.database_schema + "_own"
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role_name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        admin.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{role_name}"')
+    try:
+        url = settings.database_url.replace("postgres@", f"{role_name}@", 1)
+        if role_name not in url:
+            pytest.skip("the test database URL has no user part to replace")
+        for key, value in {**settings.extra, "HUB_DATABASE_URL": url, "HUB_DATABASE_SCHEMA": schema}.items():
+            if key.startswith("HUB_"):
+                monkeypatch.setenv(key, value)
+        Runtime().migrate()
+        Runtime().migrate()  # twice: nothing changes, nothing fails
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            tables = {r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))}
+            assert {"hub_events", "hub_tracking", "view_parties", "hub_deliveries"} <= tables
+            triggers = {r[0] for r in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'hub_events'::regclass")}
+            assert {"hub_events_append_only", "hub_events_no_truncate"} <= triggers
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            admin.execute(f'DROP ROLE IF EXISTS "{role_name}"')
+
+
+def test_registration_is_in_the_log(hub, settings):
+    partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    partner.stop()
+    with _connect(settings) as conn:
+        topics = [r[0] for r in conn.execute("SELECT topic FROM hub_events ORDER BY notification_id")]
+    names = [t.split(":")[1] for t in topics]
+    for expected in ("Platform.Invited", "Party.Onboarded", "Platform.Registered", "Party.Connected",
+                     "Call.Made", "Request.Answered"):
+        assert expected in names, names
+    # The hub's calls to the partner (versions, details) are in the same transaction as the registration.
+    registered = names.index("Platform.Registered")
+    assert "Call.Made" in names[registered - 3: registered + 3]

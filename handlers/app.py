@@ -1,40 +1,38 @@
 """The Falcon application: routes, media, middleware and the error envelope.
 
-Each OCPI endpoint is registered once in :func:`routes`; the 2.2.1 version
-details are generated from the same list, so what the hub advertises is what
-it serves.
+Each OCPI module's handler file declares ``ENDPOINTS`` (what the 2.2.1 version
+details advertise: module, interface role, base path) and ``routes(ctx)`` (the
+URL templates it serves below that base); ``MODULES`` lists the files. What the
+hub advertises and what it serves come from the same place.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import falcon
 import orjson
 
 from handlers.context import WebContext
-from handlers.credentials import CredentialsResource
 from handlers.errors import handle_ocpi_error, handle_unexpected, serialize_http_error
-from handlers.hubclientinfo import ClientInfoListResource
 from handlers.middleware import OcpiMiddleware
 from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
 from hub.errors import OcpiError
 
-
-@dataclass(frozen=True)
-class Route:
-    template: str          # path below /ocpi/2.2.1/
-    resource: object
-    module: str | None = None      # advertise as this module ...
-    interface: str | None = None   # ... with this interface role (when this is its base URL)
-    suffix: str | None = None
+MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations")
 
 
-def routes(ctx: WebContext) -> list[Route]:
+def _modules():
+    import importlib
+
+    return [importlib.import_module(name) for name in MODULES]
+
+
+def endpoints(settings) -> list[dict]:
+    """The 2.2.1 version details: every module's advertised base URL and interface role."""
     return [
-        Route("credentials", CredentialsResource(ctx), "credentials", "SENDER"),
-        Route("hubclientinfo", ClientInfoListResource(ctx), "hubclientinfo", "SENDER"),
+        {"identifier": module, "role": role, "url": settings.module_url(template)}
+        for mod in _modules()
+        for module, role, template in mod.ENDPOINTS
     ]
 
 
@@ -59,17 +57,10 @@ def create_app(ctx: WebContext) -> falcon.App:
     app.add_error_handler(OcpiError, handle_ocpi_error)
     app.set_error_serializer(serialize_http_error)
 
-    endpoints = []
-    for route in routes(ctx):
-        path = f"/ocpi/{OCPI_VERSION}/{route.template}"
-        if route.suffix:
-            app.add_route(path, route.resource, suffix=route.suffix)
-        else:
-            app.add_route(path, route.resource)
-        if route.module and route.interface:
-            endpoints.append({"identifier": route.module, "role": route.interface,
-                              "url": ctx.settings.module_url(route.template)})
+    for mod in _modules():
+        for template, resource in mod.routes(ctx):
+            app.add_route(f"/ocpi/{OCPI_VERSION}/{template}", resource)
     app.add_route("/ocpi/versions", VersionsResource(ctx.settings.version_details_url))
-    app.add_route(f"/ocpi/{OCPI_VERSION}", VersionDetailsResource(endpoints))
+    app.add_route(f"/ocpi/{OCPI_VERSION}", VersionDetailsResource(endpoints(ctx.settings)))
     app.add_route("/health", HealthResource())
     return app

@@ -8,6 +8,7 @@ from hub.application import Hub
 from hub.config import Settings
 from hub.eventlog import EventLog
 from hub.ocpi.client import OcpiClient
+from hub.pushes import Pushes
 from hub.registration import Registration
 from projections.parties import PartiesProjection
 
@@ -20,6 +21,7 @@ class WebContext:
     client: OcpiClient
     registration: Registration
     parties: PartiesProjection
+    pushes: Pushes
 
     @classmethod
     def open(cls, settings: Settings, database_url: str) -> WebContext:
@@ -32,6 +34,7 @@ class WebContext:
             client=client,
             registration=Registration(app, client),
             parties=PartiesProjection(),
+            pushes=Pushes(app),
         )
 
     def close(self) -> None:

@@ -41,3 +41,10 @@ class CredentialsResource:
         self.ctx.registration.unregister(uow, self._platform(req))
         uow.after_commit.append(self.ctx.catch_up_parties)
         resp.media = envelope()
+
+
+ENDPOINTS = [("credentials", "SENDER", "credentials")]
+
+
+def routes(ctx: WebContext) -> list[tuple[str, object]]:
+    return [("credentials", CredentialsResource(ctx))]

@@ -25,3 +25,10 @@ class ClientInfoListResource:
         set_page_headers(req, resp, page, total=total, returned=len(items),
                          base_url=self.ctx.settings.base_url)
         resp.media = envelope(items)
+
+
+ENDPOINTS = [("hubclientinfo", "SENDER", "hubclientinfo")]
+
+
+def routes(ctx: WebContext) -> list[tuple[str, object]]:
+    return [("hubclientinfo", ClientInfoListResource(ctx))]

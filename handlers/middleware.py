@@ -65,7 +65,9 @@ class OcpiMiddleware:
         if caller.token_kind == "PENDING" and module not in PENDING_TOKEN_MODULES:
             raise Unauthorized("this token is only valid for the versions and credentials modules "
                                "until registration completes")
-        if caller.parties and all(p.status == "SUSPENDED" and p.suspended for p in caller.parties):
+        if (module not in PENDING_TOKEN_MODULES and caller.parties
+                and all(p.suspended for p in caller.parties)):
+            # Versions and credentials stay usable, so a suspended partner can rotate or unregister.
             raise Unauthorized("every party of this connection is suspended")
         if module not in CONFIGURATION_MODULES:
             req.context.routing = classify(

@@ -12,6 +12,7 @@ token B, and keeps the partner's token C.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
 from hub.security import new_token, token_hash
 
+TOKEN_RE = re.compile(r"[!-~]{1,64}")
 PARTNER_ROLES = {"CPO", "EMSP", "NSP", "NAP", "SCSP", "OTHER"}
 
 
@@ -155,8 +157,9 @@ class Registration:
                 party = Party(country_code=role["country_code"], party_id=role["party_id"],
                               role=role["role"], name=name, platform_id=platform.id,
                               onboarded_by="registration")
-            party.connect(platform.id, name)
-            uow.add(party)
+            if party.connection != "CONNECTED" or party.platform_id != platform.id or party.name != name:
+                party.connect(platform.id, name)
+                uow.add(party)
         for key in previous_keys - current:
             party = self.app.party(*key.split("/"))
             if party is not None and party.platform_id == platform.id and party.connection != "UNREGISTERED":
@@ -192,6 +195,8 @@ class Registration:
     def _exchange(self, uow: UnitOfWork, platform: Platform, body: object, correlation_id: str,
                   *, first: bool) -> dict:
         credentials = validate(Credentials, body)
+        if not TOKEN_RE.fullmatch(credentials.token):
+            raise InvalidParameters("token: at most 64 printable ASCII characters without spaces")
         roles = self._roles(credentials)
         self._check_roles(platform, roles)
         version, endpoints = self.fetch_endpoints(uow, platform.id, credentials.url,

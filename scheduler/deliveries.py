@@ -15,9 +15,9 @@ row (``revision`` goes up) instead of queuing a stale intermediate update.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any

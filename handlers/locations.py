@@ -1,5 +1,6 @@
 """Locations module.
 
+SENDER (eMSPs pull, served from the hub's store): ``/locations/sender[/{location_id}[/{evse_uid}[/{connector_id}]]]``.
 RECEIVER (CPOs push): ``/locations/receiver/{country_code}/{party_id}/{location_id}[/{evse_uid}[/{connector_id}]]``
 with GET (the hub's copy), PUT and PATCH.
 """
@@ -7,6 +8,7 @@ with GET (the hub's copy), PUT and PATCH.
 from __future__ import annotations
 
 from handlers.context import WebContext
+from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, message_of, read_body
 from hub.domain.objects import Location
 from hub.errors import InvalidParameters, NotFound
@@ -79,12 +81,17 @@ class LocationReceiver:
         answer(resp, result, self.level)
 
 
-ENDPOINTS = [("locations", "RECEIVER", "locations/receiver")]
+ENDPOINTS = [("locations", "SENDER", "locations/sender"), ("locations", "RECEIVER", "locations/receiver")]
 
 
 def routes(ctx: WebContext) -> list[tuple[str, object]]:
     base = "locations/receiver/{country_code}/{party_id}/{location_id}"
+    item = ObjectItem(ctx, "locations")
     return [
+        ("locations/sender", ObjectList(ctx, "locations")),
+        ("locations/sender/{object_id}", item),
+        ("locations/sender/{object_id}/{evse_uid}", item),
+        ("locations/sender/{object_id}/{evse_uid}/{connector_id}", item),
         (base, LocationReceiver(ctx, "location")),
         (base + "/{evse_uid}", LocationReceiver(ctx, "evse")),
         (base + "/{evse_uid}/{connector_id}", LocationReceiver(ctx, "connector")),

@@ -6,8 +6,9 @@ the order ``hub projections rebuild`` and ``hub worker`` run them.
 
 from __future__ import annotations
 
+from projections.objects import ObjectsProjection
 from projections.parties import PartiesProjection
 
 
 def all_projections() -> list:
-    return [PartiesProjection()]
+    return [PartiesProjection(), ObjectsProjection()]

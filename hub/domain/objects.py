@@ -30,6 +30,63 @@ def object_uuid(module: str, country_code: str, party_id: str, object_id: str) -
     return uuid5(OBJECT_NAMESPACE, object_key(module, country_code, party_id, object_id))
 
 
+# The merge rules, as pure functions: the aggregates and the projections apply
+# the very same code, so the hub's copy and its views cannot disagree.
+def _same(a: object, b: str) -> bool:
+    return str(a or "").upper() == b.upper()
+
+
+def find_evse(location: dict, evse_uid: str) -> dict | None:
+    return next((e for e in location.get("evses") or [] if _same(e.get("uid"), evse_uid)), None)
+
+
+def find_connector(evse: dict | None, connector_id: str) -> dict | None:
+    return next((c for c in (evse or {}).get("connectors") or [] if _same(c.get("id"), connector_id)), None)
+
+
+def patched_location(location: dict, patch: dict) -> dict:
+    return {**location, **copy.deepcopy(patch)}
+
+
+def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool) -> dict:
+    """The Location after a PUT/PATCH of one EVSE; its ``last_updated`` follows the EVSE's."""
+    evses = copy.deepcopy(location.get("evses") or [])
+    index = next((i for i, e in enumerate(evses) if _same(e.get("uid"), evse_uid)), None)
+    new = {**evses[index], **copy.deepcopy(evse)} if patch and index is not None else copy.deepcopy(evse)
+    if index is None:
+        evses.append(new)
+    else:
+        evses[index] = new
+    return {**location, "evses": evses, "last_updated": evse["last_updated"]}
+
+
+def location_with_connector(location: dict, evse_uid: str, connector_id: str, connector: dict,
+                            *, patch: bool) -> dict:
+    """The Location after a PUT/PATCH of one connector; EVSE and Location take its ``last_updated``."""
+    result = copy.deepcopy(location)
+    evse = find_evse(result, evse_uid)
+    connectors = evse.setdefault("connectors", [])
+    index = next((i for i, c in enumerate(connectors) if _same(c.get("id"), connector_id)), None)
+    new = {**connectors[index], **connector} if patch and index is not None else copy.deepcopy(connector)
+    if index is None:
+        connectors.append(new)
+    else:
+        connectors[index] = new
+    evse["last_updated"] = connector["last_updated"]
+    result["last_updated"] = connector["last_updated"]
+    return result
+
+
+def patched_session(session: dict, patch: dict) -> dict:
+    """OCPI: charging periods in a Session PATCH are appended; an empty list changes nothing."""
+    merged = {**session, **copy.deepcopy(patch)}
+    if "charging_periods" in patch:
+        merged["charging_periods"] = [
+            *(session.get("charging_periods") or []), *copy.deepcopy(patch["charging_periods"] or [])
+        ]
+    return merged
+
+
 class PushedObject(Aggregate):
     """Common shape: ``module``, owner ids, ``object_id`` and ``body``."""
 
@@ -72,59 +129,29 @@ class Location(PushedObject):
 
     @event("Patched")
     def patch(self, body: dict, message: dict) -> None:
-        self.body = {**self.body, **copy.deepcopy(body)}
+        self.body = patched_location(self.body, body)
 
     def evse(self, evse_uid: str) -> dict | None:
-        for evse in self.body.get("evses") or []:
-            if str(evse.get("uid", "")).upper() == evse_uid.upper():
-                return evse
-        return None
+        return find_evse(self.body, evse_uid)
 
     def connector(self, evse_uid: str, connector_id: str) -> dict | None:
-        evse = self.evse(evse_uid)
-        for connector in (evse or {}).get("connectors") or []:
-            if str(connector.get("id", "")).upper() == connector_id.upper():
-                return connector
-        return None
+        return find_connector(find_evse(self.body, evse_uid), connector_id)
 
     @event("EvsePut")
     def put_evse(self, evse_uid: str, body: dict, message: dict) -> None:
-        evses = [e for e in self.body.get("evses") or [] if str(e.get("uid", "")).upper() != evse_uid.upper()]
-        existing = self.evse(evse_uid)
-        new = copy.deepcopy(body)
-        if existing is not None:
-            index = (self.body.get("evses") or []).index(existing)
-            evses.insert(index, new)
-        else:
-            evses.append(new)
-        self.body = {**self.body, "evses": evses, "last_updated": body["last_updated"]}
+        self.body = location_with_evse(self.body, evse_uid, body, patch=False)
 
     @event("EvsePatched")
     def patch_evse(self, evse_uid: str, body: dict, message: dict) -> None:
-        self.body = copy.deepcopy(self.body)
-        evse = self.evse(evse_uid)
-        evse.update(copy.deepcopy(body))
-        self.body["last_updated"] = body["last_updated"]
+        self.body = location_with_evse(self.body, evse_uid, body, patch=True)
 
     @event("ConnectorPut")
     def put_connector(self, evse_uid: str, connector_id: str, body: dict, message: dict) -> None:
-        self.body = copy.deepcopy(self.body)
-        evse = self.evse(evse_uid)
-        connectors = evse.setdefault("connectors", [])
-        existing = self.connector(evse_uid, connector_id)
-        if existing is not None:
-            connectors[connectors.index(existing)] = copy.deepcopy(body)
-        else:
-            connectors.append(copy.deepcopy(body))
-        evse["last_updated"] = body["last_updated"]
-        self.body["last_updated"] = body["last_updated"]
+        self.body = location_with_connector(self.body, evse_uid, connector_id, body, patch=False)
 
     @event("ConnectorPatched")
     def patch_connector(self, evse_uid: str, connector_id: str, body: dict, message: dict) -> None:
-        self.body = copy.deepcopy(self.body)
-        self.connector(evse_uid, connector_id).update(copy.deepcopy(body))
-        self.evse(evse_uid)["last_updated"] = body["last_updated"]
-        self.body["last_updated"] = body["last_updated"]
+        self.body = location_with_connector(self.body, evse_uid, connector_id, body, patch=True)
 
 
 class Tariff(PushedObject):
@@ -172,13 +199,7 @@ class Session(PushedObject):
 
     @event("Patched")
     def patch(self, body: dict, message: dict) -> None:
-        merged = {**self.body, **copy.deepcopy(body)}
-        if "charging_periods" in body:
-            # OCPI: charging periods in a Session PATCH are appended; an empty list changes nothing.
-            merged["charging_periods"] = [
-                *(self.body.get("charging_periods") or []), *copy.deepcopy(body["charging_periods"] or [])
-            ]
-        self.body = merged
+        self.body = patched_session(self.body, body)
 
     @property
     def emsp(self) -> tuple[str, str]:

@@ -28,6 +28,7 @@ class PageRequest:
     date_to: datetime | None
     max_limit: int
     extra: tuple[tuple[str, str], ...] = ()  # other query parameters, kept in Link
+    cursor: int | None = None  # keyset position from a Link the hub handed out
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
@@ -66,26 +67,35 @@ def parse_page(
     date_to = _date_param(params, "date_to")
     if require_date_from and date_from is None:
         raise InvalidParameters("date_from: required for this list")
+    cursor = _int_param(params, "cursor", -1)
     extra = tuple(
         (key, str(value))
         for key, value in sorted(params.items())
-        if key not in {"offset", "limit", "date_from", "date_to"}
+        if key not in {"offset", "limit", "date_from", "date_to", "cursor"}
     )
-    return PageRequest(offset, limit, date_from, date_to, max_limit, extra)
+    return PageRequest(offset, limit, date_from, date_to, max_limit, extra,
+                       None if cursor < 0 else cursor)
 
 
 def page_headers(
-    page: PageRequest, *, total: int, returned: int, url: str, raw_params: Mapping[str, str]
+    page: PageRequest, *, total: int, returned: int, url: str, raw_params: Mapping[str, str],
+    next_cursor: int | None = None, has_more: bool | None = None,
 ) -> dict[str, str]:
     """``X-Total-Count``, ``X-Limit`` and, unless this is the last page, ``Link``.
 
     The next-page URL keeps every filter of the request (as sent) and moves
-    ``offset`` on by what this page returned.
+    ``offset`` on by what this page returned. Lists served by keyset also put
+    ``cursor`` (the last object's position) in it and say themselves whether
+    more follows (``has_more``), so a crawl neither skips nor repeats objects
+    that change meanwhile, and a deep page costs what the first does.
     """
     headers = {"X-Total-Count": str(total), "X-Limit": str(page.max_limit)}
     next_offset = page.offset + returned
-    if returned and next_offset < total:
-        query = [(k, v) for k, v in raw_params.items() if k not in {"offset", "limit"}]
+    more = (next_offset < total) if has_more is None else has_more
+    if returned and more:
+        query = [(k, v) for k, v in raw_params.items() if k not in {"offset", "limit", "cursor"}]
         query += [("offset", str(next_offset)), ("limit", str(page.limit))]
+        if next_cursor is not None:
+            query.append(("cursor", str(next_cursor)))
         headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
     return headers

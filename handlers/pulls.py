@@ -1,0 +1,91 @@
+"""SENDER interfaces served from the hub's store: eMSPs pull Locations,
+Tariffs, Sessions and CDRs (GET all, paginated by keyset; single objects).
+
+Visibility: Locations and Tariffs of the CPOs the routing rules let the caller
+see (``publish: false`` Locations are not listed), Sessions and CDRs only of
+the caller's own eMSP party (``cdr_token``); objects pushed directed to some
+parties only are shown to those parties only.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from handlers.context import WebContext
+from handlers.paging import set_page_headers
+from hub.errors import InvalidParameters, NotFound
+from hub.ocpi.envelope import envelope
+from hub.ocpi.pagination import parse_page
+from hub.ocpi.status import OcpiStatus
+from projections.objects import find_objects, page_objects
+from projections.visibility import visible_owners
+
+PER_EMSP = frozenset({"sessions", "cdrs"})
+
+
+def _filters(ctx: WebContext, req: falcon.Request, module: str) -> dict:
+    routing = req.context.routing
+    viewer = routing.sender_key
+    if module in PER_EMSP:
+        return {"emsp": (routing.from_country_code, routing.from_party_id), "viewer": None}
+    return {"owners": visible_owners(ctx.app.pool, module, viewer), "viewer": viewer}
+
+
+class ObjectList:
+    """GET all of one module (``{module}/sender``)."""
+
+    interface = "SENDER"
+    is_list = True
+
+    def __init__(self, ctx: WebContext, module: str) -> None:
+        self.ctx = ctx
+        self.module = module
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = parse_page(req.params, self.ctx.settings.page_limit,
+                          require_date_from=self.module == "sessions")
+        filters = _filters(self.ctx, req, self.module)
+        with self.ctx.app.pool.connection() as conn:
+            items, total, cursor, more = page_objects(
+                conn, self.module, page, published_only=self.module == "locations", **filters)
+        set_page_headers(req, resp, page, total=total, returned=len(items),
+                         base_url=self.ctx.settings.base_url, next_cursor=cursor, has_more=more)
+        resp.media = envelope(items)
+
+
+class ObjectItem:
+    """GET one object (``{module}/sender/{id}``; Locations also ``/{evse_uid}[/{connector_id}]``)."""
+
+    interface = "SENDER"
+
+    def __init__(self, ctx: WebContext, module: str) -> None:
+        self.ctx = ctx
+        self.module = module
+
+    def on_get(self, req, resp, object_id, evse_uid=None, connector_id=None) -> None:
+        from hub.domain.objects import find_connector, find_evse
+
+        routing = req.context.routing
+        filters = _filters(self.ctx, req, self.module)
+        owners = filters.get("owners")
+        if routing.scenario == "directed" and owners is not None:
+            owners = [o for o in owners if o == (routing.to_country_code, routing.to_party_id)]
+        with self.ctx.app.pool.connection() as conn:
+            found = find_objects(conn, self.module, object_id, owners=owners, viewer=filters["viewer"],
+                                 emsp=filters.get("emsp"))
+        if self.module == "locations":
+            found = [body for body in found if body.get("publish") is not False]
+        unknown = OcpiStatus.UNKNOWN_LOCATION if self.module == "locations" else OcpiStatus.CLIENT_ERROR
+        if not found:
+            raise NotFound(f"no {self.module[:-1]} {object_id} visible to you", unknown)
+        if len(found) > 1:
+            raise InvalidParameters(
+                f"OCPI-to-party-id: several CPOs have {self.module[:-1]} {object_id}; address one")
+        obj = found[0]
+        if evse_uid is not None:
+            obj = find_evse(obj, evse_uid)
+            if obj is not None and connector_id is not None:
+                obj = find_connector(obj, connector_id)
+            if obj is None:
+                raise NotFound(f"no such EVSE/connector at location {object_id}", unknown)
+        resp.media = envelope(obj)

@@ -1,0 +1,233 @@
+"""Current views of client-owned objects: Locations (with EVSEs and connectors),
+Tariffs, Sessions and CDRs, in one table ``view_objects``.
+
+Rows keep the object exactly as the hub holds it (the same merge functions as
+the aggregates), plus what pulls filter on: ``last_updated``, the eMSP a
+Session or CDR belongs to (``cdr_token``), ``publish``/``publish_allowed_to``
+for Locations, and ``audience``: NULL when the object was ever broadcast (or
+open-routed), else the parties it was addressed to directly.
+
+``seq`` (the log position of the object's first event) never changes, so list
+pages ordered by it neither skip nor repeat an object that changes while a
+partner crawls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from hub.domain import objects as o
+from hub.eventlog import Follower
+from hub.ocpi.envelope import parse_datetime
+
+
+def body_after(event: Any, body: dict | None) -> dict | None:
+    """The object's body after ``event`` (None: the event changes no body)."""
+    if isinstance(event, (o.Location.Put, o.Location.Replaced, o.Tariff.Put, o.Tariff.Replaced,
+                          o.Session.Put, o.Session.Replaced, o.Cdr.Posted)):
+        return event.body
+    if body is None:
+        return None
+    if isinstance(event, o.Location.Patched):
+        return o.patched_location(body, event.body)
+    if isinstance(event, (o.Location.EvsePut, o.Location.EvsePatched)):
+        return o.location_with_evse(body, event.evse_uid, event.body,
+                                    patch=isinstance(event, o.Location.EvsePatched))
+    if isinstance(event, (o.Location.ConnectorPut, o.Location.ConnectorPatched)):
+        return o.location_with_connector(body, event.evse_uid, event.connector_id, event.body,
+                                         patch=isinstance(event, o.Location.ConnectorPatched))
+    if isinstance(event, o.Session.Patched):
+        return o.patched_session(body, event.body)
+    return None
+
+
+CHANGE_EVENTS = (
+    o.Location.Put, o.Location.Replaced, o.Location.Patched, o.Location.EvsePut,
+    o.Location.EvsePatched, o.Location.ConnectorPut, o.Location.ConnectorPatched,
+    o.Tariff.Put, o.Tariff.Replaced, o.Tariff.Deleted,
+    o.Session.Put, o.Session.Replaced, o.Session.Patched,
+    o.Cdr.Posted,
+)
+
+
+def module_of(event: Any) -> str:
+    owner = type(event).__qualname__.split(".")[0]
+    return {"Location": "locations", "Tariff": "tariffs", "Session": "sessions", "Cdr": "cdrs"}[owner]
+
+
+class ObjectsProjection(Follower):
+    name = "objects"
+    event_classes = CHANGE_EVENTS
+    batch_size = 1000
+
+    def ddl(self) -> list[str]:
+        return [
+            """CREATE TABLE IF NOT EXISTS view_objects (
+                object_uuid uuid UNIQUE NOT NULL,
+                module text NOT NULL,
+                country_code text NOT NULL,
+                party_id text NOT NULL,
+                object_id text NOT NULL,
+                seq bigint NOT NULL,
+                body jsonb NOT NULL,
+                last_updated timestamptz NOT NULL,
+                deleted boolean NOT NULL DEFAULT false,
+                emsp_country_code text,
+                emsp_party_id text,
+                publish boolean,
+                audience jsonb,
+                position bigint NOT NULL,
+                PRIMARY KEY (module, country_code, party_id, object_id)
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS view_objects_seq ON view_objects (module, seq)",
+            "CREATE INDEX IF NOT EXISTS view_objects_updated ON view_objects (module, last_updated)",
+            """CREATE INDEX IF NOT EXISTS view_objects_emsp
+                ON view_objects (module, emsp_country_code, emsp_party_id, seq)""",
+        ]
+
+    def reset(self, cur: psycopg.Cursor) -> None:
+        cur.execute("DELETE FROM view_objects")
+
+    def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        # Load every row the batch touches once, apply in memory, write back once.
+        rows = self._load(cur, {e.originator_id for _, e in events})
+        for position, event in events:
+            row = rows.get(event.originator_id)
+            if row is None:
+                if not hasattr(event, "country_code"):
+                    continue  # an update of an object whose creation this view never saw
+                row = {"object_uuid": event.originator_id, "module": module_of(event),
+                       "country_code": event.country_code.upper(), "party_id": event.party_id.upper(),
+                       "object_id": event.object_id.upper(), "seq": position, "body": None,
+                       "deleted": False, "audience": []}
+                rows[event.originator_id] = row
+            if isinstance(event, o.Tariff.Deleted):
+                row["deleted"] = True
+            else:
+                body = body_after(event, row["body"])
+                if body is not None:
+                    row["body"] = body
+                    row["deleted"] = False
+            row["audience"] = _audience(row["audience"], event.message)
+            row["position"] = position
+            row["dirty"] = True
+        for row in rows.values():
+            if row.get("dirty") and row["body"] is not None:
+                self._write(cur, row)
+
+    @staticmethod
+    def _load(cur: psycopg.Cursor, ids: set) -> dict:
+        found = cur.execute(
+            "SELECT object_uuid, module, country_code, party_id, object_id, seq, body, deleted, audience"
+            " FROM view_objects WHERE object_uuid = ANY(%s)",
+            (list(ids),),
+        ).fetchall()
+        names = ("object_uuid", "module", "country_code", "party_id", "object_id", "seq", "body",
+                 "deleted", "audience")
+        return {r[0]: dict(zip(names, r, strict=True)) for r in found}
+
+    @staticmethod
+    def _write(cur: psycopg.Cursor, row: dict) -> None:
+        body = row["body"]
+        token = body.get("cdr_token") if row["module"] in ("sessions", "cdrs") else None
+        token = token if isinstance(token, dict) else {}
+        emsp_cc = str(token["country_code"]).upper() if token.get("country_code") else None
+        emsp_pid = str(token["party_id"]).upper() if token.get("party_id") else None
+        publish = body.get("publish") if row["module"] == "locations" else None
+        cur.execute(
+            "INSERT INTO view_objects (object_uuid, module, country_code, party_id, object_id, seq, body,"
+            " last_updated, deleted, emsp_country_code, emsp_party_id, publish, audience, position)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (object_uuid) DO UPDATE SET"
+            " body = excluded.body, last_updated = excluded.last_updated, deleted = excluded.deleted,"
+            " emsp_country_code = excluded.emsp_country_code, emsp_party_id = excluded.emsp_party_id,"
+            " publish = excluded.publish, audience = excluded.audience, position = excluded.position",
+            (row["object_uuid"], row["module"], row["country_code"], row["party_id"], row["object_id"],
+             row["seq"], Jsonb(body), parse_datetime(body["last_updated"]), row["deleted"], emsp_cc,
+             emsp_pid, publish, None if row["audience"] is None else Jsonb(row["audience"]),
+             row["position"]),
+        )
+
+
+def _audience(current: list | None, message: dict) -> list | None:
+    """NULL once the object was broadcast or open-routed; else the parties addressed."""
+    if current is None or message.get("scenario") != "directed":
+        return None
+    receiver = message.get("to")
+    return current if receiver in current else [*current, receiver]
+
+
+def page_objects(
+    conn: psycopg.Connection,
+    module: str,
+    page,
+    *,
+    owners: list[tuple[str, str]] | None = None,
+    emsp: tuple[str, str] | None = None,
+    viewer: str | None = None,
+    published_only: bool = False,
+) -> tuple[list[dict], int, int | None, bool]:
+    """One page of a module's objects visible under the given filters.
+
+    ``owners``: the owner parties the caller may see (None: any); ``emsp``:
+    only objects of this eMSP (sessions, CDRs); ``viewer``: the caller's party
+    key, for objects pushed directed to some parties only. Returns the bodies,
+    the total count, the cursor for the next page and whether more follow.
+    """
+    where = ["module = %s", "NOT deleted"]
+    params: list = [module]
+    if owners is not None:
+        where.append("(country_code, party_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
+        params += [[o[0] for o in owners], [o[1] for o in owners]]
+    if emsp is not None:
+        where.append("emsp_country_code = %s AND emsp_party_id = %s")
+        params += [emsp[0], emsp[1]]
+    if viewer is not None:
+        where.append("(audience IS NULL OR audience ? %s)")
+        params.append(viewer)
+    if published_only:
+        where.append("publish IS NOT FALSE")
+    if page.date_from is not None:
+        where.append("last_updated >= %s")
+        params.append(page.date_from)
+    if page.date_to is not None:
+        where.append("last_updated < %s")
+        params.append(page.date_to)
+    clause = " AND ".join(where)
+    (total,) = conn.execute(f"SELECT count(*) FROM view_objects WHERE {clause}", params).fetchone()
+    if page.cursor is not None:
+        rows = conn.execute(
+            f"SELECT seq, body FROM view_objects WHERE {clause} AND seq > %s ORDER BY seq LIMIT %s",
+            [*params, page.cursor, page.limit + 1],
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT seq, body FROM view_objects WHERE {clause} ORDER BY seq OFFSET %s LIMIT %s",
+            [*params, page.offset, page.limit + 1],
+        ).fetchall()
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    cursor = rows[-1][0] if rows else None
+    return [r[1] for r in rows], total, cursor, more
+
+
+def find_objects(conn: psycopg.Connection, module: str, object_id: str, *,
+                 owners: list[tuple[str, str]] | None = None, viewer: str | None = None,
+                 emsp: tuple[str, str] | None = None) -> list[dict]:
+    """Visible objects of ``module`` with this id (several CPOs may use one id)."""
+    where = ["module = %s", "object_id = %s", "NOT deleted"]
+    params: list = [module, object_id.upper()]
+    if owners is not None:
+        where.append("(country_code, party_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
+        params += [[o[0] for o in owners], [o[1] for o in owners]]
+    if emsp is not None:
+        where.append("emsp_country_code = %s AND emsp_party_id = %s")
+        params += [emsp[0], emsp[1]]
+    if viewer is not None:
+        where.append("(audience IS NULL OR audience ? %s)")
+        params.append(viewer)
+    rows = conn.execute(f"SELECT body FROM view_objects WHERE {' AND '.join(where)}", params).fetchall()
+    return [r[0] for r in rows]

@@ -18,7 +18,8 @@ from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
 from hub.errors import OcpiError
 
-MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations")
+MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations", "handlers.tariffs",
+           "handlers.sessions", "handlers.cdrs")
 
 
 def _modules():

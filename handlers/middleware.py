@@ -50,6 +50,7 @@ class OcpiMiddleware:
         req.context.caller = None
         req.context.routing = None
         req.context.uow = None
+        req.context.web = self.ctx
         resp.set_header("X-Request-ID", req.context.request_id)
         resp.set_header("X-Correlation-ID", req.context.correlation_id)
 

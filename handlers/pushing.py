@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import falcon
 
-from hub.errors import InvalidParameters
+from hub.errors import HubError, InvalidParameters
 from hub.ocpi.envelope import envelope
+from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
 from hub.pushes import PushResult
+from projections.rules import load_rules
 
 
 def message_of(req: falcon.Request, method: str | None = None, path: str = "") -> dict:
@@ -72,3 +74,29 @@ def answer(resp: falcon.Response, result: PushResult, what: str) -> None:
     else:
         resp.status = 201 if result.created else 200
         resp.media = envelope()
+
+
+def check_directed(req: falcon.Request, module: str, emsp: tuple[str, str] | None = None) -> None:
+    """A directed push must be deliverable: the routing rules allow it, the
+    receiver offers the module, and Sessions/CDRs go only to their ``cdr_token`` eMSP."""
+    routing = req.context.routing
+    if routing.scenario != "directed":
+        return
+    if emsp is not None and (routing.to_country_code, routing.to_party_id) != emsp:
+        raise InvalidParameters(
+            f"OCPI-to-party-id: {module} go to the eMSP of cdr_token ({emsp[0]}/{emsp[1]}), "
+            f"not {routing.to_country_code}/{routing.to_party_id}")
+    ctx = req.context.web
+    owner = f"{routing.from_country_code}/{routing.from_party_id}/CPO"
+    decision = load_rules(ctx.app.pool).decide(owner, routing.receiver_key, module)
+    if not decision.allowed:
+        raise HubError(OcpiStatus.HUB_ERROR, f"routing to {routing.receiver_key} refused: {decision.reason}")
+    with ctx.app.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT p.endpoints @> %s::jsonb FROM view_parties v JOIN view_platforms p USING (platform_id)"
+            " WHERE v.country_code = %s AND v.party_id = %s AND v.role = %s",
+            (f'[{{"identifier": "{module}", "role": "RECEIVER"}}]', routing.to_country_code,
+             routing.to_party_id, routing.to_role),
+        ).fetchone()
+    if not row or not row[0]:
+        raise HubError(OcpiStatus.HUB_ERROR, f"receiver {routing.receiver_key} does not offer the {module} receiver interface")

@@ -322,6 +322,232 @@ def cmd_parties_connect(args) -> int:
     return 0
 
 
+# Routing rules ------------------------------------------------------------------
+RULE_LIST_COLUMNS = ["cpo", "emsp", "module", "effect", "reason", "updated_at"]
+
+
+class _Refused(Exception):
+    """An operator command that cannot go ahead (message for stderr, exit 1)."""
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _rule_rows(rt: Runtime) -> list[dict]:
+    from projections.rules import list_rules
+
+    rows = list_rules(rt.app.pool)
+    for row in rows:
+        row["updated_at"] = row["updated_at"].isoformat()
+    return rows
+
+
+def _party_candidates(rt: Runtime, text: str) -> tuple[str, list[dict]]:
+    """``IN/ABC`` or ``IN/ABC/ROLE`` -> (the text upper-cased, its parties in the views)."""
+    from projections.queries import find_party
+
+    parts = [p.strip() for p in text.upper().split("/")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise _Refused(f"{text!r}: write a party as COUNTRY_CODE/PARTY_ID (IN/ABC) or IN/ABC/ROLE")
+    rows = find_party(rt.app.pool, parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    if not rows:
+        raise _Refused(f"no party {'/'.join(parts)}")
+    return "/".join(parts), rows
+
+
+def _key(row: dict) -> str:
+    return f"{row['country_code']}/{row['party_id']}/{row['role']}"
+
+
+def _one(name: str, rows: list[dict], wanted: str, found: list[dict], position: str) -> dict:
+    if not rows:
+        roles = "/".join(sorted(r["role"] for r in found))
+        raise _Refused(f"{name} is not a known {wanted} party (it is {roles}); "
+                       f"the {position} party of a rule must be the {wanted} one")
+    if len(rows) > 1:
+        roles = ", ".join(sorted(r["role"] for r in rows))
+        raise _Refused(f"{name} is ambiguous (roles {roles}); write it as {name}/ROLE")
+    return rows[0]
+
+
+def _rule_pair(rt: Runtime, args) -> tuple[str, str]:
+    """The CPO and eMSP-side party keys a rule command names."""
+    cpo_name, cpo_rows = _party_candidates(rt, args.cpo)
+    emsp_name, emsp_rows = _party_candidates(rt, args.emsp)
+    cpo = _one(cpo_name, [r for r in cpo_rows if r["role"] == "CPO"], "CPO", cpo_rows, "first")
+    emsp = _one(emsp_name, [r for r in emsp_rows if r["role"] != "CPO"],
+                "eMSP-side (EMSP, NSP, SCSP, OTHER…)", emsp_rows, "second")
+    return _key(cpo), _key(emsp)
+
+
+def cmd_routing_set(args) -> int:
+    from eventsourcing.application import AggregateNotFoundError
+    from eventsourcing.persistence import IntegrityError
+
+    from hub.application import UnitOfWork
+    from hub.domain.rules import RoutingRule
+
+    rt = Runtime()
+    try:
+        cpo, emsp = _rule_pair(rt, args)
+        try:
+            rule = rt.app.repository.get(RoutingRule.create_id(cpo, emsp, args.module))
+        except AggregateNotFoundError:
+            rule = None
+        changed = rule is None or rule.differs(args.effect, args.reason)
+        if rule is None:
+            rule = RoutingRule(cpo=cpo, emsp=emsp, module=args.module, effect=args.effect,
+                               reason=args.reason, set_by=_operator())
+        elif changed:
+            rule.change(args.effect, args.reason, _operator())
+        if changed:
+            uow = UnitOfWork(rt.app)
+            uow.add(rule)
+            try:
+                uow.commit()
+            except IntegrityError:
+                raise _Refused("the rule was changed at the same moment by someone else; try again") from None
+            rt.catch_up()
+        row = next(r for r in _rule_rows(rt)
+                   if (r["cpo"], r["emsp"], r["module"]) == (cpo, emsp, args.module))
+        if args.json:
+            print(json.dumps({**row, "changed": changed}, indent=2))
+        else:
+            print_table([row], RULE_LIST_COLUMNS)
+            if not changed:
+                print("(unchanged: this rule was already in force)")
+        return 0
+    except _Refused as exc:
+        return fail(str(exc))
+    finally:
+        rt.close()
+
+
+def cmd_routing_remove(args) -> int:
+    from eventsourcing.application import AggregateNotFoundError
+    from eventsourcing.persistence import IntegrityError
+
+    from hub.application import UnitOfWork
+    from hub.domain.rules import RoutingRule
+
+    rt = Runtime()
+    try:
+        cpo, emsp = _rule_pair(rt, args)
+        scope = "all modules" if args.module == "*" else args.module
+        try:
+            rule = rt.app.repository.get(RoutingRule.create_id(cpo, emsp, args.module))
+        except AggregateNotFoundError:
+            rule = None
+        if rule is None or rule.removed:
+            raise _Refused(f"no rule for {cpo} / {emsp} ({scope})")
+        rule.remove(_operator())
+        uow = UnitOfWork(rt.app)
+        uow.add(rule)
+        try:
+            uow.commit()
+        except IntegrityError:
+            raise _Refused("the rule was changed at the same moment by someone else; try again") from None
+        rt.catch_up()
+        if args.json:
+            print(json.dumps({"cpo": cpo, "emsp": emsp, "module": args.module, "removed": True}, indent=2))
+        else:
+            print(f"removed the rule for {cpo} / {emsp} ({scope})")
+        return 0
+    except _Refused as exc:
+        return fail(str(exc))
+    finally:
+        rt.close()
+
+
+def cmd_routing_list(args) -> int:
+    rt = Runtime()
+    try:
+        emit(args, _rule_rows(rt), RULE_LIST_COLUMNS)
+    finally:
+        rt.close()
+    return 0
+
+
+# The direction data of a module normally flows in: the CPO sends Locations,
+# Tariffs, Sessions and CDRs; the eMSP sends Tokens and Commands. Used only to
+# settle which roles a multi-role platform plays in `hub routing explain`.
+_CPO_SENDS = {"locations", "tariffs", "sessions", "cdrs"}
+_EMSP_SENDS = {"tokens", "commands"}
+
+
+def _explain_pair(rt: Runtime, args) -> tuple[dict, dict]:
+    """The sender and receiver parties of `explain`: one CPO, one eMSP-side party."""
+    sender_name, senders = _party_candidates(rt, args.sender)
+    receiver_name, receivers = _party_candidates(rt, args.receiver)
+    pairs = [(s, r) for s in senders for r in receivers
+             if (s["role"] == "CPO") != (r["role"] == "CPO")]
+    if not pairs:
+        roles = (f"{sender_name} is {'/'.join(sorted(r['role'] for r in senders))}, "
+                 f"{receiver_name} is {'/'.join(sorted(r['role'] for r in receivers))}")
+        raise _Refused(f"no CPO / eMSP-side pair ({roles}); routing rules apply between a CPO "
+                       "and an eMSP-side party")
+    if len(pairs) > 1:
+        natural = [(s, r) for s, r in pairs
+                   if (args.module in _CPO_SENDS and s["role"] == "CPO")
+                   or (args.module in _EMSP_SENDS and r["role"] == "CPO")]
+        pairs = natural or pairs
+    if len(pairs) > 1:
+        options = ", ".join(f"{_key(s)} -> {_key(r)}" for s, r in pairs)
+        raise _Refused(f"ambiguous ({options}); write the parties as CC/PARTY_ID/ROLE")
+    return pairs[0]
+
+
+def cmd_routing_explain(args) -> int:
+    from hub.rules import DEFAULT_OPEN, RECEIVER_SUSPENDED, SENDER_SUSPENDED
+    from projections.rules import load_rules
+
+    rt = Runtime()
+    try:
+        sender, receiver = _explain_pair(rt, args)
+        cpo, emsp = (sender, receiver) if sender["role"] == "CPO" else (receiver, sender)
+        decision = load_rules(rt.app.pool).decide(
+            _key(cpo), _key(emsp), args.module,
+            sender_status=sender["status"], receiver_status=receiver["status"])
+        reason = {SENDER_SUSPENDED: f"sender {_key(sender)} is suspended",
+                  RECEIVER_SUSPENDED: f"receiver {_key(receiver)} is suspended"}.get(
+                      decision.reason, decision.reason)
+        rule = dict(decision.rule) if decision.rule else None
+        if rule and hasattr(rule.get("updated_at"), "isoformat"):
+            rule["updated_at"] = rule["updated_at"].isoformat()
+        result = {
+            "sender": _key(sender),
+            "receiver": _key(receiver),
+            "module": args.module,
+            "cpo": _key(cpo),
+            "emsp": _key(emsp),
+            "delivered": decision.allowed,
+            "decided_by": "rule" if rule else ("default" if decision.reason == DEFAULT_OPEN else "suspension"),
+            "reason": reason,
+            "rule": rule,
+            "sender_status": sender["status"],
+            "receiver_status": receiver["status"],
+        }
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            verdict = "delivered" if decision.allowed else "NOT delivered"
+            print(f"{result['sender']} -> {result['receiver']} ({args.module}): {verdict}")
+            print(f"decided by: {reason}")
+            if rule:
+                print(f"rule set by {rule['set_by']} at {rule['updated_at']}")
+        return 0
+    except _Refused as exc:
+        return fail(str(exc))
+    finally:
+        rt.close()
+
+
 def cmd_projections_status(args) -> int:
     from hub.eventlog import EventLog
     from projections import all_projections
@@ -413,6 +639,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", help="reconnect this existing platform")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_parties_connect)
+
+    from hub.domain.rules import MODULES
+
+    routing = sub.add_parser("routing", help="routing rules between CPOs and eMSPs").add_subparsers(
+        dest="action", required=True)
+    for effect in ("allow", "deny"):
+        p = routing.add_parser(effect, help=f"{effect} traffic between a CPO and an eMSP-side party")
+        p.add_argument("cpo", metavar="CPO_PARTY", help="the CPO party, IN/ABC (or IN/ABC/CPO)")
+        p.add_argument("emsp", metavar="EMSP_PARTY", help="the eMSP-side party, IN/EMP (or IN/EMP/ROLE)")
+        p.add_argument("--module", type=str.lower, choices=[*MODULES, "*"], default="*",
+                       help="only this module (default: every module)")
+        p.add_argument("--reason", default="", help="why (kept in the rule and the event log)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_routing_set, effect=effect)
+    p = routing.add_parser("remove", help="remove a rule (its history stays in the event log)")
+    p.add_argument("cpo", metavar="CPO_PARTY")
+    p.add_argument("emsp", metavar="EMSP_PARTY")
+    p.add_argument("--module", type=str.lower, choices=[*MODULES, "*"], default="*")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_routing_remove)
+    p = routing.add_parser("list", help="every rule in force")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_routing_list)
+    p = routing.add_parser("explain", help="would a message pass, and which rule decides")
+    p.add_argument("sender", metavar="SENDER", help="IN/ABC (or IN/ABC/ROLE)")
+    p.add_argument("receiver", metavar="RECEIVER", help="IN/EMP (or IN/EMP/ROLE)")
+    p.add_argument("--module", type=str.lower, choices=MODULES, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_routing_explain)
 
     projections = sub.add_parser("projections", help="read models").add_subparsers(dest="action", required=True)
     p = projections.add_parser("status", help="position and lag of every follower")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from projections.objects import ObjectsProjection
 from projections.parties import PartiesProjection
+from projections.rules import RulesProjection
 
 
 def all_projections() -> list:
-    return [PartiesProjection(), ObjectsProjection()]
+    return [PartiesProjection(), ObjectsProjection(), RulesProjection()]

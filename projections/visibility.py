@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
+from projections.rules import load_rules
+
 
 def visible_owners(pool: ConnectionPool, module: str, viewer_key: str) -> list[tuple[str, str]]:
     """The CPO parties whose ``module`` objects the party ``viewer_key`` may receive."""
-    from projections.rules import load_rules  # TODO(routing rules): import at top once it lands
-
     rules = load_rules(pool)
     with pool.connection() as conn:
         cpos = conn.execute(

@@ -97,20 +97,21 @@ def _outgoing(recipient, country_code: str, party_id: str, role: str, position: 
         platform_id=recipient, module=MODULE, interface="RECEIVER",
         object_key=party_key(country_code, party_id, role), method="PUT",
         path=f"/{country_code}/{party_id}", correlation_id=str(uuid.uuid4()), position=position,
+        kind="current",
     )
 
 
 def render_client_info(app: Hub):
     """Builds the current ClientInfo for a delivery row at send time."""
 
-    def render(row: dict) -> dict | None:
+    def render(row: dict):
         country_code, party_id, role = row["object_key"].split("/")
         with app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             party = cur.execute(
                 "SELECT * FROM view_parties WHERE country_code = %s AND party_id = %s AND role = %s",
                 (country_code, party_id, role),
             ).fetchone()
-        return client_info_row(party) if party else None
+        return ("PUT", row["path"], client_info_row(party)) if party else None
 
     return render
 
@@ -130,6 +131,7 @@ class StillAlive:
                 " bool_or(v.connection = 'OFFLINE') AS has_offline"
                 " FROM view_platforms p JOIN view_parties v USING (platform_id)"
                 " WHERE p.state = 'REGISTERED' AND v.connection IN ('CONNECTED', 'OFFLINE')"
+                " AND NOT v.suspended"
                 " GROUP BY p.platform_id, p.versions_url, p.partner_token, p.last_seen_at"
                 " HAVING bool_or(v.connection = 'OFFLINE')"
                 "   OR p.last_seen_at IS NULL"
@@ -164,19 +166,39 @@ class StillAlive:
                      method="GET", url=platform["versions_url"], request_id=request_id,
                      correlation_id=correlation_id, http_status=http_status, status_code=status_code,
                      error=error, sent_at=sent_at, duration_ms=elapsed))
-        self.mark(uow, platform["platform_id"], alive, error)
+        came_online = self.mark(uow, platform["platform_id"], alive, error)
         uow.commit()
+        if came_online:
+            self.drain(platform["platform_id"])
         return alive
 
-    def mark(self, uow: UnitOfWork, platform_id, alive: bool, reason: str | None) -> None:
-        """Set the platform's parties CONNECTED or OFFLINE (only where it changes)."""
+    def drain(self, platform_id) -> None:
+        """A platform is back: its waiting deliveries are due now, not after their backoff."""
+        with self.app.pool.connection() as conn:
+            conn.execute("UPDATE hub_deliveries SET next_attempt_at = now() WHERE platform_id = %s"
+                         " AND state = 'PENDING'", (platform_id,))
+
+    def unreachable(self, platform_id, reason: str) -> None:
+        """Deliveries keep failing: the platform's parties become OFFLINE."""
+        uow = UnitOfWork(self.app)
+        self.mark(uow, platform_id, False, reason)
+        uow.commit()
+
+    def mark(self, uow: UnitOfWork, platform_id, alive: bool, reason: str | None) -> bool:
+        """Set the platform's parties CONNECTED or OFFLINE (only where it changes).
+
+        Returns True when some party came back online.
+        """
         platform = self.app.platform(platform_id)
+        came_online = False
         for party in self.app.parties_of(platform):
             if party.platform_id != platform.id:
                 continue
             if alive and party.connection == "OFFLINE":
                 party.come_online()
                 uow.add(party)
+                came_online = True
             elif not alive and party.connection == "CONNECTED":
                 party.go_offline(reason or "still-alive check failed")
                 uow.add(party)
+        return came_online

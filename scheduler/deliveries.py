@@ -1,15 +1,31 @@
-"""Durable deliveries to partners: the outbox, leases, retries with backoff.
+"""Durable deliveries to partners: the outbox, leases, retries, collapsing.
 
-A delivery is one OCPI request the hub owes a partner platform. Rows are
-created by dispatcher followers in the same transaction as their tracking
-position, so nothing is enqueued twice or lost. Senders lease due rows with
-``FOR UPDATE SKIP LOCKED`` (several workers never send the same row at the
-same time), deliver them strictly in order per (platform, module, object), and
+A delivery is one OCPI request the hub owes one recipient (a party on a
+partner platform, or the platform itself for HubClientInfo). Dispatcher
+followers create rows in the same transaction as their tracking position, so
+nothing is enqueued twice or lost. Senders lease due rows with ``FOR UPDATE
+SKIP LOCKED`` (several workers never send the same row at the same time) and
 record every attempt as a ``Call.Made`` event.
 
-A row with ``body IS NULL`` is *collapsible*: it means "send the object's
-current state", so a newer change for the same object merges into the pending
-row (``revision`` goes up) instead of queuing a stale intermediate update.
+Ordering: per (platform, recipient, module, object) only the oldest pending
+row is ever leased, so a PATCH never overtakes the PUT before it, while one
+stuck object does not hold up others.
+
+Two kinds of rows:
+- ``exact``: the request exactly as a partner pushed it (method, path, body).
+  When a recipient fell behind on an object (the oldest row failed before or
+  waited longer than ``COLLAPSE_AFTER_SECONDS``, e.g. the recipient was
+  down) and more rows for it wait, the sender sends the object's current state
+  once instead (a PUT, or a DELETE for a deleted Tariff) and closes that
+  backlog. A recipient that keeps up gets every message as pushed. CDRs never
+  collapse.
+- ``current``: "send this object's current state" (HubClientInfo); a newer
+  change merges into the pending row (``revision`` goes up).
+
+Recipients are only sent to while CONNECTED; an OFFLINE recipient's rows wait
+for the still-alive probe, a SUSPENDED one's wait for the operator (and are
+parked by the give-up sweep). After ``OFFLINE_AFTER_ATTEMPTS`` failed attempts
+of one row its platform is marked OFFLINE.
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,11 +54,17 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
+OFFLINE_AFTER_ATTEMPTS = 3
+COLLAPSE_AFTER_SECONDS = 30.0
+COLLAPSIBLE = frozenset({"locations", "tariffs", "sessions"})
+RETRY_HTTP = frozenset({401, 403, 404, 408, 425, 429})
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS hub_deliveries (
         id bigserial PRIMARY KEY,
         platform_id uuid NOT NULL,
+        recipient text,
+        kind text NOT NULL DEFAULT 'exact',
         module text NOT NULL,
         interface text NOT NULL,
         object_key text NOT NULL,
@@ -62,21 +85,23 @@ DDL = [
         last_attempt_at timestamptz,
         last_http_status integer,
         last_status_code integer,
-        last_error text
+        last_error text,
+        note text
     )""",
     """CREATE UNIQUE INDEX IF NOT EXISTS hub_deliveries_collapse
-        ON hub_deliveries (platform_id, module, object_key)
-        WHERE state = 'PENDING' AND body IS NULL""",
+        ON hub_deliveries (platform_id, (coalesce(recipient, '')), module, object_key)
+        WHERE state = 'PENDING' AND kind = 'current'""",
     """CREATE INDEX IF NOT EXISTS hub_deliveries_pending
         ON hub_deliveries (platform_id, module, object_key, id) WHERE state = 'PENDING'""",
     """CREATE INDEX IF NOT EXISTS hub_deliveries_due
         ON hub_deliveries (next_attempt_at) WHERE state = 'PENDING'""",
+    "CREATE INDEX IF NOT EXISTS hub_deliveries_state ON hub_deliveries (state, platform_id)",
 ]
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """What a follower asks to send."""
+    """What a dispatcher asks to send."""
 
     platform_id: UUID
     module: str
@@ -86,45 +111,55 @@ class Outgoing:
     path: str
     correlation_id: str
     position: int
-    body: Any = None  # None: build the object's current state when sending
+    recipient: str | None = None
+    body: Any = None
     headers: dict | None = None
+    kind: str = "exact"
 
 
 def enqueue(cur: psycopg.Cursor, item: Outgoing) -> None:
-    """Add a delivery inside the caller's transaction (collapsing current-state rows)."""
-    params = (item.platform_id, item.module, item.interface, item.object_key, item.method,
-              item.path, None if item.body is None else Jsonb(item.body),
-              Jsonb(item.headers or {}), item.correlation_id, item.position)
-    if item.body is None:
-        cur.execute(
-            "INSERT INTO hub_deliveries (platform_id, module, interface, object_key, method, path,"
-            " body, headers, correlation_id, position) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (platform_id, module, object_key) WHERE state = 'PENDING' AND body IS NULL"
+    """Add a delivery inside the caller's transaction."""
+    params = (item.platform_id, item.recipient, item.kind, item.module, item.interface,
+              item.object_key, item.method, item.path,
+              None if item.body is None else Jsonb(item.body), Jsonb(item.headers or {}),
+              item.correlation_id, item.position)
+    insert = (
+        "INSERT INTO hub_deliveries (platform_id, recipient, kind, module, interface, object_key,"
+        " method, path, body, headers, correlation_id, position)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    )
+    if item.kind == "current":
+        insert += (
+            " ON CONFLICT (platform_id, (coalesce(recipient, '')), module, object_key)"
+            " WHERE state = 'PENDING' AND kind = 'current'"
             " DO UPDATE SET position = excluded.position, revision = hub_deliveries.revision + 1,"
-            " correlation_id = excluded.correlation_id, method = excluded.method,"
-            " path = excluded.path",
-            params,
+            " correlation_id = excluded.correlation_id"
         )
-    else:
-        cur.execute(
-            "INSERT INTO hub_deliveries (platform_id, module, interface, object_key, method, path,"
-            " body, headers, correlation_id, position) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            params,
-        )
+    cur.execute(insert, params)
 
 
 def backoff(attempts: int) -> float:
-    """Exponential backoff with full jitter, capped."""
+    """Exponential backoff with jitter, capped."""
     return random.uniform(0.5, 1.0) * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
 
 
-class Sender:
-    """Leases due deliveries and sends them. ``render`` builds current-state bodies."""
+Render = Callable[[dict], "tuple[str, str, Any] | None"]
 
-    def __init__(self, app: Hub, client: OcpiClient, renderers: dict[str, Any]) -> None:
+
+class Sender:
+    """Leases due deliveries and sends them.
+
+    ``renderers[module](row)`` returns the object's current state as
+    ``(method, path, body)``, or None when there is nothing to send.
+    ``on_unreachable(platform_id, reason)`` is called when a platform keeps failing.
+    """
+
+    def __init__(self, app: Hub, client: OcpiClient, renderers: dict[str, Render],
+                 on_unreachable: Callable[[UUID, str], None] | None = None) -> None:
         self.app = app
         self.client = client
         self.renderers = renderers
+        self.on_unreachable = on_unreachable
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
     def lease(self, limit: int = 50) -> list[dict]:
@@ -138,7 +173,13 @@ class Sender:
                       AND NOT EXISTS (
                           SELECT 1 FROM hub_deliveries e
                           WHERE e.state = 'PENDING' AND e.platform_id = d.platform_id
-                            AND e.module = d.module AND e.object_key = d.object_key AND e.id < d.id)
+                            AND e.module = d.module AND e.object_key = d.object_key
+                            AND coalesce(e.recipient, '') = coalesce(d.recipient, '') AND e.id < d.id)
+                      AND EXISTS (
+                          SELECT 1 FROM view_parties v
+                          WHERE v.platform_id = d.platform_id AND v.status = 'CONNECTED'
+                            AND (d.recipient IS NULL
+                                 OR v.country_code || '/' || v.party_id || '/' || v.role = d.recipient))
                     ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED)
                 UPDATE hub_deliveries h SET lease_until = now() + make_interval(secs => %s),
                     leased_by = %s, attempts = h.attempts + 1, last_attempt_at = now()
@@ -156,8 +197,31 @@ class Sender:
             if not rows:
                 return sent
             for row in rows:
-                self._send(row)
+                try:
+                    self._send(row)
+                except Exception:  # never lose the row: it is retried after the lease
+                    log.exception("delivery %s failed unexpectedly", row["id"])
+                    self._retry(row, "internal error while sending", None, None)
                 sent += 1
+
+    # One delivery --------------------------------------------------------------
+    def _backlog(self, row: dict) -> int:
+        """Highest id of the pending rows for the same recipient and object (collapse range)."""
+        with self.app.pool.connection() as conn:
+            (top,) = conn.execute(
+                "SELECT max(id) FROM hub_deliveries WHERE state = 'PENDING' AND platform_id = %s"
+                " AND coalesce(recipient, '') = coalesce(%s, '') AND module = %s AND object_key = %s",
+                (row["platform_id"], row["recipient"], row["module"], row["object_key"]),
+            ).fetchone()
+        return top or row["id"]
+
+    @staticmethod
+    def _behind(row: dict) -> bool:
+        """The recipient fell behind on this object: it failed before, or the row waited long."""
+        if row["module"] not in COLLAPSIBLE:
+            return False
+        waited = (datetime.now(UTC) - row["created_at"]).total_seconds()
+        return row["attempts"] > 1 or waited > COLLAPSE_AFTER_SECONDS
 
     def _send(self, row: dict) -> None:
         platform = row["platform"] or {}
@@ -166,62 +230,82 @@ class Sender:
         if platform.get("state") != "REGISTERED" or not base or not token_sealed:
             self._finish(row, "FAILED", error="recipient no longer registered or lacks the endpoint")
             return
-        body = row["body"]
-        if body is None:
-            renderer = self.renderers.get(row["module"])
-            body = renderer(row) if renderer else None
-            if body is None:
-                self._finish(row, "DELIVERED", error="nothing to send: object no longer exists")
+        method, path, body = row["method"], row["path"], row["body"]
+        upto = row["id"]
+        if row["kind"] == "exact" and self._behind(row):
+            upto = self._backlog(row)
+        if row["kind"] == "current" or upto > row["id"]:
+            rendered = self.renderers[row["module"]](row)
+            if rendered is None:
+                self._finish(row, "DELIVERED", note="nothing to send: the object no longer exists", upto=upto)
                 return
-        url = base.rstrip("/") + row["path"]
+            method, path, body = rendered
+        url = base.rstrip("/") + path
         sent_at = format_datetime(datetime.now(UTC))
         try:
             response = self.client.request(
-                row["method"], url, self.app.cipher.decrypt(token_sealed), json=body,
+                method, url, self.app.cipher.decrypt(token_sealed), json=body,
                 headers=row["headers"] or None, correlation_id=row["correlation_id"],
             )
         except PartnerCallError as exc:
-            self._record(row, url, sent_at, exc.request_id, exc.http_status, None, str(exc), exc.elapsed_ms)
+            self._record(row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),
+                         exc.elapsed_ms)
             self._retry(row, str(exc), exc.http_status, None)
             return
         error = None if response.ok else (
             f"HTTP {response.http_status}, status {response.status_code}: "
             f"{str(response.body.get('status_message', ''))[:200]}"
         )
-        self._record(row, url, sent_at, response.request_id, response.http_status,
+        self._record(row, method, url, sent_at, response.request_id, response.http_status,
                      response.status_code, error, response.elapsed_ms)
         if response.ok:
+            note = f"collapsed {upto - row['id']} later updates into the current state" if upto > row["id"] else None
             self._finish(row, "DELIVERED", http_status=response.http_status,
-                         status_code=response.status_code)
-        elif response.http_status == 429 or response.http_status >= 500:
-            retry_after = _retry_after(response.headers)
-            self._retry(row, error, response.http_status, response.status_code, retry_after)
+                         status_code=response.status_code, upto=upto, note=note)
+        elif response.http_status >= 500 or response.http_status in RETRY_HTTP:
+            self._retry(row, error, response.http_status, response.status_code,
+                        _retry_after(response.headers))
+        elif method == "PATCH" and row["module"] in COLLAPSIBLE:
+            # OCPI: when a PATCH fails, send the whole object (PUT) instead.
+            self._resend_current(row, error, response.http_status, response.status_code)
         else:
-            # The partner understood and refused (2xxx/3xxx, 4xx): retrying won't help.
+            # The partner understood and refused (2xxx/3xxx or 4xx): park it for the operator.
             self._finish(row, "FAILED", error=error, http_status=response.http_status,
-                         status_code=response.status_code)
+                         status_code=response.status_code, upto=upto)
 
-    def _record(self, row, url, sent_at, request_id, http_status, status_code, error, elapsed) -> None:
+    def _record(self, row, method, url, sent_at, request_id, http_status, status_code, error,
+                elapsed) -> None:
         self.app.save(Call(
             platform_id=str(row["platform_id"]), purpose="delivery", module=row["module"],
-            method=row["method"], url=url, request_id=request_id,
-            correlation_id=row["correlation_id"], http_status=http_status, status_code=status_code,
-            error=error, sent_at=sent_at, duration_ms=elapsed, delivery_id=row["id"],
-            attempt=row["attempts"],
+            method=method, url=url, request_id=request_id, correlation_id=row["correlation_id"],
+            http_status=http_status, status_code=status_code, error=error, sent_at=sent_at,
+            duration_ms=elapsed, delivery_id=row["id"], attempt=row["attempts"],
         ))
 
-    def _finish(self, row: dict, state: str, *, error: str | None = None,
-                http_status: int | None = None, status_code: int | None = None) -> None:
-        """Close the row, unless a newer revision arrived while it was in flight."""
-        with self.app.pool.connection() as conn:
+    def _finish(self, row: dict, state: str, *, error: str | None = None, http_status: int | None = None,
+                status_code: int | None = None, upto: int | None = None, note: str | None = None) -> None:
+        """Close the row (and a collapsed backlog up to ``upto``).
+
+        A ``current`` row whose revision moved on while in flight stays pending.
+        """
+        with self.app.pool.connection() as conn, conn.transaction():
             conn.execute(
                 "UPDATE hub_deliveries SET state = CASE WHEN revision = %s THEN %s ELSE state END,"
                 " delivered_at = CASE WHEN revision = %s AND %s = 'DELIVERED' THEN now() END,"
-                " lease_until = NULL, last_error = %s, last_http_status = %s, last_status_code = %s"
-                " WHERE id = %s",
-                (row["revision"], state, row["revision"], state, error, http_status, status_code,
+                " lease_until = NULL, last_error = %s, last_http_status = %s, last_status_code = %s,"
+                " note = %s WHERE id = %s",
+                (row["revision"], state, row["revision"], state, error, http_status, status_code, note,
                  row["id"]),
             )
+            if upto and upto > row["id"]:
+                conn.execute(
+                    "UPDATE hub_deliveries SET state = %s, delivered_at = CASE WHEN %s = 'DELIVERED'"
+                    " THEN now() END, note = %s WHERE state = 'PENDING' AND platform_id = %s"
+                    " AND coalesce(recipient, '') = coalesce(%s, '') AND module = %s AND object_key = %s"
+                    " AND id > %s AND id <= %s",
+                    (state, state, f"included in the current state sent by delivery {row['id']}",
+                     row["platform_id"], row["recipient"], row["module"], row["object_key"], row["id"], upto),
+                )
 
     def _retry(self, row: dict, error: str | None, http_status: int | None,
                status_code: int | None, retry_after: float | None = None) -> None:
@@ -233,16 +317,30 @@ class Sender:
                 " last_http_status = %s, last_status_code = %s WHERE id = %s",
                 (delay, error, http_status, status_code, row["id"]),
             )
+        if row["attempts"] >= OFFLINE_AFTER_ATTEMPTS and self.on_unreachable is not None:
+            self.on_unreachable(row["platform_id"], f"{row['attempts']} failed deliveries: {error}")
 
+    def _resend_current(self, row: dict, error: str | None, http_status: int | None,
+                        status_code: int | None) -> None:
+        cc, pid, oid = row["object_key"].split("/")[1:4]
+        with self.app.pool.connection() as conn:
+            conn.execute(
+                "UPDATE hub_deliveries SET kind = 'current', method = 'PUT', path = %s,"
+                " lease_until = NULL, next_attempt_at = now(), last_error = %s, last_http_status = %s,"
+                " last_status_code = %s, note = 'PATCH refused; sending the whole object' WHERE id = %s",
+                (f"/{cc}/{pid}/{oid}", error, http_status, status_code, row["id"]),
+            )
+
+    # Operator actions ------------------------------------------------------------
     def give_up(self, older_than_seconds: float) -> int:
         """Park deliveries that could not be made within the give-up age."""
         with self.app.pool.connection() as conn:
             cur = conn.execute(
                 "UPDATE hub_deliveries SET state = 'FAILED', lease_until = NULL,"
-                " last_error = coalesce(last_error, '') || ' (gave up)'"
+                " note = 'gave up after ' || %s || ' s'"
                 " WHERE state = 'PENDING' AND created_at < now() - make_interval(secs => %s)"
                 " AND (lease_until IS NULL OR lease_until < now())",
-                (older_than_seconds,),
+                (int(older_than_seconds), older_than_seconds),
             )
             return cur.rowcount
 

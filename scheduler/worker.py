@@ -21,15 +21,17 @@ from hub.config import Settings
 from hub.eventlog import EventLog, Waker
 from hub.ocpi.client import OcpiClient
 from projections import all_projections
-from projections.parties import PartiesProjection
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
 from scheduler.deliveries import Sender
+from scheduler.forwarding import ForwardingDispatcher, render_current
 
 log = logging.getLogger(__name__)
 
 
 def dispatchers() -> list:
-    return [ClientInfoDispatcher()]
+    """Followers that turn events into deliveries; they read the views, so they
+    run only up to the position every projection has reached."""
+    return [ClientInfoDispatcher(), ForwardingDispatcher()]
 
 
 class Worker:
@@ -40,8 +42,14 @@ class Worker:
         self.client = OcpiClient(read_timeout=settings.forward_timeout)
         self.projections = all_projections()
         self.dispatchers = dispatchers()
-        self.sender = Sender(self.app, self.client, {"hubclientinfo": render_client_info(self.app)})
         self.still_alive = StillAlive(self.app, self.client, settings.still_alive_after)
+        current = render_current(self.app)
+        self.sender = Sender(
+            self.app, self.client,
+            {"hubclientinfo": render_client_info(self.app), "locations": current, "tariffs": current,
+             "sessions": current},
+            on_unreachable=self._unreachable,
+        )
         self.waker = Waker(database_url)
         self.deliver_now = threading.Event()
         self.stopping = threading.Event()
@@ -52,13 +60,19 @@ class Worker:
         applied = 0
         for projection in self.projections:
             applied += self.log.try_catch_up(projection)
-        parties_position = self.log.position(PartiesProjection.name)
+        views_position = min(self.log.position(p.name) for p in self.projections)
         for dispatcher in self.dispatchers:
             before = applied
-            applied += self.log.catch_up(dispatcher, until=parties_position) if parties_position else 0
+            applied += self.log.catch_up(dispatcher, until=views_position) if views_position else 0
             if applied > before:
                 self.deliver_now.set()
         return applied
+
+    def _unreachable(self, platform_id, reason: str) -> None:
+        try:
+            self.still_alive.unreachable(platform_id, reason)
+        except Exception:
+            log.exception("could not mark platform %s offline", platform_id)
 
     def _follow_loop(self) -> None:
         while not self.stopping.is_set():

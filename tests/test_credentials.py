@@ -232,8 +232,10 @@ def test_clientinfo_pushed_on_registration_and_suspension(hub, worker):
         app.close()
         assert emsp.wait_for(lambda r: r.method == "PUT" and r.path.endswith("/IN/ECP")
                              and r.body.get("status") == "SUSPENDED")
-        # A suspended party's own token is refused.
-        assert wait_until(lambda: hub.call("GET", "/ocpi/2.2.1/credentials", cpo.hub_token).status_code == 401)
+        # A suspended party's own token is refused on functional and hubclientinfo modules,
+        # while credentials stay usable (to rotate or unregister).
+        assert wait_until(lambda: hub.call("GET", "/ocpi/2.2.1/hubclientinfo", cpo.hub_token).status_code == 401)
+        assert hub.call("GET", "/ocpi/2.2.1/credentials", cpo.hub_token).status_code == 200
     finally:
         emsp.stop()
         cpo.stop()

@@ -1,0 +1,69 @@
+"""CDRs module, RECEIVER interface (CPOs push).
+
+POST ``/cdrs/receiver`` stores a CDR once and answers 201 with a ``Location``
+header: ``/cdrs/receiver/{country_code}/{party_id}/{cdr_id}``, where the CPO
+can GET it back. CDRs are immutable: PUT, PATCH and DELETE answer 405.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from handlers.context import WebContext
+from handlers.pushing import answer, check_directed, check_owner, message_of, read_body
+from handlers.sessions import emsp_of
+from hub.domain.objects import Cdr
+from hub.errors import NotFound
+from hub.ocpi import models
+from hub.ocpi.envelope import envelope
+from hub.ocpi.status import OcpiStatus
+
+BASE = "cdrs/receiver"
+
+
+class CdrPost:
+    """POST of a new CDR (``/cdrs/receiver``)."""
+
+    module = "cdrs"
+    interface = "RECEIVER"
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req, resp):
+        body = read_body(req, models.CDR)
+        check_owner(req, body["country_code"], body["party_id"], "CPO",
+                    field="country_code/party_id in the body")
+        check_directed(req, "cdrs", emsp_of(body))
+        path = f"/{body['country_code']}/{body['party_id']}/{body['id']}"
+        result = self.ctx.pushes.post_cdr(req.context.uow, body, message_of(req, "POST", path))
+        answer(resp, result, "CDR")
+        cdr = result.aggregate
+        resp.set_header("Location", "/".join([
+            self.ctx.settings.module_url(BASE), quote(cdr.country_code, safe=""),
+            quote(cdr.party_id, safe=""), quote(cdr.object_id, safe="")]))
+
+
+class CdrItem:
+    """GET of one stored CDR, at the URL the POST answered in ``Location``."""
+
+    module = "cdrs"
+    interface = "RECEIVER"
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req, resp, country_code, party_id, cdr_id):
+        check_owner(req, country_code, party_id, "CPO")
+        cdr = self.ctx.pushes.get(Cdr, country_code, party_id, cdr_id)
+        if cdr is None:
+            raise NotFound(f"the hub holds no CDR {country_code}/{party_id}/{cdr_id}",
+                           OcpiStatus.INVALID_PARAMETERS)
+        resp.media = envelope(cdr.body)
+
+
+ENDPOINTS = [("cdrs", "RECEIVER", BASE)]
+
+
+def routes(ctx: WebContext) -> list[tuple[str, object]]:
+    return [(BASE, CdrPost(ctx)), (BASE + "/{country_code}/{party_id}/{cdr_id}", CdrItem(ctx))]

@@ -1,0 +1,70 @@
+"""Sessions module, RECEIVER interface (CPOs push).
+
+``/sessions/receiver/{country_code}/{party_id}/{session_id}`` with GET (the
+hub's copy), PUT (replaces the Session, ``charging_periods`` included) and
+PATCH (``charging_periods`` in a PATCH are appended).
+"""
+
+from __future__ import annotations
+
+from handlers.context import WebContext
+from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
+from hub.domain.objects import Session
+from hub.errors import NotFound
+from hub.ocpi import models
+from hub.ocpi.envelope import envelope
+from hub.ocpi.status import OcpiStatus
+
+
+def emsp_of(body: dict) -> tuple[str, str] | None:
+    """The eMSP a Session or CDR belongs to: its ``cdr_token`` owner."""
+    token = body.get("cdr_token")
+    if not isinstance(token, dict):
+        return None
+    return str(token.get("country_code", "")).upper(), str(token.get("party_id", "")).upper()
+
+
+class SessionReceiver:
+    module = "sessions"
+    interface = "RECEIVER"
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req, resp, country_code, party_id, session_id):
+        check_owner(req, country_code, party_id, "CPO")
+        session = self.ctx.pushes.get(Session, country_code, party_id, session_id)
+        if session is None:
+            raise NotFound(f"the hub holds no session {country_code}/{party_id}/{session_id}",
+                           OcpiStatus.INVALID_PARAMETERS)
+        resp.media = envelope(session.body)
+
+    def on_put(self, req, resp, country_code, party_id, session_id):
+        check_owner(req, country_code, party_id, "CPO")
+        body = read_body(req, models.Session)
+        check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
+        check_directed(req, "sessions", emsp_of(body))
+        message = message_of(req, "PUT", f"/{country_code}/{party_id}/{session_id}")
+        result = self.ctx.pushes.put_session(req.context.uow, country_code, party_id, session_id,
+                                             body, message)
+        answer(resp, result, "session")
+
+    def on_patch(self, req, resp, country_code, party_id, session_id):
+        check_owner(req, country_code, party_id, "CPO")
+        body = read_body(req, models.Session, partial=True)
+        check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
+        if req.context.routing.scenario == "directed":
+            stored = self.ctx.pushes.get(Session, country_code, party_id, session_id)
+            check_directed(req, "sessions", emsp_of(body) if "cdr_token" in body or stored is None
+                           else stored.emsp)
+        message = message_of(req, "PATCH", f"/{country_code}/{party_id}/{session_id}")
+        result = self.ctx.pushes.patch_session(req.context.uow, country_code, party_id, session_id,
+                                               body, message)
+        answer(resp, result, "session")
+
+
+ENDPOINTS = [("sessions", "RECEIVER", "sessions/receiver")]
+
+
+def routes(ctx: WebContext) -> list[tuple[str, object]]:
+    return [("sessions/receiver/{country_code}/{party_id}/{session_id}", SessionReceiver(ctx))]

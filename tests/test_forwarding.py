@@ -1,0 +1,125 @@
+"""Store and forward: what eMSPs receive when a CPO pushes through the hub."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from tests import ocpi_examples as ex
+from tests.conftest import wait_until
+from tests.partner import role
+from tests.test_cli import run_hub
+
+HUB = {"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
+
+
+def stamp(seconds: int) -> str:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    return (base + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Cpo:
+    """A CPO pushing to the hub the way a real back office would."""
+
+    def __init__(self, hub, partner, cc="IN", pid="ECP") -> None:
+        self.hub, self.partner, self.cc, self.pid = hub, partner, cc, pid
+
+    def push(self, method: str, path: str, body=None, to: tuple[str, str] | None = ("IN", "CIH"),
+             correlation_id: str | None = None):
+        headers = {"OCPI-from-country-code": self.cc, "OCPI-from-party-id": self.pid,
+                   "X-Correlation-ID": correlation_id or str(uuid.uuid4())}
+        if to:
+            headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+        answer = self.hub.call(method, f"/ocpi/2.2.1/{path}", self.partner.hub_token, json=body,
+                               headers=headers)
+        return answer
+
+
+def received(partner, module: str, method: str | None = None) -> list:
+    return partner.requests_to(f"/ocpi/2.2.1/{module}/receiver", method)
+
+
+def test_broadcast_directed_rules_and_per_emsp(hub, worker, settings):
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    em3 = hub.connect_partner([role("EMSP", "IN", "EM3")])
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo = Cpo(hub, cpo_partner)
+    run_hub(settings, "routing", "deny", "IN/ECP", "IN/EM3", "--module", "locations")
+    try:
+        location = ex.location(id="LOC1", last_updated=stamp(1))
+        correlation = str(uuid.uuid4())
+        answer = cpo.push("PUT", "locations/receiver/IN/ECP/LOC1", location, correlation_id=correlation)
+        assert answer.status_code == 201 and answer.json()["status_code"] == 1000
+        for partner in (em1, em2):
+            got = wait_until(lambda p=partner: received(p, "locations", "PUT"))
+            assert got, f"{partner.roles[0]['party_id']} received no location"
+            put = got[0]
+            assert put.path == "/ocpi/2.2.1/locations/receiver/IN/ECP/LOC1"
+            assert put.body == location
+            assert put.header("OCPI-from-country-code") == "IN" and put.header("OCPI-from-party-id") == "CIH"
+            assert put.header("OCPI-to-party-id") == partner.roles[0]["party_id"]
+            assert put.header("X-Correlation-ID") == correlation
+            assert put.header("X-Request-ID") not in (None, answer.headers["X-Request-ID"])
+            assert put.token == partner.token_for_hub
+        # EVSE status PATCHes arrive in order.
+        for n, status in enumerate(["CHARGING", "AVAILABLE", "BLOCKED"], start=2):
+            assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1/EVSE-BLR-0001-1",
+                            {"status": status, "last_updated": stamp(n)}).json()["status_code"] == 1000
+        assert wait_until(lambda: len(received(em1, "locations", "PATCH")) == 3)
+        assert [r.body["status"] for r in received(em1, "locations", "PATCH")] == ["CHARGING", "AVAILABLE", "BLOCKED"]
+        # Tariffs are broadcast too; the rule denied only locations to EM3.
+        tariff = ex.tariff(id="TRF1", last_updated=stamp(5))
+        assert cpo.push("PUT", "tariffs/receiver/IN/ECP/TRF1", tariff).status_code == 201
+        assert wait_until(lambda: received(em3, "tariffs", "PUT"))
+        assert received(em3, "tariffs", "PUT")[0].body == tariff
+        # Directed: only EM1, FROM the CPO.
+        private = ex.location(id="LOC2", last_updated=stamp(6))
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC2", private, to=("IN", "EM1")).status_code == 201
+        got = wait_until(lambda: [r for r in received(em1, "locations", "PUT") if r.path.endswith("/LOC2")])
+        assert got and got[0].header("OCPI-from-party-id") == "ECP"
+        # Sessions and CDRs: only the eMSP of cdr_token, open routing (no OCPI-to).
+        session = ex.session(id="S1", cdr_token=ex.cdr_token(party_id="EM2"), last_updated=stamp(7))
+        assert cpo.push("PUT", "sessions/receiver/IN/ECP/S1", session, to=None).status_code == 201
+        cdr = ex.cdr(id="CDR1", cdr_token=ex.cdr_token(party_id="EM2"), last_updated=stamp(8))
+        posted = cpo.push("POST", "cdrs/receiver", cdr, to=None)
+        assert posted.status_code == 201
+        assert hub.call("GET", posted.headers["Location"], cpo_partner.hub_token,
+                        headers={"OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP",
+                                 **HUB}).json()["data"] == cdr
+        assert wait_until(lambda: received(em2, "cdrs", "POST"))
+        assert received(em2, "cdrs", "POST")[0].body == cdr
+        assert received(em2, "sessions", "PUT")[0].body == session
+        assert received(em2, "sessions", "PUT")[0].header("OCPI-from-party-id") == "ECP"
+        worker.follow_once()
+        worker.deliver()
+        # Nobody else got the session, the CDR, or EM3 a location; nothing went back to the CPO.
+        for partner in (em1, em3):
+            assert not received(partner, "sessions") and not received(partner, "cdrs")
+        assert not received(em3, "locations")
+        assert not [r for r in received(em2, "locations") if r.path.endswith("/LOC2")]
+        assert not cpo_partner.requests_to("/ocpi/2.2.1/locations")
+    finally:
+        for partner in (em1, em2, em3, cpo_partner):
+            partner.stop()
+
+
+def test_stale_and_invalid_pushes_are_not_forwarded(hub, worker):
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo = Cpo(hub, cpo_partner)
+    try:
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC1", ex.location(id="LOC1", last_updated=stamp(10))).status_code == 201
+        older = cpo.push("PUT", "locations/receiver/IN/ECP/LOC1", ex.location(id="LOC1", name="Old", last_updated=stamp(5)))
+        assert older.json()["status_code"] == 1000 and "older" in older.json()["status_message"]
+        bad = cpo.push("PUT", "locations/receiver/IN/ECP/LOC9", ex.location(id="LOC9", country="INDIA"))
+        assert bad.json()["status_code"] == 2001 and "country" in bad.json()["status_message"]
+        wait_until(lambda: received(em1, "locations", "PUT"))
+        worker.follow_once()
+        worker.deliver()
+        puts = received(em1, "locations", "PUT")
+        assert [r.path.rsplit("/", 1)[1] for r in puts] == ["LOC1"]
+        assert puts[0].body["last_updated"] == stamp(10)
+    finally:
+        em1.stop()
+        cpo_partner.stop()

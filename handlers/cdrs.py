@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from handlers.context import WebContext
+from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_directed, check_owner, message_of, read_body
 from handlers.sessions import emsp_of
 from hub.domain.objects import Cdr
@@ -62,8 +63,13 @@ class CdrItem:
         resp.media = envelope(cdr.body)
 
 
-ENDPOINTS = [("cdrs", "RECEIVER", BASE)]
+ENDPOINTS = [("cdrs", "SENDER", "cdrs/sender"), ("cdrs", "RECEIVER", BASE)]
 
 
 def routes(ctx: WebContext) -> list[tuple[str, object]]:
-    return [(BASE, CdrPost(ctx)), (BASE + "/{country_code}/{party_id}/{cdr_id}", CdrItem(ctx))]
+    return [
+        ("cdrs/sender", ObjectList(ctx, "cdrs")),
+        ("cdrs/sender/{object_id}", ObjectItem(ctx, "cdrs")),
+        (BASE, CdrPost(ctx)),
+        (BASE + "/{country_code}/{party_id}/{cdr_id}", CdrItem(ctx)),
+    ]

@@ -8,6 +8,7 @@ PATCH (``charging_periods`` in a PATCH are appended).
 from __future__ import annotations
 
 from handlers.context import WebContext
+from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
 from hub.domain.objects import Session
 from hub.errors import NotFound
@@ -53,18 +54,23 @@ class SessionReceiver:
         check_owner(req, country_code, party_id, "CPO")
         body = read_body(req, models.Session, partial=True)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
-        if req.context.routing.scenario == "directed":
+        emsp = emsp_of(body)
+        if emsp is None and req.context.routing.scenario == "directed":
             stored = self.ctx.pushes.get(Session, country_code, party_id, session_id)
-            check_directed(req, "sessions", emsp_of(body) if "cdr_token" in body or stored is None
-                           else stored.emsp)
+            emsp = stored.emsp if stored is not None else None
+        check_directed(req, "sessions", emsp)
         message = message_of(req, "PATCH", f"/{country_code}/{party_id}/{session_id}")
         result = self.ctx.pushes.patch_session(req.context.uow, country_code, party_id, session_id,
                                                body, message)
         answer(resp, result, "session")
 
 
-ENDPOINTS = [("sessions", "RECEIVER", "sessions/receiver")]
+ENDPOINTS = [("sessions", "SENDER", "sessions/sender"), ("sessions", "RECEIVER", "sessions/receiver")]
 
 
 def routes(ctx: WebContext) -> list[tuple[str, object]]:
-    return [("sessions/receiver/{country_code}/{party_id}/{session_id}", SessionReceiver(ctx))]
+    return [
+        ("sessions/sender", ObjectList(ctx, "sessions")),
+        ("sessions/sender/{object_id}", ObjectItem(ctx, "sessions")),
+        ("sessions/receiver/{country_code}/{party_id}/{session_id}", SessionReceiver(ctx)),
+    ]

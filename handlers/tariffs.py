@@ -7,6 +7,7 @@ hub's copy), PUT and DELETE. Tariffs have no PATCH: Falcon answers 405.
 from __future__ import annotations
 
 from handlers.context import WebContext
+from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
 from hub.domain.objects import Tariff
 from hub.errors import NotFound
@@ -49,8 +50,12 @@ class TariffReceiver:
         answer(resp, result, "tariff")
 
 
-ENDPOINTS = [("tariffs", "RECEIVER", "tariffs/receiver")]
+ENDPOINTS = [("tariffs", "SENDER", "tariffs/sender"), ("tariffs", "RECEIVER", "tariffs/receiver")]
 
 
 def routes(ctx: WebContext) -> list[tuple[str, object]]:
-    return [("tariffs/receiver/{country_code}/{party_id}/{tariff_id}", TariffReceiver(ctx))]
+    return [
+        ("tariffs/sender", ObjectList(ctx, "tariffs")),
+        ("tariffs/sender/{object_id}", ObjectItem(ctx, "tariffs")),
+        ("tariffs/receiver/{country_code}/{party_id}/{tariff_id}", TariffReceiver(ctx)),
+    ]

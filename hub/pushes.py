@@ -149,10 +149,9 @@ class Pushes:
             tariff = Tariff(country_code=cc, party_id=pid, object_id=tariff_id, body=body, message=message)
             uow.add(tariff)
             return PushResult(tariff, created=True)
-        if not tariff.deleted:
-            stale = self._stale(uow, tariff, "PUT", body, tariff.last_updated, message)
-            if stale:
-                return stale
+        stale = self._stale(uow, tariff, "PUT", body, tariff.last_updated, message)
+        if stale:  # also after a DELETE: an out-of-order older PUT must not bring it back
+            return stale
         created = tariff.deleted
         tariff.replace(body, message)
         uow.add(tariff)
@@ -204,13 +203,12 @@ class Pushes:
             cdr = Cdr(country_code=cc, party_id=pid, object_id=cdr_id, body=body, message=message)
             uow.add(cdr)
             return PushResult(cdr, created=True)
-        identical = cdr.body == body
-        cdr.ignore_repeat(identical, message)
-        uow.add(cdr)
-        if not identical:
-            # Recorded (the unit of work keeps it), but refused: CDRs are immutable.
-            raise InvalidParameters(
+        if cdr.body == body:
+            cdr.ignore_repeat(True, message)
+            uow.add(cdr)
+            return PushResult(cdr, repeated=True)
+        # Refused (the request's audit record keeps the attempt): CDRs are immutable.
+        raise InvalidParameters(
                 f"id: CDR {cc}/{pid}/{cdr_id} was already received with different content; "
                 "CDRs are immutable, send a credit CDR instead"
             )
-        return PushResult(cdr, repeated=True)

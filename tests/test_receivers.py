@@ -31,11 +31,12 @@ def cpo(hub):
     return hub.connect_partner([role("CPO", "IN", "ECP")])
 
 
-def push(hub, partner, method, path, body=None, *, sender=("IN", "ECP"), request_id=None):
-    """One request from ``sender`` addressed to the hub (TO = IN/CIH)."""
+def push(hub, partner, method, path, body=None, *, sender=("IN", "ECP"), to=("IN", "CIH"),
+         request_id=None):
+    """One request from ``sender``, addressed to the hub unless ``to`` says otherwise."""
     headers = {
         "OCPI-from-country-code": sender[0], "OCPI-from-party-id": sender[1],
-        "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH",
+        "OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1],
         "X-Request-ID": request_id or str(uuid.uuid4()), "X-Correlation-ID": str(uuid.uuid4()),
     }
     url = path if path.startswith("http") else f"{OCPI}/{path}"
@@ -278,6 +279,22 @@ def test_an_emsp_cannot_push_client_owned_objects(hub, cpo, settings, module):
     refused(push(hub, emsp, method, url, example(), sender=("IN", "EMP")))
     refused(push(hub, emsp, method, url, example(), sender=("IN", "ECP")))
     assert object_events(settings) == 0
+
+
+def test_directed_sessions_and_cdrs_go_only_to_the_emsp_of_cdr_token(hub, cpo, settings):
+    hub.connect_partner([role("EMSP", "IN", "EMP")])
+    hub.connect_partner([role("EMSP", "IN", "EM2")])
+    wrong, right = ("IN", "EM2"), ("IN", "EMP")
+    assert "cdr_token" in refused(push(hub, cpo, "PUT", SES, ex.session(), to=wrong))["status_message"]
+    refused(push(hub, cpo, "POST", "cdrs/receiver", ex.cdr(), to=wrong))
+    assert object_events(settings) == 0
+
+    ok(push(hub, cpo, "PUT", SES, ex.session(), to=right), 201)
+    ok(push(hub, cpo, "POST", "cdrs/receiver", ex.cdr(), to=right), 201)
+    # A PATCH without cdr_token is checked against the stored Session's eMSP.
+    refused(push(hub, cpo, "PATCH", SES, {"kwh": 30, "last_updated": T1}, to=wrong))
+    ok(push(hub, cpo, "PATCH", SES, {"kwh": 30, "last_updated": T1}, to=right))
+    assert data(hub, cpo, SES)["kwh"] == 30
 
 
 # Older pushes are acknowledged and ignored ------------------------------------------

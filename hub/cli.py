@@ -589,6 +589,40 @@ def cmd_projections_rebuild(args) -> int:
     return 0
 
 
+DELIVERY_COLUMNS = ["id", "state", "module", "method", "object_key", "recipient", "attempts",
+                    "last_http_status", "last_status_code", "last_error"]
+
+
+def cmd_deliveries_list(args) -> int:
+    from scheduler.deliveries import list_deliveries
+
+    rt = Runtime()
+    rows = list_deliveries(rt.app.pool, failed_only=args.failed, party=args.party, limit=args.limit)
+    emit(args, [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                for r in rows], DELIVERY_COLUMNS)
+    rt.close()
+    return 0
+
+
+def cmd_deliveries_retry(args) -> int:
+    from hub.domain.audit import OperatorAction
+    from scheduler.deliveries import requeue
+
+    if not args.ids and not args.party and not args.all_failed:
+        return fail("name delivery ids, --party CC/PID, or --all-failed")
+    rt = Runtime()
+    ids = requeue(rt.app.pool, ids=args.ids or None, party=args.party)
+    rt.app.save(OperatorAction(command="deliveries retry",
+                               arguments={"ids": args.ids, "party": args.party, "all_failed": args.all_failed},
+                               operator=_operator(), outcome=f"requeued {len(ids)}: {ids[:50]}"))
+    if args.json:
+        print(json.dumps({"requeued": ids}))
+    else:
+        print(f"requeued {len(ids)} deliveries" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    rt.close()
+    return 0
+
+
 # Parser -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="ChargeIndia Hub: OCPI 2.2.1 roaming hub")
@@ -668,6 +702,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--module", type=str.lower, choices=MODULES, required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_routing_explain)
+
+    deliveries = sub.add_parser("deliveries", help="what the hub owes partners").add_subparsers(
+        dest="action", required=True)
+    p = deliveries.add_parser("list", help="recent deliveries, newest first")
+    p.add_argument("--failed", action="store_true", help="only parked (failed) deliveries")
+    p.add_argument("--party", help="recipient party, CC/PID")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_deliveries_list)
+    p = deliveries.add_parser("retry", help="requeue failed deliveries")
+    p.add_argument("ids", nargs="*", type=int)
+    p.add_argument("--party", help="every failed delivery to this party, CC/PID")
+    p.add_argument("--all-failed", action="store_true", help="every failed delivery")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_deliveries_retry)
 
     projections = sub.add_parser("projections", help="read models").add_subparsers(dest="action", required=True)
     p = projections.add_parser("status", help="position and lag of every follower")

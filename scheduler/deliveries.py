@@ -360,3 +360,44 @@ def _retry_after(headers: dict[str, str]) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def list_deliveries(pool, *, failed_only: bool = False, party: str | None = None,
+                    limit: int = 100) -> list[dict]:
+    """Deliveries for operators, newest first. ``party``: ``CC/PID`` of the recipient."""
+    where, params = [], []
+    if failed_only:
+        where.append("d.state = 'FAILED'")
+    if party:
+        where.append("(d.recipient LIKE %s OR EXISTS (SELECT 1 FROM view_parties v WHERE"
+                     " v.platform_id = d.platform_id AND v.country_code || '/' || v.party_id = %s))")
+        params += [party.upper() + "/%", party.upper()]
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT d.id, d.state, d.module, d.method, d.object_key, coalesce(d.recipient,"
+            " (SELECT string_agg(v.country_code || '/' || v.party_id, ',') FROM view_parties v"
+            "  WHERE v.platform_id = d.platform_id)) AS recipient, d.attempts, d.created_at,"
+            " d.next_attempt_at, d.delivered_at, d.last_http_status, d.last_status_code, d.last_error,"
+            f" d.note, d.correlation_id FROM hub_deliveries d{clause} ORDER BY d.id DESC LIMIT %s",
+            [*params, limit],
+        ).fetchall()
+
+
+def requeue(pool, *, ids: list[int] | None = None, party: str | None = None) -> list[int]:
+    """Put failed deliveries back in the queue, due now. Returns the requeued ids."""
+    where, params = ["state = 'FAILED'"], []
+    if ids:
+        where.append("id = ANY(%s)")
+        params.append(ids)
+    if party:
+        where.append("(recipient LIKE %s OR platform_id IN (SELECT platform_id FROM view_parties"
+                     " WHERE country_code || '/' || party_id = %s))")
+        params += [party.upper() + "/%", party.upper()]
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "UPDATE hub_deliveries SET state = 'PENDING', next_attempt_at = now(), attempts = 0,"
+            " lease_until = NULL, note = 'requeued by an operator' WHERE " + " AND ".join(where)
+            + " RETURNING id", params,
+        ).fetchall()
+    return sorted(r[0] for r in rows)

@@ -123,3 +123,38 @@ def test_stale_and_invalid_pushes_are_not_forwarded(hub, worker):
     finally:
         em1.stop()
         cpo_partner.stop()
+
+
+def test_refused_delivery_is_parked_listed_and_retried(hub, worker, settings):
+    import json
+
+    from tests.partner import envelope
+
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo = Cpo(hub, cpo_partner)
+    original = em1.answer
+    em1.answer = lambda record: (envelope(None, 2001, "we do not like this tariff")
+                                 if "/tariffs/" in record.path else original(record))
+    try:
+        assert cpo.push("PUT", "tariffs/receiver/IN/ECP/T1", ex.tariff(id="T1")).status_code == 201
+
+        def failed():
+            rows = json.loads(run_hub(settings, "deliveries", "list", "--failed", "--party", "IN/EM1",
+                                      "--json").stdout)
+            return [r for r in rows if r["module"] == "tariffs"]
+
+        rows = wait_until(failed, timeout=20)
+        assert rows and rows[0]["last_status_code"] == 2001 and rows[0]["state"] == "FAILED"
+        table = run_hub(settings, "deliveries", "list", "--failed").stdout
+        assert "tariffs" in table and "FAILED" in table
+
+        em1.answer = original
+        retried = json.loads(run_hub(settings, "deliveries", "retry", "--party", "IN/EM1", "--json").stdout)
+        assert retried["requeued"] == [rows[0]["id"]]
+        worker.deliver_now.set()
+        assert wait_until(lambda: len(received(em1, "tariffs", "PUT")) == 2, timeout=20)
+        assert not failed()
+    finally:
+        em1.stop()
+        cpo_partner.stop()

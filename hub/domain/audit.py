@@ -84,3 +84,14 @@ class Call(Aggregate):
         self.duration_ms = duration_ms
         self.delivery_id = delivery_id
         self.attempt = attempt
+
+
+class OperatorAction(Aggregate):
+    """Something a hub operator did outside any aggregate (e.g. requeueing deliveries)."""
+
+    @event("Taken")
+    def __init__(self, command: str, arguments: dict, operator: str, outcome: str) -> None:
+        self.command = command
+        self.arguments = arguments
+        self.operator = operator
+        self.outcome = outcome

@@ -21,7 +21,8 @@ class ClientInfoListResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         page = parse_page(req.params, self.ctx.settings.page_limit)
-        items, total = client_info_page(self.ctx.app.pool, page)
+        viewers = [p.key for p in req.context.caller.parties]
+        items, total = client_info_page(self.ctx.app.pool, page, viewers)
         set_page_headers(req, resp, page, total=total, returned=len(items),
                          base_url=self.ctx.settings.base_url)
         resp.media = envelope(items)

@@ -140,3 +140,20 @@ class RuleSet:
             if self.decide(cpo, emsp_key, module, sender_status=statuses.get(emsp_key),
                            receiver_status=statuses.get(cpo)).allowed
         ]
+
+    def client_info_visible(self, viewer_keys: Iterable[str], subject_key: str) -> bool:
+        """May a platform with parties ``viewer_keys`` see (and be told about) ``subject_key``
+        in HubClientInfo? Its own parties always; a CPO–eMSP pair unless a
+        ``hubclientinfo`` (or all-modules) rule denies it; any other pair always."""
+        viewers = list(viewer_keys)
+        if subject_key in viewers:
+            return True
+        subject_role = subject_key.rsplit("/", 1)[-1]
+        for viewer in viewers:
+            viewer_role = viewer.rsplit("/", 1)[-1]
+            if (viewer_role == "CPO") == (subject_role == "CPO"):
+                return True  # no CPO–eMSP pair: rules do not apply
+            cpo, emsp = (viewer, subject_key) if viewer_role == "CPO" else (subject_key, viewer)
+            if self.decide(cpo, emsp, "hubclientinfo").allowed:
+                return True
+        return not viewers

@@ -97,8 +97,15 @@ def list_parties(pool: ConnectionPool) -> list[dict]:
         ).fetchall()
 
 
-def client_info_page(pool: ConnectionPool, page: PageRequest) -> tuple[list[dict], int]:
-    """ClientInfo objects for a HubClientInfo GET: one page and the total count."""
+def client_info_page(pool: ConnectionPool, page: PageRequest,
+                     viewer_keys: list[str]) -> tuple[list[dict], int]:
+    """ClientInfo objects for a HubClientInfo GET: one page and the total count.
+
+    Only parties the routing rules let the caller's platform see (``hubclientinfo``).
+    """
+    from projections.rules import load_rules
+
+    rules = load_rules(pool)
     where, params = [], []
     if page.date_from is not None:
         where.append("last_updated >= %s")
@@ -108,10 +115,10 @@ def client_info_page(pool: ConnectionPool, page: PageRequest) -> tuple[list[dict
         params.append(page.date_to)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        total = cur.execute(f"SELECT count(*) AS n FROM view_parties{clause}", params).fetchone()["n"]
         rows = cur.execute(
-            f"SELECT * FROM view_parties{clause}"
-            " ORDER BY last_updated, country_code, party_id, role OFFSET %s LIMIT %s",
-            [*params, page.offset, page.limit],
+            f"SELECT * FROM view_parties{clause} ORDER BY last_updated, country_code, party_id, role",
+            params,
         ).fetchall()
-    return [client_info_row(r) for r in rows], total
+    visible = [r for r in rows if rules.client_info_visible(
+        viewer_keys, f"{r['country_code']}/{r['party_id']}/{r['role']}")]
+    return [client_info_row(r) for r in visible[page.offset: page.offset + page.limit]], len(visible)

@@ -26,6 +26,7 @@ from hub.eventlog import Follower
 from hub.ocpi.client import OcpiClient, PartnerCallError
 from hub.ocpi.envelope import format_datetime
 from projections.parties import client_info_row
+from projections.rules import load_rules_from
 from scheduler.deliveries import Outgoing, enqueue
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,18 @@ class ClientInfoDispatcher(Follower):
     )
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        self.rules = load_rules_from(cur)
         for position, event in events:
             if isinstance(event, (Platform.Registered, Platform.CredentialsUpdated)):
                 self._full_list(cur, position, event.originator_id)
             else:
                 self._one_party(cur, position, event.originator_id)
+
+    @staticmethod
+    def _party_keys(cur, platform_id) -> list[str]:
+        rows = cur.execute("SELECT country_code, party_id, role FROM view_parties WHERE platform_id = %s",
+                           (platform_id,)).fetchall()
+        return [party_key(*row) for row in rows]
 
     @staticmethod
     def _recipients(cur, exclude_platform=None, only_platform=None) -> list[dict]:
@@ -77,8 +85,10 @@ class ClientInfoDispatcher(Follower):
         if row is None:
             return
         country_code, party_id, role, own_platform = row
+        subject = party_key(country_code, party_id, role)
         for recipient, _ in self._recipients(cur, exclude_platform=own_platform):
-            enqueue(cur, _outgoing(recipient, country_code, party_id, role, position))
+            if self.rules.client_info_visible(self._party_keys(cur, recipient), subject):
+                enqueue(cur, _outgoing(recipient, country_code, party_id, role, position))
 
     def _full_list(self, cur, position: int, platform_id) -> None:
         if not self._recipients(cur, only_platform=platform_id):
@@ -88,8 +98,10 @@ class ClientInfoDispatcher(Follower):
             " ORDER BY country_code, party_id, role",
             (platform_id,),
         ).fetchall()
+        viewers = self._party_keys(cur, platform_id)
         for country_code, party_id, role in rows:
-            enqueue(cur, _outgoing(platform_id, country_code, party_id, role, position))
+            if self.rules.client_info_visible(viewers, party_key(country_code, party_id, role)):
+                enqueue(cur, _outgoing(platform_id, country_code, party_id, role, position))
 
 
 def _outgoing(recipient, country_code: str, party_id: str, role: str, position: int) -> Outgoing:

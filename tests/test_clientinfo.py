@@ -60,3 +60,27 @@ def test_still_alive_marks_offline_and_back(hub, settings):
         worker.stop()
         emsp.stop()
         cpo.stop()
+
+
+def test_rules_hide_parties_from_hubclientinfo(hub, worker, settings):
+    from tests.test_cli import run_hub
+
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    try:
+        run_hub(settings, "routing", "deny", "IN/ECP", "IN/EM2", "--module", "hubclientinfo")
+        assert "IN/ECP/CPO" in _statuses(hub, em1.hub_token)
+        assert "IN/ECP/CPO" not in _statuses(hub, em2.hub_token)
+        assert "IN/EM2/EMSP" not in _statuses(hub, cpo.hub_token)
+        assert "IN/EM1/EMSP" in _statuses(hub, em2.hub_token)  # eMSP to eMSP: no rule applies
+        # Pushes follow the same rule: EM2 is not told when the CPO is suspended, EM1 is.
+        run_hub(settings, "parties", "suspend", "IN", "ECP")
+        assert em1.wait_for(lambda r: r.path.endswith("/IN/ECP") and r.body.get("status") == "SUSPENDED")
+        worker.follow_once()
+        worker.deliver()
+        assert not [r for r in em2.requests_to("/ocpi/2.2.1/hubclientinfo") if r.path.endswith("/IN/ECP")
+                    and r.body.get("status") == "SUSPENDED"]
+    finally:
+        for partner in (em1, em2, cpo):
+            partner.stop()

@@ -158,3 +158,32 @@ def test_refused_delivery_is_parked_listed_and_retried(hub, worker, settings):
     finally:
         em1.stop()
         cpo_partner.stop()
+
+
+def test_two_workers_never_send_a_delivery_twice(hub, settings):
+    from collections import Counter
+
+    from scheduler.worker import Worker
+
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo = Cpo(hub, cpo_partner)
+    em1.delay = 0.01  # a slow partner widens the window for a double send
+    workers = [Worker(settings, settings.database_url) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for n in range(60):
+            assert cpo.push("PUT", f"locations/receiver/IN/ECP/W{n:02d}",
+                            ex.location(id=f"W{n:02d}", last_updated=stamp(n))).status_code == 201
+        assert wait_until(lambda: len(received(em1, "locations", "PUT")) >= 60, timeout=60)
+        for w in workers:
+            w.follow_once()
+            w.deliver()
+        counts = Counter(r.header("X-Correlation-ID") for r in received(em1, "locations", "PUT"))
+        assert len(counts) == 60 and set(counts.values()) == {1}
+    finally:
+        for w in workers:
+            w.stop()
+        em1.stop()
+        cpo_partner.stop()

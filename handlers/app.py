@@ -19,7 +19,7 @@ from hub import OCPI_VERSION
 from hub.errors import OcpiError
 
 MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations", "handlers.tariffs",
-           "handlers.sessions", "handlers.cdrs")
+           "handlers.sessions", "handlers.cdrs", "handlers.tokens")
 
 
 def _modules():
@@ -52,7 +52,10 @@ def create_app(ctx: WebContext) -> falcon.App:
     app = falcon.App(middleware=[OcpiMiddleware(ctx)])
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=_dumps, loads=orjson.loads)
-    app.req_options.media_handlers.update({falcon.MEDIA_JSON: json_handler})
+    # Bodies are JSON whatever the client says; a missing Content-Type (which some
+    # WSGI servers report as text/plain) must not turn a valid request into a 415.
+    app.req_options.media_handlers.update({falcon.MEDIA_JSON: json_handler, "text/plain": json_handler})
+    app.req_options.default_media_type = falcon.MEDIA_JSON
     app.resp_options.media_handlers.update({falcon.MEDIA_JSON: json_handler})
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(OcpiError, handle_ocpi_error)

@@ -9,8 +9,10 @@ from hub.config import Settings
 from hub.eventlog import EventLog
 from hub.ocpi.client import OcpiClient
 from hub.pushes import Pushes
+from hub.realtime import Realtime
 from hub.registration import Registration
 from projections.parties import PartiesProjection
+from projections.rules import load_rules
 
 
 @dataclass
@@ -22,6 +24,7 @@ class WebContext:
     registration: Registration
     parties: PartiesProjection
     pushes: Pushes
+    realtime: Realtime
 
     @classmethod
     def open(cls, settings: Settings, database_url: str) -> WebContext:
@@ -35,6 +38,7 @@ class WebContext:
             registration=Registration(app, client),
             parties=PartiesProjection(),
             pushes=Pushes(app),
+            realtime=Realtime(app, client, lambda: load_rules(app.pool)),
         )
 
     def close(self) -> None:

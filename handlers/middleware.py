@@ -51,6 +51,10 @@ class OcpiMiddleware:
         req.context.routing = None
         req.context.uow = None
         req.context.web = self.ctx
+        req.context.status_code = None
+        req.context.status_message = None
+        # Real-time handlers set this: what they recorded (the calls made) stays, whatever the answer.
+        req.context.keep = False
         resp.set_header("X-Request-ID", req.context.request_id)
         resp.set_header("X-Correlation-ID", req.context.correlation_id)
 
@@ -95,9 +99,9 @@ class OcpiMiddleware:
             self._log(req, resp, None)
             return
         uow: UnitOfWork = req.context.uow
-        status_code = _status_code(resp)
-        if not req_succeeded or status_code != OcpiStatus.SUCCESS:
-            uow.discard()  # a rejected request leaves nothing behind but its record
+        status_code = _status_code(resp, req)
+        if not req.context.keep and (not req_succeeded or status_code != OcpiStatus.SUCCESS):
+            uow.discard()  # a refused push leaves nothing behind but its record
         record = Request(
             platform_id=str(caller.platform_id),
             from_party=routing.sender_key if routing else None,
@@ -111,7 +115,7 @@ class OcpiMiddleware:
             correlation_id=req.context.correlation_id,
             http_status=resp.status_code,
             status_code=status_code,
-            status_message=_status_message(resp),
+            status_message=_status_message(resp, req),
             received_at=req.context.received_at,
             duration_ms=round((time.perf_counter() - req.context.started) * 1000, 3),
         )
@@ -155,13 +159,19 @@ def _header_id(req: falcon.Request, name: str) -> str:
     return str(uuid.uuid4())
 
 
-def _status_code(resp: falcon.Response) -> int | None:
+def _status_code(resp: falcon.Response, req: falcon.Request | None = None) -> int | None:
+    relayed = getattr(req.context, "status_code", None) if req is not None else None
+    if relayed is not None:  # an answer relayed from a partner, as raw bytes
+        return relayed
     media = resp.media if isinstance(resp.media, dict) else None
     code = media.get("status_code") if media else None
     return code if isinstance(code, int) else None
 
 
-def _status_message(resp: falcon.Response) -> str | None:
+def _status_message(resp: falcon.Response, req: falcon.Request | None = None) -> str | None:
+    relayed = getattr(req.context, "status_message", None) if req is not None else None
+    if relayed:
+        return str(relayed)[:500]
     media = resp.media if isinstance(resp.media, dict) else None
     message = media.get("status_message") if media else None
     return str(message)[:500] if message else None

@@ -87,8 +87,9 @@ def check_directed(req: falcon.Request, module: str, emsp: tuple[str, str] | Non
             f"OCPI-to-party-id: {module} go to the eMSP of cdr_token ({emsp[0]}/{emsp[1]}), "
             f"not {routing.to_country_code}/{routing.to_party_id}")
     ctx = req.context.web
-    owner = f"{routing.from_country_code}/{routing.from_party_id}/CPO"
-    decision = load_rules(ctx.app.pool).decide(owner, routing.receiver_key, module)
+    sender = routing.sender_key
+    cpo, emsp_key = (routing.receiver_key, sender) if module == "tokens" else (sender, routing.receiver_key)
+    decision = load_rules(ctx.app.pool).decide(cpo, emsp_key, module)
     if not decision.allowed:
         raise HubError(OcpiStatus.HUB_ERROR, f"routing to {routing.receiver_key} refused: {decision.reason}")
     with ctx.app.pool.connection() as conn:

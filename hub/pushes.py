@@ -19,7 +19,7 @@ from datetime import datetime
 from eventsourcing.application import AggregateNotFoundError
 
 from hub.application import Hub, UnitOfWork
-from hub.domain.objects import Cdr, Location, PushedObject, Session, Tariff
+from hub.domain.objects import Cdr, Location, PushedObject, Session, Tariff, Token
 from hub.errors import InvalidParameters, NotFound
 from hub.ocpi.envelope import parse_datetime
 from hub.ocpi.status import OcpiStatus
@@ -194,6 +194,35 @@ class Pushes:
         session.patch(body, message)
         uow.add(session)
         return PushResult(session)
+
+    # Tokens (pushed by eMSPs) ---------------------------------------------------
+    def put_token(self, uow: UnitOfWork, cc: str, pid: str, uid: str, token_type: str, body: dict,
+                  message: dict) -> PushResult:
+        object_id = Token.object_id_of(uid, token_type)
+        token = self.get(Token, cc, pid, object_id)
+        if token is None:
+            token = Token(country_code=cc, party_id=pid, object_id=object_id, body=body, message=message)
+            uow.add(token)
+            return PushResult(token, created=True)
+        stale = self._stale(uow, token, "PUT", body, token.last_updated, message)
+        if stale:
+            return stale
+        token.replace(body, message)
+        uow.add(token)
+        return PushResult(token)
+
+    def patch_token(self, uow: UnitOfWork, cc: str, pid: str, uid: str, token_type: str, body: dict,
+                    message: dict) -> PushResult:
+        token = self.get(Token, cc, pid, Token.object_id_of(uid, token_type))
+        if token is None:
+            raise NotFound(f"unknown token {cc}/{pid}/{uid} of type {token_type}; PUT the Token first",
+                           OcpiStatus.UNKNOWN_TOKEN)
+        stale = self._stale(uow, token, "PATCH", body, token.last_updated, message)
+        if stale:
+            return stale
+        token.patch(body, message)
+        uow.add(token)
+        return PushResult(token)
 
     # CDRs --------------------------------------------------------------------
     def post_cdr(self, uow: UnitOfWork, body: dict, message: dict) -> PushResult:

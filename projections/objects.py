@@ -1,5 +1,6 @@
 """Current views of client-owned objects: Locations (with EVSEs and connectors),
-Tariffs, Sessions and CDRs, in one table ``view_objects``.
+Tariffs, Sessions and CDRs pushed by CPOs, Tokens pushed by eMSPs, in one
+table ``view_objects`` (Tokens' ``object_id`` is ``UID|TYPE``).
 
 Rows keep the object exactly as the hub holds it (the same merge functions as
 the aggregates), plus what pulls filter on: ``last_updated``, the eMSP a
@@ -27,7 +28,8 @@ from hub.ocpi.envelope import parse_datetime
 def body_after(event: Any, body: dict | None) -> dict | None:
     """The object's body after ``event`` (None: the event changes no body)."""
     if isinstance(event, (o.Location.Put, o.Location.Replaced, o.Tariff.Put, o.Tariff.Replaced,
-                          o.Session.Put, o.Session.Replaced, o.Cdr.Posted)):
+                          o.Session.Put, o.Session.Replaced, o.Cdr.Posted, o.Token.Put,
+                          o.Token.Replaced)):
         return event.body
     if body is None:
         return None
@@ -41,6 +43,8 @@ def body_after(event: Any, body: dict | None) -> dict | None:
                                          patch=isinstance(event, o.Location.ConnectorPatched))
     if isinstance(event, o.Session.Patched):
         return o.patched_session(body, event.body)
+    if isinstance(event, o.Token.Patched):
+        return {**body, **event.body}
     return None
 
 
@@ -50,12 +54,14 @@ CHANGE_EVENTS = (
     o.Tariff.Put, o.Tariff.Replaced, o.Tariff.Deleted,
     o.Session.Put, o.Session.Replaced, o.Session.Patched,
     o.Cdr.Posted,
+    o.Token.Put, o.Token.Replaced, o.Token.Patched,
 )
 
 
 def module_of(event: Any) -> str:
     owner = type(event).__qualname__.split(".")[0]
-    return {"Location": "locations", "Tariff": "tariffs", "Session": "sessions", "Cdr": "cdrs"}[owner]
+    return {"Location": "locations", "Tariff": "tariffs", "Session": "sessions", "Cdr": "cdrs",
+            "Token": "tokens"}[owner]
 
 
 class ObjectsProjection(Follower):

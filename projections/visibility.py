@@ -12,18 +12,23 @@ from projections.rules import load_rules
 
 
 def visible_owners(pool: ConnectionPool, module: str, viewer_key: str) -> list[tuple[str, str]]:
-    """The CPO parties whose ``module`` objects the party ``viewer_key`` may receive."""
+    """The owner parties whose ``module`` objects the party ``viewer_key`` may receive:
+    CPOs for Locations and Tariffs (viewer an eMSP), eMSPs for Tokens (viewer a CPO)."""
     rules = load_rules(pool)
+    owner_roles = ["EMSP"] if module == "tokens" else ["CPO"]
     with pool.connection() as conn:
-        cpos = conn.execute(
-            "SELECT country_code, party_id, status FROM view_parties WHERE role = 'CPO'"
+        owners = conn.execute(
+            "SELECT country_code, party_id, role, status FROM view_parties WHERE role = ANY(%s)",
+            (owner_roles,),
         ).fetchall()
         (viewer_status,) = conn.execute(
             "SELECT coalesce((SELECT status FROM view_parties WHERE country_code || '/' || party_id"
             " || '/' || role = %s), 'UNKNOWN')", (viewer_key,)
         ).fetchone()
-    return [
-        (cc, pid) for cc, pid, status in cpos
-        if rules.decide(f"{cc}/{pid}/CPO", viewer_key, module, sender_status=status,
-                        receiver_status=viewer_status).allowed
-    ]
+    visible = []
+    for cc, pid, role, status in owners:
+        owner = f"{cc}/{pid}/{role}"
+        cpo, emsp = (viewer_key, owner) if module == "tokens" else (owner, viewer_key)
+        if rules.decide(cpo, emsp, module, sender_status=status, receiver_status=viewer_status).allowed:
+            visible.append((cc, pid))
+    return visible

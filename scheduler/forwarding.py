@@ -1,11 +1,13 @@
-"""Forwarding CPO pushes to eMSPs: who receives each change, and how.
+"""Forwarding pushes: CPO objects to eMSPs, eMSP Tokens to CPOs; who receives each change, and how.
 
 DESIGN.md "Hub semantics":
 - ``OCPI-to`` = the hub (broadcast) or no ``OCPI-to`` (open routing):
   Locations and Tariffs go to every eMSP-side party the routing rules allow,
   sent with FROM = hub (broadcast) or FROM = the CPO (open), TO = the recipient;
 - ``OCPI-to`` = one party (directed): only that party, FROM = the CPO;
-- Sessions and CDRs go only to the eMSP of ``cdr_token``, never broadcast.
+- Sessions and CDRs go only to the eMSP of ``cdr_token``, never broadcast;
+- Tokens (pushed by eMSPs) go the other way: to every CPO the rules allow,
+  or to the addressed CPO.
 The URL keeps the owner's ``country_code/party_id``; the body is sent exactly
 as the CPO pushed it; the original ``X-Correlation-ID`` travels along.
 
@@ -52,7 +54,8 @@ class ForwardingDispatcher(Follower):
         if aggregate_ids is None:
             return
         cc, pid, oid, body = aggregate_ids
-        owner = f"{cc}/{pid}/CPO"
+        tokens = module == "tokens"  # the one module eMSPs own: it flows to CPOs
+        owner = f"{cc}/{pid}/{'EMSP' if tokens else 'CPO'}"
         sender = parties.get(message["from"]) or parties.get(owner)
         if module in PER_EMSP:
             token = (body or {}).get("cdr_token") or {}
@@ -62,13 +65,15 @@ class ForwardingDispatcher(Follower):
         elif message["scenario"] == DIRECTED:
             candidates = [parties[message["to"]]] if message["to"] in parties else []
         else:
-            candidates = [p for p in parties.values() if p["role"] in BROADCAST_RECEIVERS]
+            receivers = ("CPO",) if tokens else BROADCAST_RECEIVERS
+            candidates = [p for p in parties.values() if p["role"] in receivers]
         for party in candidates:
             if sender is not None and party["platform_id"] == sender["platform_id"]:
                 continue  # never back to the platform it came from
             if party["status"] not in ("CONNECTED", "OFFLINE"):
                 continue  # PLANNED: no endpoints yet; SUSPENDED: receives nothing
-            decision = rules.decide(owner, party["key"], module, receiver_status=party["status"],
+            cpo, emsp = (party["key"], owner) if tokens else (owner, party["key"])
+            decision = rules.decide(cpo, emsp, module, receiver_status=party["status"],
                                     sender_status=(sender or {}).get("status"))
             if not decision.allowed:
                 continue
@@ -132,7 +137,11 @@ def render_current(app):
         if found is None:
             return None
         body, deleted = found
-        path = f"/{body.get('country_code', cc)}/{body.get('party_id', pid)}/{body.get('id', oid)}"
+        owner = f"/{body.get('country_code', cc)}/{body.get('party_id', pid)}/"
+        if module == "tokens":
+            path = owner + f"{body['uid']}?type={body['type']}"
+        else:
+            path = owner + str(body.get("id", oid))
         if deleted:
             return "DELETE", path, None
         return "PUT", path, body

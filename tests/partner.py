@@ -136,7 +136,10 @@ class Partner:
             return
         if record.token not in (self.token_for_hub, None) and not req.path.startswith("/ocpi/versions"):
             pass  # tests assert on tokens themselves
-        resp.data = orjson.dumps(self.answer(record))
+        answer = self.answer(record)
+        if isinstance(answer, tuple):  # (HTTP status, body)
+            resp.status, answer = answer
+        resp.data = orjson.dumps(answer)
 
     def answer(self, record: Received) -> dict:
         if record.path == "/ocpi/versions":

@@ -207,6 +207,35 @@ class Session(PushedObject):
         return str(token.get("country_code", "")).upper(), str(token.get("party_id", "")).upper()
 
 
+class Token(PushedObject):
+    """A Token an eMSP pushed; keyed by owner, ``uid`` and ``type`` (``object_id`` = ``UID|TYPE``)."""
+
+    module = "tokens"
+
+    @staticmethod
+    def create_id(country_code: str, party_id: str, object_id: str, **_: object) -> UUID:
+        return object_uuid("tokens", country_code, party_id, object_id)
+
+    @staticmethod
+    def object_id_of(uid: str, token_type: str) -> str:
+        return f"{uid}|{token_type}".upper()
+
+    @event("Put")
+    def __init__(self, country_code: str, party_id: str, object_id: str, body: dict, message: dict) -> None:
+        self.country_code = country_code.upper()
+        self.party_id = party_id.upper()
+        self.object_id = object_id
+        self.body = copy.deepcopy(body)
+
+    @event("Replaced")
+    def replace(self, body: dict, message: dict) -> None:
+        self.body = copy.deepcopy(body)
+
+    @event("Patched")
+    def patch(self, body: dict, message: dict) -> None:
+        self.body = {**self.body, **copy.deepcopy(body)}
+
+
 class Cdr(PushedObject):
     """CDRs are immutable: created once, never changed."""
 

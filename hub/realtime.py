@@ -1,0 +1,121 @@
+"""Real-time paths: forwarding a request to one partner synchronously.
+
+Token authorization and commands pass through the hub while a driver waits.
+This module is the one place that resolves the receiving party, applies the
+routing rules, finds the receiver's endpoint, calls it with the hub's timeout
+and turns what can go wrong into the hub's 4xxx codes:
+
+- 4001 unknown receiver (no such party, or the owner cannot be resolved);
+- 4003 receiver not CONNECTED, or it could not be reached;
+- 4002 no answer within ``HUB_FORWARD_TIMEOUT``;
+- 4000 the routing rules refuse it, or the receiver lacks the module.
+
+The partner's answer (HTTP status, envelope) goes back unchanged. The call is
+recorded as a ``Call.Made`` in the same unit of work as the request's record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from psycopg.rows import dict_row
+
+from hub.application import Hub, UnitOfWork
+from hub.domain.audit import Call
+from hub.errors import HubError
+from hub.ocpi.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
+from hub.ocpi.envelope import format_datetime
+from hub.ocpi.status import OcpiStatus
+from hub.routing import Routing
+from hub.rules import RuleSet
+
+
+@dataclass(frozen=True)
+class Receiver:
+    country_code: str
+    party_id: str
+    role: str
+    platform_id: object
+    endpoint: str
+    token: str = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.country_code}/{self.party_id}/{self.role}"
+
+
+class Realtime:
+    def __init__(self, app: Hub, client: OcpiClient, rules_loader) -> None:
+        self.app = app
+        self.client = client
+        self.rules_loader = rules_loader  # () -> RuleSet, read fresh on every call
+
+    def receiver(self, *, module: str, interface: str, country_code: str, party_id: str,
+                 roles: frozenset[str], rule_pair) -> Receiver:
+        """The party that will receive the request, checked for status, rules and endpoint.
+
+        ``rule_pair(receiver_key) -> (cpo_key, emsp_key)`` orders the pair for the rules.
+        """
+        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT v.country_code, v.party_id, v.role, v.status, v.platform_id, p.endpoints,"
+                " p.partner_token FROM view_parties v JOIN view_platforms p USING (platform_id)"
+                " WHERE v.country_code = %s AND v.party_id = %s AND v.role = ANY(%s)",
+                (country_code.upper(), party_id.upper(), sorted(roles)),
+            ).fetchall()
+        if not rows:
+            raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {country_code}/{party_id}")
+        row = next((r for r in rows if r["status"] == "CONNECTED"), rows[0])
+        key = f"{row['country_code']}/{row['party_id']}/{row['role']}"
+        if row["status"] != "CONNECTED":
+            raise HubError(OcpiStatus.CONNECTION_PROBLEM, f"receiver {key} is {row['status']}")
+        rules: RuleSet = self.rules_loader()
+        cpo, emsp = rule_pair(key)
+        decision = rules.decide(cpo, emsp, module)
+        if not decision.allowed:
+            raise HubError(OcpiStatus.HUB_ERROR, f"routing to {key} refused: {decision.reason}")
+        endpoint = next((e.get("url") for e in row["endpoints"] or []
+                         if e.get("identifier") == module and e.get("role") == interface), None)
+        if not endpoint or not row["partner_token"]:
+            raise HubError(OcpiStatus.HUB_ERROR,
+                           f"receiver {key} does not offer the {module} {interface.lower()} interface")
+        return Receiver(row["country_code"], row["party_id"], row["role"], row["platform_id"],
+                        endpoint, self.app.cipher.decrypt(row["partner_token"]))
+
+    def forward(self, uow: UnitOfWork, receiver: Receiver, routing: Routing, *, method: str, url: str,
+                correlation_id: str, module: str, body: object = None,
+                params: dict | None = None) -> OcpiResponse:
+        """Send the request now; the answer comes back as the partner gave it."""
+        headers = {
+            "OCPI-from-country-code": routing.from_country_code,
+            "OCPI-from-party-id": routing.from_party_id,
+            "OCPI-to-country-code": receiver.country_code,
+            "OCPI-to-party-id": receiver.party_id,
+        }
+        sent_at = format_datetime(datetime.now(UTC))
+        try:
+            response = self.client.request(method, url, receiver.token, json=body, headers=headers,
+                                           correlation_id=correlation_id, params=params,
+                                           timeout=(min(3.0, self.app.settings.forward_timeout),
+                                                    self.app.settings.forward_timeout))
+        except PartnerCallError as exc:
+            uow.add(self._call(receiver, module, method, url, exc.request_id, correlation_id,
+                               exc.http_status, None, str(exc), sent_at, exc.elapsed_ms))
+            if isinstance(exc, PartnerTimeout):
+                raise HubError(OcpiStatus.FORWARD_TIMEOUT,
+                               f"{receiver.key} did not answer within {self.app.settings.forward_timeout:g} s") from None
+            if exc.http_status is not None:
+                raise HubError(OcpiStatus.HUB_ERROR,
+                               f"{receiver.key} answered HTTP {exc.http_status} without an OCPI envelope") from None
+            raise HubError(OcpiStatus.CONNECTION_PROBLEM, f"{receiver.key} could not be reached") from None
+        uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
+                           response.http_status, response.status_code, None, sent_at, response.elapsed_ms))
+        return response
+
+    @staticmethod
+    def _call(receiver: Receiver, module, method, url, request_id, correlation_id, http_status,
+              status_code, error, sent_at, elapsed) -> Call:
+        return Call(platform_id=str(receiver.platform_id), purpose="realtime", module=module, method=method,
+                    url=url, request_id=request_id, correlation_id=correlation_id, http_status=http_status,
+                    status_code=status_code, error=error, sent_at=sent_at, duration_ms=elapsed)

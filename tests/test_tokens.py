@@ -1,0 +1,164 @@
+"""Tokens: eMSP pushes reach CPOs; real-time authorization through the hub."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from tests import ocpi_examples as ex
+from tests.conftest import wait_until
+from tests.partner import envelope, role
+from tests.test_forwarding import received
+
+
+class Emsp:
+    def __init__(self, hub, partner, cc="IN", pid="EMP") -> None:
+        self.hub, self.partner, self.cc, self.pid = hub, partner, cc, pid
+
+    def push(self, method, path, body, to=("IN", "CIH"), params=None):
+        headers = {"OCPI-from-country-code": self.cc, "OCPI-from-party-id": self.pid}
+        if to:
+            headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+        return self.hub.call(method, f"/ocpi/2.2.1/{path}", self.partner.hub_token, json=body,
+                             headers=headers, params=params)
+
+
+def authorize(hub, cpo, uid, *, to=None, token_type=None, body=None, correlation_id=None):
+    headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP",
+               "X-Correlation-ID": correlation_id or str(uuid.uuid4())}
+    if to:
+        headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+    params = {"type": token_type} if token_type else None
+    return hub.call("POST", f"/ocpi/2.2.1/tokens/sender/{uid}/authorize", cpo.hub_token, json=body,
+                    headers=headers, params=params)
+
+
+def emsp_answering(hub, pid="EMP", **options):
+    """An eMSP whose authorize endpoint answers from its own token list."""
+    partner = hub.connect_partner([role("EMSP", "IN", pid)], **options)
+    known = {"ALLOW1": "ALLOWED", "BLOCK1": "BLOCKED"}
+    original = partner.answer
+
+    def answer(record):
+        if record.path.endswith("/authorize"):
+            uid = record.path.split("/")[-2]
+            if uid not in known:
+                return (404, envelope(None, 2004, "unknown token"))
+            token = ex.token(uid=uid, party_id=pid)
+            return envelope({"allowed": known[uid], "token": token, "authorization_reference": "REF-" + uid})
+        return original(record)
+
+    partner.answer = answer
+    return partner
+
+
+def test_token_push_reaches_cpos(hub, worker):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo2 = hub.connect_partner([role("CPO", "IN", "CP2")])
+    emsp_partner = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    emsp = Emsp(hub, emsp_partner)
+    try:
+        token = ex.token(uid="ALLOW1")
+        put = emsp.push("PUT", "tokens/receiver/IN/EMP/ALLOW1", token, params={"type": "RFID"})
+        assert put.status_code == 201 and put.json()["status_code"] == 1000
+        for partner in (cpo, cpo2):
+            got = wait_until(lambda p=partner: received(p, "tokens", "PUT"))
+            assert got and got[0].body == token
+            assert got[0].path == "/ocpi/2.2.1/tokens/receiver/IN/EMP/ALLOW1"
+            assert got[0].query == "type=RFID"
+            assert got[0].header("OCPI-from-party-id") == "CIH" and got[0].header("OCPI-to-party-id") == partner.roles[0]["party_id"]
+        patch = emsp.push("PATCH", "tokens/receiver/IN/EMP/ALLOW1",
+                          {"valid": False, "last_updated": "2030-01-01T00:00:00Z"})
+        assert patch.json()["status_code"] == 1000
+        assert wait_until(lambda: received(cpo, "tokens", "PATCH"))
+        # A CPO pulls the tokens it may see.
+        pulled = hub.call("GET", "/ocpi/2.2.1/tokens/sender", cpo.hub_token,
+                          headers={"OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP",
+                                   "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"})
+        assert pulled.status_code == 200
+        assert wait_until(lambda: hub.call("GET", "/ocpi/2.2.1/tokens/sender", cpo.hub_token, headers={
+            "OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP", "OCPI-to-country-code": "IN",
+            "OCPI-to-party-id": "CIH"}).json()["data"] == [{**token, "valid": False,
+                                                            "last_updated": "2030-01-01T00:00:00Z"}])
+        # Invalid token pushes: a CPO cannot push tokens; body uid must match.
+        bad = emsp.push("PUT", "tokens/receiver/IN/EMP/OTHER", token)
+        assert bad.json()["status_code"] == 2001 and "uid" in bad.json()["status_message"]
+    finally:
+        for partner in (cpo, cpo2, emsp_partner):
+            partner.stop()
+
+
+def test_authorize_relays_the_emsp_answer(hub, worker):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    emsp = Emsp(hub, emsp_partner)
+    try:
+        for uid in ("ALLOW1", "BLOCK1"):
+            assert emsp.push("PUT", f"tokens/receiver/IN/EMP/{uid}", ex.token(uid=uid)).status_code == 201
+        correlation = str(uuid.uuid4())
+        allowed = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), correlation_id=correlation,
+                            body={"location_id": "LOC1", "evse_uids": ["E1"]})
+        assert allowed.status_code == 200
+        assert allowed.json()["data"]["allowed"] == "ALLOWED"
+        assert allowed.json()["data"]["authorization_reference"] == "REF-ALLOW1"
+        assert allowed.headers["OCPI-from-party-id"] == "EMP" and allowed.headers["OCPI-to-party-id"] == "ECP"
+        forwarded = emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")[-1]
+        assert forwarded.body == {"location_id": "LOC1", "evse_uids": ["E1"]}
+        assert forwarded.header("OCPI-from-party-id") == "ECP" and forwarded.header("OCPI-to-party-id") == "EMP"
+        assert forwarded.header("X-Correlation-ID") == correlation
+        assert forwarded.header("X-Request-ID") != allowed.headers["X-Request-ID"]
+        assert allowed.headers["X-Correlation-ID"] == correlation
+
+        blocked = authorize(hub, cpo, "BLOCK1", to=("IN", "EMP"))
+        assert blocked.json()["data"]["allowed"] == "BLOCKED"
+        unknown = authorize(hub, cpo, "NOPE", to=("IN", "EMP"))
+        assert unknown.status_code == 404 and unknown.json()["status_code"] == 2004
+        assert "data" not in unknown.json()
+
+        # Open routing: the hub finds the eMSP that pushed the token (needs the view to have it).
+        assert wait_until(lambda: authorize(hub, cpo, "BLOCK1").json().get("data", {}).get("allowed") == "BLOCKED")
+        assert authorize(hub, cpo, "ALLOW1", token_type="RFID").json()["data"]["allowed"] == "ALLOWED"
+        no_owner = authorize(hub, cpo, "NEVERPUSHED")
+        assert no_owner.status_code == 200 and no_owner.json()["status_code"] == 4001
+        assert authorize(hub, cpo, "ALLOW1", to=("IN", "ZZZ")).json()["status_code"] == 4001
+        bad_type = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), token_type="CARD")
+        assert bad_type.json()["status_code"] == 2001 and "type" in bad_type.json()["status_message"]
+    finally:
+        cpo.stop()
+        emsp_partner.stop()
+
+
+def test_authorize_timeout_and_unreachable(hub, settings):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    try:
+        emsp_partner.delay = settings.forward_timeout + 2
+        started = time.monotonic()
+        slow = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        took = time.monotonic() - started
+        assert slow.status_code == 200 and slow.json()["status_code"] == 4002
+        assert took < settings.forward_timeout + 1.5  # answered by the hub, not after the eMSP
+        emsp_partner.delay = 0
+        emsp_partner.stop()
+        down = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert down.status_code == 200 and down.json()["status_code"] == 4003
+    finally:
+        cpo.stop()
+        emsp_partner.stop()
+
+
+def test_authorize_refused_by_rules_or_missing_module(hub, settings):
+    from tests.test_cli import run_hub
+
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    no_tokens = hub.connect_partner([role("EMSP", "IN", "NTK")], modules=("credentials", "locations"))
+    try:
+        assert authorize(hub, cpo, "ALLOW1", to=("IN", "NTK")).json()["status_code"] == 4000
+        run_hub(settings, "routing", "deny", "IN/ECP", "IN/EMP", "--module", "tokens")
+        refused = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP")).json()
+        assert refused["status_code"] == 4000 and "refused" in refused["status_message"]
+        assert not emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")
+    finally:
+        for partner in (cpo, emsp_partner, no_tokens):
+            partner.stop()

@@ -96,3 +96,23 @@ def test_projection_status_and_rebuild_equal_live(hub, settings):
     rebuilt = run_hub(settings, "projections", "rebuild", "parties", "--progress")
     assert "parties: rebuilt" in rebuilt.stdout and "100.0%" in rebuilt.stderr
     assert snapshot() == before
+
+
+def test_parties_connect_starts_the_handshake(hub, settings):
+    from tests.partner import Partner
+
+    partner = Partner(roles=[role("EMSP", "IN", "OUT", "Outbound")]).start()
+    try:
+        done = json.loads(run_hub(settings, "parties", "connect", "--versions-url", partner.versions_url,
+                                  "--token", "their-token-a", "--json").stdout)
+        assert [(p["party_id"], p["role"], p["status"]) for p in done] == [("OUT", "EMSP", "CONNECTED")]
+        posted = partner.requests_to("/ocpi/2.2.1/credentials", "POST")[0]
+        assert posted.token == "their-token-a" and posted.body["roles"][0]["party_id"] == "CIH"
+        # The hub now calls the partner with the token the partner returned, and the
+        # partner calls the hub with the token the hub sent.
+        assert hub.call("GET", "/ocpi/2.2.1/hubclientinfo", partner.hub_token).status_code == 200
+        failed = run_hub(settings, "parties", "connect", "--versions-url", "http://127.0.0.1:9/ocpi/versions",
+                         "--token", "x", ok=False)
+        assert failed.returncode != 0 and "3001" in failed.stderr
+    finally:
+        partner.stop()

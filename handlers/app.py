@@ -19,7 +19,7 @@ from hub import OCPI_VERSION
 from hub.errors import OcpiError
 
 MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations", "handlers.tariffs",
-           "handlers.sessions", "handlers.cdrs", "handlers.tokens")
+           "handlers.sessions", "handlers.cdrs", "handlers.tokens", "handlers.commands")
 
 
 def _modules():

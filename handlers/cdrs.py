@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
-from handlers.pushing import answer, check_directed, check_owner, message_of, read_body
+from handlers.pushing import answer, check_owner, check_routable, message_of, read_body
 from handlers.sessions import emsp_of
 from hub.domain.objects import Cdr
 from hub.errors import NotFound
@@ -35,9 +35,9 @@ class CdrPost:
         body = read_body(req, models.CDR)
         check_owner(req, body["country_code"], body["party_id"], "CPO",
                     field="country_code/party_id in the body")
-        check_directed(req, "cdrs", emsp_of(body))
-        path = f"/{body['country_code']}/{body['party_id']}/{body['id']}"
-        result = self.ctx.pushes.post_cdr(req.context.uow, body, message_of(req, "POST", path))
+        check_routable(req, "cdrs", emsp_of(body))
+        # Forwarded as OCPI says: POST to the eMSP's cdrs endpoint itself (no ids in the path).
+        result = self.ctx.pushes.post_cdr(req.context.uow, body, message_of(req, "POST", ""))
         answer(resp, result, "CDR")
         cdr = result.aggregate
         resp.set_header("Location", "/".join([

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
-from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
+from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Location
 from hub.errors import InvalidParameters, NotFound
 from hub.ocpi import models
@@ -44,7 +44,7 @@ class LocationReceiver:
 
     def on_put(self, req, resp, country_code, party_id, location_id, evse_uid=None, connector_id=None):
         check_owner(req, country_code, party_id, "CPO")
-        check_directed(req, "locations")
+        check_routable(req, "locations")
         uow, pushes = req.context.uow, self.ctx.pushes
         path = self._path(country_code, party_id, location_id, evse_uid, connector_id)
         message = message_of(req, "PUT", path)
@@ -65,7 +65,7 @@ class LocationReceiver:
 
     def on_patch(self, req, resp, country_code, party_id, location_id, evse_uid=None, connector_id=None):
         check_owner(req, country_code, party_id, "CPO")
-        check_directed(req, "locations")
+        check_routable(req, "locations")
         model = {"location": models.Location, "evse": models.EVSE, "connector": models.Connector}[self.level]
         body = read_body(req, model, partial=True)
         if self.level == "location":

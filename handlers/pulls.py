@@ -68,8 +68,9 @@ class ObjectItem:
         routing = req.context.routing
         filters = _filters(self.ctx, req, self.module)
         owners = filters.get("owners")
-        if routing.scenario == "directed" and owners is not None:
-            owners = [o for o in owners if o == (routing.to_country_code, routing.to_party_id)]
+        if routing.scenario == "directed":  # OCPI-to names the CPO that owns the object
+            addressed = (routing.to_country_code, routing.to_party_id)
+            owners = [addressed] if owners is None else [o for o in owners if o == addressed]
         with self.ctx.app.pool.connection() as conn:
             found = find_objects(conn, self.module, object_id, owners=owners, viewer=filters["viewer"],
                                  emsp=filters.get("emsp"))

@@ -18,6 +18,7 @@ from hub.ocpi.envelope import envelope
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
 from hub.pushes import PushResult
+from hub.routing import EMSP_LIKE
 from projections.rules import load_rules
 
 
@@ -76,28 +77,46 @@ def answer(resp: falcon.Response, result: PushResult, what: str) -> None:
         resp.media = envelope()
 
 
-def check_directed(req: falcon.Request, module: str, emsp: tuple[str, str] | None = None) -> None:
-    """A directed push must be deliverable: the routing rules allow it, the
-    receiver offers the module, and Sessions/CDRs go only to their ``cdr_token`` eMSP."""
+def check_routable(req: falcon.Request, module: str, emsp: tuple[str, str] | None = None) -> None:
+    """Refuse a push the hub could never deliver, before accepting it.
+
+    Sessions and CDRs (``emsp`` = their ``cdr_token`` owner) go only to that
+    eMSP, whatever the scenario: it must be known (else 4001), not PLANNED or
+    SUSPENDED (4003), allowed by the routing rules and offer the module (4000).
+    Other modules are checked when directed: the addressed party must be
+    allowed and offer the module. An OFFLINE receiver is fine: it is queued.
+    """
     routing = req.context.routing
-    if routing.scenario != "directed":
+    if emsp is not None:
+        if routing.scenario == "directed" and (routing.to_country_code, routing.to_party_id) != emsp:
+            raise InvalidParameters(
+                f"OCPI-to-party-id: {module} go to the eMSP of cdr_token ({emsp[0]}/{emsp[1]}), "
+                f"not {routing.to_country_code}/{routing.to_party_id}")
+        target, roles = emsp, sorted(EMSP_LIKE)
+    elif routing.scenario == "directed":
+        target, roles = (routing.to_country_code, routing.to_party_id), [routing.to_role]
+    else:
         return
-    if emsp is not None and (routing.to_country_code, routing.to_party_id) != emsp:
-        raise InvalidParameters(
-            f"OCPI-to-party-id: {module} go to the eMSP of cdr_token ({emsp[0]}/{emsp[1]}), "
-            f"not {routing.to_country_code}/{routing.to_party_id}")
     ctx = req.context.web
-    sender = routing.sender_key
-    cpo, emsp_key = (routing.receiver_key, sender) if module == "tokens" else (sender, routing.receiver_key)
-    decision = load_rules(ctx.app.pool).decide(cpo, emsp_key, module)
-    if not decision.allowed:
-        raise HubError(OcpiStatus.HUB_ERROR, f"routing to {routing.receiver_key} refused: {decision.reason}")
     with ctx.app.pool.connection() as conn:
         row = conn.execute(
-            "SELECT p.endpoints @> %s::jsonb FROM view_parties v JOIN view_platforms p USING (platform_id)"
-            " WHERE v.country_code = %s AND v.party_id = %s AND v.role = %s",
-            (f'[{{"identifier": "{module}", "role": "RECEIVER"}}]', routing.to_country_code,
-             routing.to_party_id, routing.to_role),
+            "SELECT v.role, v.status, p.endpoints @> %s::jsonb FROM view_parties v"
+            " JOIN view_platforms p USING (platform_id)"
+            " WHERE v.country_code = %s AND v.party_id = %s AND v.role = ANY(%s)"
+            " ORDER BY v.status = 'CONNECTED' DESC LIMIT 1",
+            (f'[{{"identifier": "{module}", "role": "RECEIVER"}}]', target[0].upper(), target[1].upper(),
+             roles),
         ).fetchone()
-    if not row or not row[0]:
-        raise HubError(OcpiStatus.HUB_ERROR, f"receiver {routing.receiver_key} does not offer the {module} receiver interface")
+    if row is None:
+        raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {target[0]}/{target[1]}")
+    role, status, offers = row
+    receiver = f"{target[0].upper()}/{target[1].upper()}/{role}"
+    if status in ("PLANNED", "SUSPENDED"):
+        raise HubError(OcpiStatus.CONNECTION_PROBLEM, f"receiver {receiver} is {status}")
+    sender = routing.sender_key
+    cpo, emsp_key = (receiver, sender) if module == "tokens" else (sender, receiver)
+    decision = load_rules(ctx.app.pool).decide(cpo, emsp_key, module)
+    if not decision.allowed:
+        raise HubError(OcpiStatus.HUB_ERROR, f"routing to {receiver} refused: {decision.reason}")
+    if not offers:
+        raise HubError(OcpiStatus.HUB_ERROR, f"receiver {receiver} does not offer the {module} receiver interface")

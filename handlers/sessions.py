@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
-from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
+from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Session
 from hub.errors import NotFound
 from hub.ocpi import models
@@ -44,7 +44,7 @@ class SessionReceiver:
         check_owner(req, country_code, party_id, "CPO")
         body = read_body(req, models.Session)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
-        check_directed(req, "sessions", emsp_of(body))
+        check_routable(req, "sessions", emsp_of(body))
         message = message_of(req, "PUT", f"/{country_code}/{party_id}/{session_id}")
         result = self.ctx.pushes.put_session(req.context.uow, country_code, party_id, session_id,
                                              body, message)
@@ -58,7 +58,7 @@ class SessionReceiver:
         if emsp is None and req.context.routing.scenario == "directed":
             stored = self.ctx.pushes.get(Session, country_code, party_id, session_id)
             emsp = stored.emsp if stored is not None else None
-        check_directed(req, "sessions", emsp)
+        check_routable(req, "sessions", emsp)
         message = message_of(req, "PATCH", f"/{country_code}/{party_id}/{session_id}")
         result = self.ctx.pushes.patch_session(req.context.uow, country_code, party_id, session_id,
                                                body, message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
-from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
+from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Tariff
 from hub.errors import NotFound
 from hub.ocpi import models
@@ -33,7 +33,7 @@ class TariffReceiver:
 
     def on_put(self, req, resp, country_code, party_id, tariff_id):
         check_owner(req, country_code, party_id, "CPO")
-        check_directed(req, "tariffs")
+        check_routable(req, "tariffs")
         body = read_body(req, models.Tariff)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=tariff_id)
         message = message_of(req, "PUT", f"/{country_code}/{party_id}/{tariff_id}")
@@ -43,7 +43,7 @@ class TariffReceiver:
 
     def on_delete(self, req, resp, country_code, party_id, tariff_id):
         check_owner(req, country_code, party_id, "CPO")
-        check_directed(req, "tariffs")
+        check_routable(req, "tariffs")
         message = message_of(req, "DELETE", f"/{country_code}/{party_id}/{tariff_id}")
         result = self.ctx.pushes.delete_tariff(req.context.uow, country_code, party_id, tariff_id,
                                                message)

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from handlers.context import WebContext
 from handlers.pulls import ObjectList
-from handlers.pushing import answer, check_body_ids, check_directed, check_owner, message_of, read_body
+from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Token
 from hub.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi import models
@@ -52,7 +52,7 @@ class TokenReceiver:
 
     def _common(self, req, country_code, party_id, token_uid, *, partial: bool) -> tuple[dict, str, dict]:
         check_owner(req, country_code, party_id, "EMSP")
-        check_directed(req, "tokens")
+        check_routable(req, "tokens")
         token_type = token_type_of(req)
         body = read_body(req, models.Token, partial=partial)
         check_body_ids(body, country_code, party_id, id_field="uid", object_id=token_uid)

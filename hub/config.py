@@ -10,6 +10,8 @@
 | HUB_PAGE_LIMIT | largest page a list endpoint returns (X-Limit) | 100 |
 | HUB_FORWARD_TIMEOUT | seconds the hub waits on a partner it calls synchronously | 5 |
 | HUB_STILL_ALIVE_AFTER | seconds of silence before the hub GETs a party's versions | 300 |
+| HUB_COMMAND_RESULT_MARGIN | seconds a command's response_url outlives the CPO's timeout | 60 |
+| HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
         raise SystemExit(f"{key} must be a number, got {value!r}") from exc
 
 
+def _switch(env: dict[str, str], key: str, default: bool) -> bool:
+    value = (env.get(key) or "").strip().lower()
+    if not value:
+        return default
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise SystemExit(f"{key} must be on or off, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -44,6 +57,8 @@ class Settings:
     forward_timeout: float = 5.0
     still_alive_after: float = 300.0
     delivery_give_up_after: float = 24 * 3600.0
+    command_result_margin: float = 60.0
+    command_timeout_result: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +78,8 @@ class Settings:
             forward_timeout=_float(env, "HUB_FORWARD_TIMEOUT", 5.0),
             still_alive_after=_float(env, "HUB_STILL_ALIVE_AFTER", 300.0),
             delivery_give_up_after=_float(env, "HUB_DELIVERY_GIVE_UP_AFTER", 24 * 3600.0),
+            command_result_margin=_float(env, "HUB_COMMAND_RESULT_MARGIN", 60.0),
+            command_timeout_result=_switch(env, "HUB_COMMAND_TIMEOUT_RESULT", True),
         )
 
     def with_database(self, url: str) -> Settings:

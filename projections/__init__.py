@@ -6,10 +6,11 @@ the order ``hub projections rebuild`` and ``hub worker`` run them.
 
 from __future__ import annotations
 
+from projections.commands import CommandsProjection
 from projections.objects import ObjectsProjection
 from projections.parties import PartiesProjection
 from projections.rules import RulesProjection
 
 
 def all_projections() -> list:
-    return [PartiesProjection(), ObjectsProjection(), RulesProjection()]
+    return [PartiesProjection(), ObjectsProjection(), RulesProjection(), CommandsProjection()]

@@ -22,10 +22,16 @@ Two kinds of rows:
 - ``current``: "send this object's current state" (HubClientInfo); a newer
   change merges into the pending row (``revision`` goes up).
 
+A row whose ``path`` is an absolute URL (a command's ``response_url``) is sent
+to that URL as is, without an endpoint from the recipient's version details.
+
 Recipients are only sent to while CONNECTED; an OFFLINE recipient's rows wait
 for the still-alive probe, a SUSPENDED one's wait for the operator (and are
-parked by the give-up sweep). After ``OFFLINE_AFTER_ATTEMPTS`` failed attempts
-of one row its platform is marked OFFLINE.
+parked by the give-up sweep). After ``OFFLINE_AFTER_ATTEMPTS`` attempts of one
+row that found the platform unreachable (no connection, timeout, 5xx) its
+platform is marked OFFLINE. 401/403/408/425/429 are retried with backoff
+(``Retry-After`` honoured, up to ``BACKOFF_CAP``); a refused PATCH is replaced
+by a PUT of the whole object; any other refusal parks the row as FAILED.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ BACKOFF_CAP = 300.0
 OFFLINE_AFTER_ATTEMPTS = 3
 COLLAPSE_AFTER_SECONDS = 30.0
 COLLAPSIBLE = frozenset({"locations", "tariffs", "sessions"})
-RETRY_HTTP = frozenset({401, 403, 404, 408, 425, 429})
+RETRY_HTTP = frozenset({401, 403, 408, 425, 429})  # worth another try later; 404 and other 4xx are not
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS hub_deliveries (
@@ -225,22 +231,24 @@ class Sender:
 
     def _send(self, row: dict) -> None:
         platform = row["platform"] or {}
-        base = _endpoint(platform, row["module"], row["interface"])
+        absolute = row["path"].startswith(("http://", "https://"))  # e.g. an eMSP's response_url
+        base = None if absolute else _endpoint(platform, row["module"], row["interface"])
         token_sealed = platform.get("partner_token")
-        if platform.get("state") != "REGISTERED" or not base or not token_sealed:
+        if platform.get("state") != "REGISTERED" or not (absolute or base) or not token_sealed:
             self._finish(row, "FAILED", error="recipient no longer registered or lacks the endpoint")
             return
         method, path, body = row["method"], row["path"], row["body"]
         upto = row["id"]
-        if row["kind"] == "exact" and self._behind(row):
-            upto = self._backlog(row)
+        if (row["kind"] == "exact" and self._behind(row)) or (
+                row["kind"] == "current" and row["module"] in COLLAPSIBLE):
+            upto = self._backlog(row)  # the current state includes every update queued behind it
         if row["kind"] == "current" or upto > row["id"]:
             rendered = self.renderers[row["module"]](row)
             if rendered is None:
                 self._finish(row, "DELIVERED", note="nothing to send: the object no longer exists", upto=upto)
                 return
             method, path, body = rendered
-        url = base.rstrip("/") + path
+        url = path if absolute else base.rstrip("/") + path
         sent_at = format_datetime(datetime.now(UTC))
         try:
             response = self.client.request(
@@ -250,7 +258,7 @@ class Sender:
         except PartnerCallError as exc:
             self._record(row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),
                          exc.elapsed_ms)
-            self._retry(row, str(exc), exc.http_status, None)
+            self._retry(row, str(exc), exc.http_status, None, unreachable=True)
             return
         error = None if response.ok else (
             f"HTTP {response.http_status}, status {response.status_code}: "
@@ -264,9 +272,9 @@ class Sender:
                          status_code=response.status_code, upto=upto, note=note)
         elif response.http_status >= 500 or response.http_status in RETRY_HTTP:
             self._retry(row, error, response.http_status, response.status_code,
-                        _retry_after(response.headers))
+                        _retry_after(response.headers), unreachable=response.http_status >= 500)
         elif method == "PATCH" and row["module"] in COLLAPSIBLE:
-            # OCPI: when a PATCH fails, send the whole object (PUT) instead.
+            # OCPI: when a PATCH fails (e.g. 404: the receiver lacks the object), send the whole object.
             self._resend_current(row, error, response.http_status, response.status_code)
         else:
             # The partner understood and refused (2xxx/3xxx or 4xx): park it for the operator.
@@ -308,7 +316,8 @@ class Sender:
                 )
 
     def _retry(self, row: dict, error: str | None, http_status: int | None,
-               status_code: int | None, retry_after: float | None = None) -> None:
+               status_code: int | None, retry_after: float | None = None, *,
+               unreachable: bool = False) -> None:
         delay = max(backoff(row["attempts"]), retry_after or 0.0)
         with self.app.pool.connection() as conn:
             conn.execute(
@@ -317,7 +326,7 @@ class Sender:
                 " last_http_status = %s, last_status_code = %s WHERE id = %s",
                 (delay, error, http_status, status_code, row["id"]),
             )
-        if row["attempts"] >= OFFLINE_AFTER_ATTEMPTS and self.on_unreachable is not None:
+        if unreachable and row["attempts"] >= OFFLINE_AFTER_ATTEMPTS and self.on_unreachable is not None:
             self.on_unreachable(row["platform_id"], f"{row['attempts']} failed deliveries: {error}")
 
     def _resend_current(self, row: dict, error: str | None, http_status: int | None,

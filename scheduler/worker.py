@@ -3,7 +3,7 @@
 - A LISTEN thread wakes the follower loop on every NOTIFY of a new event; the
   loop also runs every second as the safety net.
 - APScheduler drives the periodic jobs: sending due deliveries, still-alive
-  checks, the give-up sweep.
+  checks, the give-up sweep, command timeouts.
 - Several workers may run against one database: followers serialise on their
   tracking rows, senders lease rows with SKIP LOCKED.
 """
@@ -22,16 +22,18 @@ from hub.eventlog import EventLog, Waker
 from hub.ocpi.client import OcpiClient
 from projections import all_projections
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
+from scheduler.commands import CommandResultDispatcher, CommandTimeouts
 from scheduler.deliveries import Sender
 from scheduler.forwarding import ForwardingDispatcher, render_current
 
 log = logging.getLogger(__name__)
 
 
-def dispatchers() -> list:
+def dispatchers(settings: Settings | None = None) -> list:
     """Followers that turn events into deliveries; they read the views, so they
     run only up to the position every projection has reached."""
-    return [ClientInfoDispatcher(), ForwardingDispatcher()]
+    timeout_result = settings.command_timeout_result if settings is not None else True
+    return [ClientInfoDispatcher(), ForwardingDispatcher(), CommandResultDispatcher(timeout_result)]
 
 
 class Worker:
@@ -41,8 +43,9 @@ class Worker:
         self.log = EventLog(self.app)
         self.client = OcpiClient(read_timeout=settings.forward_timeout)
         self.projections = all_projections()
-        self.dispatchers = dispatchers()
+        self.dispatchers = dispatchers(settings)
         self.still_alive = StillAlive(self.app, self.client, settings.still_alive_after)
+        self.command_timeouts = CommandTimeouts(self.app)
         current = render_current(self.app)
         self.sender = Sender(
             self.app, self.client,
@@ -103,6 +106,12 @@ class Worker:
         except Exception:
             log.exception("still-alive round failed")
 
+    def time_out_commands(self) -> None:
+        try:
+            self.command_timeouts.run()
+        except Exception:
+            log.exception("command timeout round failed")
+
     def sweep(self) -> None:
         parked = self.sender.give_up(self.settings.delivery_give_up_after)
         if parked:
@@ -123,6 +132,8 @@ class Worker:
         self.scheduler.add_job(self.check_still_alive, "interval", seconds=probe_every,
                                id="still-alive", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.sweep, "interval", seconds=60, id="give-up-sweep",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.time_out_commands, "interval", seconds=2, id="command-timeouts",
                                max_instances=1, coalesce=True)
         self.scheduler.start()
 

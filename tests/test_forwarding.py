@@ -89,6 +89,7 @@ def test_broadcast_directed_rules_and_per_emsp(hub, worker, settings):
                                  **HUB}).json()["data"] == cdr
         assert wait_until(lambda: received(em2, "cdrs", "POST"))
         assert received(em2, "cdrs", "POST")[0].body == cdr
+        assert received(em2, "cdrs", "POST")[0].path == "/ocpi/2.2.1/cdrs/receiver"  # the endpoint itself
         assert received(em2, "sessions", "PUT")[0].body == session
         assert received(em2, "sessions", "PUT")[0].header("OCPI-from-party-id") == "ECP"
         worker.follow_once()

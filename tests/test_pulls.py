@@ -9,6 +9,7 @@ every CPO the caller may see, each object exactly as its owner pushed it.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -22,6 +23,14 @@ from tests.test_forwarding import Cpo, stamp
 
 HUB_ADDRESS = ("IN", "CIH")
 DC_EVSE = "EVSE-BLR-0001-1"  # the DC EVSE of ex.location(), connectors "1" and "2"
+PAGE_LIMIT = 10  # the hub's maximum page size in these tests, so the cap shows
+
+
+@pytest.fixture
+def settings(settings):
+    """The test hub, with a small maximum page size (``HUB_PAGE_LIMIT``)."""
+    return replace(settings, page_limit=PAGE_LIMIT,
+                   extra={**settings.extra, "HUB_PAGE_LIMIT": str(PAGE_LIMIT)})
 
 
 # Parties ---------------------------------------------------------------------
@@ -166,11 +175,13 @@ def test_get_all_pages_through_every_cpo_location(hub, worker, settings, connect
     second = em1.get("locations/sender", {"offset": 7, "limit": 7})
     assert keys(second.json()["data"]) == keys(pages[1].json()["data"])
 
-    # A limit above the hub's maximum is capped to it.
-    capped = em1.get("locations/sender", {"limit": settings.page_limit * 10})
-    assert capped.headers["X-Limit"] == str(settings.page_limit)
-    assert len(capped.json()["data"]) == 25 <= settings.page_limit
-    assert "Link" not in capped.headers
+    # No limit, or one above the hub's maximum: pages of the maximum.
+    for params in (None, {"limit": 1000}):
+        pages = em1.crawl("locations", params)
+        assert [len(p.json()["data"]) for p in pages] == [10, 10, 5]
+        assert {p.headers["X-Limit"] for p in pages} == {str(PAGE_LIMIT)}
+        assert link_query(pages[0])["limit"] == [str(PAGE_LIMIT)]
+        assert {key(obj) for p in pages for obj in p.json()["data"]} == set(pushed)
 
 
 def test_crawl_while_locations_change_neither_skips_nor_repeats(hub, worker, connect):
@@ -336,6 +347,27 @@ def test_sessions_and_cdrs_only_to_the_emsp_of_the_token(hub, worker, connect):
     assert patched == {**sessions["EM1"], "kwh": 30.5, "last_updated": stamp(5)}
     assert em2.get("sessions/sender/SES-EM2").json()["data"] == sessions["EM2"]
     refused(em1.get("sessions/sender"), 2001, mentions="date_from")
+
+
+def test_an_id_used_by_two_cpos_is_addressed_with_ocpi_to(hub, worker, connect):
+    em1 = connect("EMSP", "EM1")
+    ecp, cp2 = connect("CPO", "ECP"), connect("CPO", "CP2")
+    token = ex.cdr_token(party_id="EM1")
+    pushed = {}
+    for n, cpo in enumerate((ecp, cp2), start=1):
+        owner = {"country_code": "IN", "party_id": cpo.pid, "last_updated": stamp(n)}
+        session = ex.session(id="SES-SAME", cdr_token=token, **owner)
+        accepted(cpo.push("PUT", f"sessions/receiver/IN/{cpo.pid}/SES-SAME", session, to=None))
+        cdr = ex.cdr(id="CDR-SAME", cdr_token=token, **owner)
+        accepted(cpo.push("POST", "cdrs/receiver", cdr, to=None))
+        pushed[cpo.pid] = {"sessions": session, "cdrs": cdr, "tariffs": put_tariff(cpo, "TRF-SAME", stamp(n))}
+    settle(worker)
+
+    for module, object_id in (("sessions", "SES-SAME"), ("cdrs", "CDR-SAME"), ("tariffs", "TRF-SAME")):
+        refused(em1.get(f"{module}/sender/{object_id}"), 2001, mentions="OCPI-to")
+        for pid in ("ECP", "CP2"):
+            answer = em1.get(f"{module}/sender/{object_id}", to=("IN", pid))
+            assert answer.json().get("data") == pushed[pid][module], (module, answer.text)
 
 
 def test_tariffs_list_drops_a_deleted_tariff(hub, worker, connect):

@@ -27,8 +27,19 @@ OLDER = "2024-03-14T06:30:00Z"
 
 
 @pytest.fixture
-def cpo(hub):
-    return hub.connect_partner([role("CPO", "IN", "ECP")])
+def emsp(hub):
+    """IN/EMP, the eMSP of the examples' cdr_token: Sessions and CDRs are accepted
+    only for an eMSP the hub can deliver them to."""
+    partner = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    yield partner
+    partner.stop()
+
+
+@pytest.fixture
+def cpo(hub, emsp):
+    partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    yield partner
+    partner.stop()
 
 
 def push(hub, partner, method, path, body=None, *, sender=("IN", "ECP"), to=("IN", "CIH"),
@@ -271,8 +282,7 @@ PUSHES = {
 
 
 @pytest.mark.parametrize("module", list(PUSHES))
-def test_an_emsp_cannot_push_client_owned_objects(hub, cpo, settings, module):
-    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+def test_an_emsp_cannot_push_client_owned_objects(hub, cpo, emsp, settings, module):
     method, url, example = PUSHES[module]
     # As itself (an eMSP party), and pretending to be the CPO of another connection.
     refused(push(hub, emsp, method, _with_owner(url, "EMP"), example(party_id="EMP"), sender=("IN", "EMP")))
@@ -282,7 +292,6 @@ def test_an_emsp_cannot_push_client_owned_objects(hub, cpo, settings, module):
 
 
 def test_directed_sessions_and_cdrs_go_only_to_the_emsp_of_cdr_token(hub, cpo, settings):
-    hub.connect_partner([role("EMSP", "IN", "EMP")])
     hub.connect_partner([role("EMSP", "IN", "EM2")])
     wrong, right = ("IN", "EM2"), ("IN", "EMP")
     assert "cdr_token" in refused(push(hub, cpo, "PUT", SES, ex.session(), to=wrong))["status_message"]
@@ -346,3 +355,12 @@ def test_version_details_list_the_receivers(hub, cpo):
     receivers = {e["identifier"]: e["url"] for e in details if e["role"] == "RECEIVER"}
     for module in ("locations", "tariffs", "sessions", "cdrs"):
         assert receivers[module] == hub.settings.module_url(f"{module}/receiver")
+
+
+def test_sessions_and_cdrs_for_an_emsp_the_hub_cannot_reach_are_refused(hub, cpo, settings):
+    unknown = ex.session(cdr_token=ex.cdr_token(party_id="ZZZ"))
+    assert refused(push(hub, cpo, "PUT", SES, unknown), 4001)["status_message"].endswith("IN/ZZZ")
+    hub.onboard("EMSP", "IN", "PLN")  # onboarded, never registered
+    planned = ex.cdr(cdr_token=ex.cdr_token(party_id="PLN"))
+    assert "PLANNED" in refused(push(hub, cpo, "POST", "cdrs/receiver", planned), 4003)["status_message"]
+    assert object_events(settings) == 0

@@ -1,0 +1,396 @@
+"""Commands: eMSP -> hub -> CPO synchronously, the CPO's CommandResult back to the eMSP."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import psycopg
+import pytest
+
+from hub.domain.commands import command_uuid
+from scheduler.worker import Worker
+from tests import ocpi_examples as ex
+from tests.conftest import HubUnderTest, serve_in_thread, wait_until
+from tests.partner import envelope, role
+from tests.test_cli import run_hub
+from tests.test_forwarding import Cpo
+
+ACCEPTED = {"result": "ACCEPTED", "timeout": 30, "message": [{"language": "en", "text": "sent to the charger"}]}
+SENT_TO = "/ocpi/2.2.1/commands/receiver/"
+
+
+def cpo_answering(hub, pid="ECP", **options):
+    """A CPO whose commands receiver answers ``partner.command_response``."""
+    partner = hub.connect_partner([role("CPO", "IN", pid)], **options)
+    partner.command_response = envelope(ACCEPTED)
+    partner.before_answer = None  # called with the command before the CPO answers
+    original = partner.answer
+
+    def answer(record):
+        if record.path.startswith(SENT_TO):
+            if partner.before_answer is not None:
+                partner.before_answer(record)
+            return partner.command_response
+        return original(record)
+
+    partner.answer = answer
+    return partner
+
+
+def emsp_url(emsp, command: str) -> str:
+    return f"{emsp.base}/emsp/results/{command}/{uuid.uuid4().hex[:8]}"
+
+
+def body_of(command: str, response_url: str) -> dict:
+    if command == "START_SESSION":
+        return ex.start_session(response_url=response_url)
+    if command == "STOP_SESSION":
+        return {"response_url": response_url, "session_id": "SES-20240315-0001"}
+    if command == "RESERVE_NOW":
+        return {"response_url": response_url, "token": ex.token(), "expiry_date": "2030-01-01T10:00:00Z",
+                "reservation_id": "RES-1", "location_id": "LOC-BLR-0001", "evse_uid": "EVSE-BLR-0001-1"}
+    if command == "CANCEL_RESERVATION":
+        return {"response_url": response_url, "reservation_id": "RES-1"}
+    return {"response_url": response_url, "location_id": "LOC-BLR-0001", "evse_uid": "EVSE-BLR-0001-1",
+            "connector_id": "1"}
+
+
+def send(hub, emsp, command: str, body, to=("IN", "ECP"), correlation_id=None, pid="EMP"):
+    headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": pid,
+               "X-Correlation-ID": correlation_id or str(uuid.uuid4())}
+    if to:
+        headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+    return hub.call("POST", f"/ocpi/2.2.1/commands/receiver/{command}", emsp.hub_token, json=body,
+                    headers=headers)
+
+
+def post_result(hub, cpo, url: str, result: dict, pid="ECP", to=("IN", "EMP")):
+    headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": pid}
+    if to:
+        headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+    return hub.call("POST", url, cpo.hub_token, json=result, headers=headers)
+
+
+def forwarded(cpo, command: str) -> list:
+    return cpo.requests_to(SENT_TO + command, "POST")
+
+
+def story(settings, hub_url: str) -> list[tuple[str, dict]]:
+    """Every event of one command: (event name, state), in order."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        rows = conn.execute(
+            "SELECT topic, state FROM hub_events WHERE originator_id = %s ORDER BY originator_version",
+            (command_uuid(hub_url.rsplit("/", 1)[1]),)).fetchall()
+    import orjson
+
+    return [(topic.rsplit(".", 1)[1], orjson.loads(bytes(state))) for topic, state in rows]
+
+
+def names(settings, hub_url: str) -> list[str]:
+    return [name for name, _ in story(settings, hub_url)]
+
+
+def test_each_command_round_trips(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        for command in ("START_SESSION", "STOP_SESSION", "RESERVE_NOW", "CANCEL_RESERVATION",
+                        "UNLOCK_CONNECTOR"):
+            original_url = emsp_url(emsp, command)
+            body = body_of(command, original_url)
+            correlation = str(uuid.uuid4())
+            answer = send(hub, emsp, command, body, correlation_id=correlation)
+            # The eMSP gets the CPO's CommandResponse unchanged, with the CPO's routing headers.
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status_code"] == 1000 and answer.json()["data"] == ACCEPTED
+            assert answer.headers["OCPI-from-party-id"] == "ECP" and answer.headers["OCPI-to-party-id"] == "EMP"
+            assert answer.headers["X-Correlation-ID"] == correlation
+
+            # The CPO got the command with the hub's response_url, everything else as sent.
+            got = forwarded(cpo, command)[-1]
+            hub_url = got.body["response_url"]
+            assert hub_url != original_url
+            assert hub_url.startswith(settings.module_url("commands/sender/"))
+            assert len(hub_url.rsplit("/", 1)[1]) >= 43
+            assert {**got.body, "response_url": original_url} == body
+            assert got.header("OCPI-from-party-id") == "EMP" and got.header("OCPI-to-party-id") == "ECP"
+            assert got.header("X-Correlation-ID") == correlation
+            assert got.token == cpo.token_for_hub
+
+            # The CPO posts its result to the hub; the eMSP receives it at its own URL.
+            result = {"result": "ACCEPTED", "message": [{"language": "en", "text": f"{command} done"}]}
+            posted = post_result(hub, cpo, hub_url, result)
+            assert posted.status_code == 200 and posted.json()["status_code"] == 1000
+            assert "data" not in posted.json()
+            path = original_url.removeprefix(emsp.base)
+            delivered = emsp.wait_for(lambda r, p=path: r.path == p and r.method == "POST")
+            assert delivered, f"{command}: the eMSP received no result"
+            assert delivered[0].body == result
+            assert delivered[0].header("OCPI-from-country-code") == "IN"
+            assert delivered[0].header("OCPI-from-party-id") == "ECP"
+            assert delivered[0].header("OCPI-to-party-id") == "EMP"
+            assert delivered[0].header("X-Correlation-ID") == correlation
+            assert delivered[0].token == emsp.token_for_hub
+
+        # The whole story of the last command, under one originator id.
+        events = story(settings, hub_url)
+        assert [name for name, _ in events] == ["Requested", "Answered", "ResultReceived"]
+        requested = events[0][1]
+        assert requested["original_response_url"] == original_url and requested["emsp"] == "IN/EMP/EMSP"
+        assert requested["cpo"] == "IN/ECP/CPO" and requested["correlation_id"] == correlation
+        assert events[1][1]["result"] == "ACCEPTED" and events[2][1]["result"] == result
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_open_routing_by_location_and_session(hub, worker, settings):
+    cpo_partner = cpo_answering(hub)
+    other_cpo = cpo_answering(hub, pid="CP2")
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    cpo = Cpo(hub, cpo_partner)
+    try:
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC-BLR-0001", ex.location()).status_code == 201
+        assert cpo.push("PUT", "sessions/receiver/IN/ECP/SES-20240315-0001", ex.session(), to=None).status_code == 201
+        start = body_of("START_SESSION", emsp_url(emsp, "START_SESSION"))
+        answer = wait_until(lambda: (a := send(hub, emsp, "START_SESSION", start, to=None)).json()["status_code"] == 1000 and a)
+        assert answer and answer.json()["data"] == ACCEPTED
+        assert answer.headers["OCPI-from-party-id"] == "ECP"
+        got = forwarded(cpo_partner, "START_SESSION")[-1]
+        assert got.header("OCPI-to-party-id") == "ECP" and got.header("OCPI-from-party-id") == "EMP"
+        assert not forwarded(other_cpo, "START_SESSION")
+
+        stop = body_of("STOP_SESSION", emsp_url(emsp, "STOP_SESSION"))
+        answer = wait_until(lambda: (a := send(hub, emsp, "STOP_SESSION", stop, to=None)).json()["status_code"] == 1000 and a)
+        assert answer and forwarded(cpo_partner, "STOP_SESSION")[-1].body["session_id"] == "SES-20240315-0001"
+
+        # Nobody to route to: an unknown location, another eMSP's session, a reservation id.
+        unknown = send(hub, emsp, "START_SESSION", {**start, "location_id": "NOWHERE"}, to=None).json()
+        assert unknown["status_code"] == 4001 and "NOWHERE" in unknown["status_message"]
+        other_session = send(hub, em2, "STOP_SESSION", stop, to=None, pid="EM2").json()
+        assert other_session["status_code"] == 4001
+        cancel = send(hub, emsp, "CANCEL_RESERVATION", body_of("CANCEL_RESERVATION", emsp_url(emsp, "C")),
+                      to=None).json()
+        assert cancel["status_code"] == 4001 and "OCPI-to" in cancel["status_message"]
+        # Two CPOs with the same location id: the hub does not guess.
+        assert Cpo(hub, other_cpo, pid="CP2").push(
+            "PUT", "locations/receiver/IN/CP2/LOC-BLR-0001", ex.location(party_id="CP2")).status_code == 201
+        assert wait_until(lambda: send(hub, emsp, "START_SESSION", start, to=None).json()["status_code"] == 4001)
+        assert not forwarded(other_cpo, "START_SESSION")
+    finally:
+        for partner in (cpo_partner, other_cpo, emsp, em2):
+            partner.stop()
+
+
+def test_rejection_passes_through(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        rejected = {"result": "REJECTED", "timeout": 0, "message": [{"language": "en", "text": "unknown location"}]}
+        cpo.command_response = envelope(rejected, 2003, "Unknown Location")
+        answer = send(hub, emsp, "UNLOCK_CONNECTOR", body_of("UNLOCK_CONNECTOR", emsp_url(emsp, "U")))
+        assert answer.status_code == 200
+        assert answer.json()["status_code"] == 2003 and answer.json()["data"] == rejected
+        assert answer.json()["status_message"] == "Unknown Location"
+        assert answer.headers["OCPI-from-party-id"] == "ECP"
+        hub_url = forwarded(cpo, "UNLOCK_CONNECTOR")[-1].body["response_url"]
+        assert names(settings, hub_url) == ["Requested", "Answered"]
+        assert story(settings, hub_url)[1][1]["status_code"] == 2003
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_forged_and_unknown_results_are_refused(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    other_cpo = cpo_answering(hub, pid="CP2")
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        original_url = emsp_url(emsp, "START_SESSION")
+        assert send(hub, emsp, "START_SESSION", body_of("START_SESSION", original_url)).json()["status_code"] == 1000
+        hub_url = forwarded(cpo, "START_SESSION")[-1].body["response_url"]
+        result = {"result": "ACCEPTED"}
+
+        forged = post_result(hub, other_cpo, hub_url, result, pid="CP2")
+        assert forged.json()["status_code"] == 2001 and "IN/CP2" in forged.json()["status_message"]
+        # The CPO's platform, but claiming another CPO's party: the middleware refuses it.
+        assert post_result(hub, cpo, hub_url, result, pid="CP2").json()["status_code"] == 2001
+        # An eMSP cannot post results.
+        assert post_result(hub, emsp, hub_url, result, pid="EMP", to=("IN", "ECP")).json()["status_code"] == 2001
+        unknown = post_result(hub, cpo, settings.module_url("commands/sender/not-a-command"), result)
+        assert unknown.status_code == 404 and unknown.json()["status_code"] == 2001
+        invalid = post_result(hub, cpo, hub_url, {"result": "DONE"})
+        assert invalid.json()["status_code"] == 2001 and "result" in invalid.json()["status_message"]
+        wrong_emsp = post_result(hub, cpo, hub_url, result, to=("IN", "CP2"))
+        assert wrong_emsp.json()["status_code"] in (2001, 4001)
+        assert names(settings, hub_url) == ["Requested", "Answered"]
+
+        assert post_result(hub, cpo, hub_url, result, to=None).json()["status_code"] == 1000
+        path = original_url.removeprefix(emsp.base)
+        assert emsp.wait_for(lambda r: r.path == path)
+        assert len(emsp.requests_to(path)) == 1
+    finally:
+        for partner in (cpo, other_cpo, emsp):
+            partner.stop()
+
+
+def test_result_posted_before_the_cpo_answers(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        posted = []
+        cpo.before_answer = lambda record: posted.append(
+            post_result(hub, cpo, record.body["response_url"], {"result": "ACCEPTED"}))
+        original_url = emsp_url(emsp, "START_SESSION")
+        answer = send(hub, emsp, "START_SESSION", body_of("START_SESSION", original_url))
+        assert answer.json()["status_code"] == 1000 and answer.json()["data"] == ACCEPTED
+        assert posted and posted[0].json()["status_code"] == 1000
+        path = original_url.removeprefix(emsp.base)
+        assert emsp.wait_for(lambda r: r.path == path)
+        hub_url = forwarded(cpo, "START_SESSION")[-1].body["response_url"]
+        assert names(settings, hub_url) == ["Requested", "ResultReceived", "Answered"]
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_result_waits_for_an_emsp_that_is_down(hub, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    worker = Worker(replace(settings, still_alive_after=0.5), settings.database_url)
+    worker.start()
+    try:
+        original_url = emsp_url(emsp, "STOP_SESSION")
+        correlation = str(uuid.uuid4())
+        answer = send(hub, emsp, "STOP_SESSION", body_of("STOP_SESSION", original_url), correlation_id=correlation)
+        assert answer.json()["status_code"] == 1000
+        hub_url = forwarded(cpo, "STOP_SESSION")[-1].body["response_url"]
+        emsp.stop()
+        assert post_result(hub, cpo, hub_url, {"result": "ACCEPTED"}).json()["status_code"] == 1000
+        assert wait_until(lambda: _delivery(settings, hub_url)["attempts"] >= 1, timeout=15)
+        assert _delivery(settings, hub_url)["state"] == "PENDING"
+        emsp.start()
+        path = original_url.removeprefix(emsp.base)
+        got = emsp.wait_for(lambda r: r.path == path, timeout=30)
+        assert got and got[0].body == {"result": "ACCEPTED"}
+        assert got[0].header("X-Correlation-ID") == correlation and got[0].header("OCPI-from-party-id") == "ECP"
+        assert wait_until(lambda: _delivery(settings, hub_url)["state"] == "DELIVERED")
+    finally:
+        worker.stop()
+        cpo.stop()
+        emsp.stop()
+
+
+def _delivery(settings, hub_url: str) -> dict:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        row = conn.execute("SELECT state, attempts FROM hub_deliveries WHERE object_key = %s",
+                           (f"commands/{hub_url.rsplit('/', 1)[1]}",)).fetchone()
+    return {"state": row[0], "attempts": row[1]} if row else {"state": None, "attempts": 0}
+
+
+@pytest.fixture
+def quick_hub(settings):
+    """The hub with a 0.2 s margin after the CPO's command timeout."""
+    from handlers.app import create_app
+    from handlers.context import WebContext
+
+    quick = replace(settings, command_result_margin=0.2)
+    ctx = WebContext.open(quick, settings.database_url)
+    port = int(settings.extra["port"])
+    server = serve_in_thread(create_app(ctx), port)
+    yield HubUnderTest(quick, f"http://127.0.0.1:{port}", ctx)
+    server.shutdown()
+    server.server_close()
+    ctx.close()
+
+
+def test_no_result_means_timeout_for_the_emsp(quick_hub, worker, settings):
+    hub = quick_hub
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        cpo.command_response = envelope({"result": "ACCEPTED", "timeout": 1})
+        original_url = emsp_url(emsp, "START_SESSION")
+        correlation = str(uuid.uuid4())
+        send(hub, emsp, "START_SESSION", body_of("START_SESSION", original_url), correlation_id=correlation)
+        hub_url = forwarded(cpo, "START_SESSION")[-1].body["response_url"]
+        path = original_url.removeprefix(emsp.base)
+        got = emsp.wait_for(lambda r: r.path == path, timeout=20)
+        assert got, "the eMSP was not told about the timeout"
+        assert got[0].body["result"] == "TIMEOUT" and got[0].body["message"][0]["language"] == "en"
+        assert got[0].header("OCPI-from-party-id") == "ECP" and got[0].header("OCPI-to-party-id") == "EMP"
+        assert got[0].header("X-Correlation-ID") == correlation
+        assert names(settings, hub_url) == ["Requested", "Answered", "TimedOut"]
+        late = post_result(hub, cpo, hub_url, {"result": "ACCEPTED"})
+        assert late.json()["status_code"] == 2001 and "too late" in late.json()["status_message"]
+        assert names(settings, hub_url) == ["Requested", "Answered", "TimedOut"]
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_timeout_result_can_be_switched_off(quick_hub, settings):
+    hub = quick_hub
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    worker = Worker(replace(settings, command_timeout_result=False), settings.database_url)
+    worker.start()
+    try:
+        cpo.command_response = envelope({"result": "ACCEPTED", "timeout": 1})
+        send(hub, emsp, "UNLOCK_CONNECTOR", body_of("UNLOCK_CONNECTOR", emsp_url(emsp, "U")))
+        hub_url = forwarded(cpo, "UNLOCK_CONNECTOR")[-1].body["response_url"]
+        assert wait_until(lambda: names(settings, hub_url)[-1] == "TimedOut", timeout=20)
+        # Once the dispatcher has passed the TimedOut event, nothing was queued for the eMSP.
+        assert wait_until(lambda: worker.log.position("dispatch-commands") >= worker.log.head())
+        assert _delivery(settings, hub_url)["state"] is None
+    finally:
+        worker.stop()
+        cpo.stop()
+        emsp.stop()
+
+
+def test_invalid_commands_and_routing_errors(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    hub.connect_partner([role("EMSP", "IN", "EM2")]).stop()
+    no_commands = hub.connect_partner([role("CPO", "IN", "NOC")], modules=("credentials", "locations"))
+    try:
+        start = body_of("START_SESSION", emsp_url(emsp, "START_SESSION"))
+        other_token = send(hub, emsp, "START_SESSION", {**start, "token": ex.token(party_id="EM2")}).json()
+        assert other_token["status_code"] == 2001 and "token.party_id" in other_token["status_message"]
+        reserve = body_of("RESERVE_NOW", emsp_url(emsp, "R"))
+        other = send(hub, emsp, "RESERVE_NOW", {**reserve, "token": ex.token(country_code="NL")}).json()
+        assert other["status_code"] == 2001 and "token.country_code" in other["status_message"]
+        unknown = send(hub, emsp, "START_CHARGING", start).json()
+        assert unknown["status_code"] == 2001 and "command" in unknown["status_message"]
+        missing = send(hub, emsp, "START_SESSION", {**start, "location_id": None}).json()
+        assert missing["status_code"] == 2001 and "location_id" in missing["status_message"]
+        # A CPO cannot send commands.
+        assert send(hub, cpo, "START_SESSION", start, to=("IN", "EMP"), pid="ECP").json()["status_code"] == 2001
+        assert not forwarded(cpo, "")
+
+        assert send(hub, emsp, "START_SESSION", start, to=("IN", "ZZZ")).json()["status_code"] == 4001
+        assert send(hub, emsp, "START_SESSION", start, to=("IN", "NOC")).json()["status_code"] == 4000
+        run_hub(settings, "routing", "deny", "IN/ECP", "IN/EMP", "--module", "commands")
+        refused = send(hub, emsp, "START_SESSION", start).json()
+        assert refused["status_code"] == 4000 and "refused" in refused["status_message"]
+        assert not forwarded(cpo, "")
+        run_hub(settings, "routing", "allow", "IN/ECP", "IN/EMP", "--module", "commands")
+
+        cpo.delay = settings.forward_timeout + 2
+        slow = send(hub, emsp, "START_SESSION", start)
+        assert slow.status_code == 200 and slow.json()["status_code"] == 4002
+        hub_url = forwarded(cpo, "START_SESSION")[-1].body["response_url"]
+        events = story(settings, hub_url)
+        assert [name for name, _ in events] == ["Requested", "Failed"] and events[1][1]["status_code"] == 4002
+        cpo.delay = 0
+        cpo.stop()
+        down = send(hub, emsp, "START_SESSION", start)
+        assert down.status_code == 200 and down.json()["status_code"] == 4003
+    finally:
+        for partner in (cpo, emsp, no_commands):
+            partner.stop()

@@ -2,9 +2,10 @@
 Tariffs, Sessions and CDRs (GET all, paginated by keyset; single objects).
 
 Visibility: Locations and Tariffs of the CPOs the routing rules let the caller
-see (``publish: false`` Locations are not listed), Sessions and CDRs only of
-the caller's own eMSP party (``cdr_token``); objects pushed directed to some
-parties only are shown to those parties only.
+see (``publish: false`` Locations only to holders of a token matching
+``publish_allowed_to``), Sessions and CDRs only of the caller's own eMSP party
+(``cdr_token``) and from CPOs the rules let through; objects pushed directed to
+some parties only are shown to those parties only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from hub.errors import InvalidParameters, NotFound
 from hub.ocpi.envelope import envelope
 from hub.ocpi.pagination import parse_page
 from hub.ocpi.status import OcpiStatus
-from projections.objects import find_objects, page_objects
+from hub.rules import publish_visible
+from projections.objects import emsp_tokens, find_objects, page_objects, unpublished_for
 from projections.visibility import visible_owners
 
 PER_EMSP = frozenset({"sessions", "cdrs"})
@@ -26,9 +28,11 @@ PER_EMSP = frozenset({"sessions", "cdrs"})
 def _filters(ctx: WebContext, req: falcon.Request, module: str) -> dict:
     routing = req.context.routing
     viewer = routing.sender_key
+    owners = visible_owners(ctx.app.pool, module, viewer)
     if module in PER_EMSP:
-        return {"emsp": (routing.from_country_code, routing.from_party_id), "viewer": None}
-    return {"owners": visible_owners(ctx.app.pool, module, viewer), "viewer": viewer}
+        # Only the caller's own Sessions/CDRs, and only from CPOs the rules let through.
+        return {"emsp": (routing.from_country_code, routing.from_party_id), "viewer": None, "owners": owners}
+    return {"owners": owners, "viewer": viewer}
 
 
 class ObjectList:
@@ -46,8 +50,10 @@ class ObjectList:
                           require_date_from=self.module == "sessions")
         filters = _filters(self.ctx, req, self.module)
         with self.ctx.app.pool.connection() as conn:
+            locations = self.module == "locations"
+            allowed = unpublished_for(conn, filters["viewer"], filters["owners"]) if locations else None
             items, total, cursor, more = page_objects(
-                conn, self.module, page, published_only=self.module == "locations", **filters)
+                conn, self.module, page, published_only=locations, unpublished_allowed=allowed, **filters)
         set_page_headers(req, resp, page, total=total, returned=len(items),
                          base_url=self.ctx.settings.base_url, next_cursor=cursor, has_more=more)
         resp.media = envelope(items)
@@ -74,8 +80,9 @@ class ObjectItem:
         with self.ctx.app.pool.connection() as conn:
             found = find_objects(conn, self.module, object_id, owners=owners, viewer=filters["viewer"],
                                  emsp=filters.get("emsp"))
-        if self.module == "locations":
-            found = [body for body in found if body.get("publish") is not False]
+            if self.module == "locations" and any(body.get("publish") is False for body in found):
+                tokens = emsp_tokens(conn, routing.sender_key)
+                found = [body for body in found if publish_visible(body, tokens)]
         unknown = OcpiStatus.UNKNOWN_LOCATION if self.module == "locations" else OcpiStatus.CLIENT_ERROR
         if not found:
             raise NotFound(f"no {self.module[:-1]} {object_id} visible to you", unknown)

@@ -157,3 +157,24 @@ class RuleSet:
             if self.decide(cpo, emsp, "hubclientinfo").allowed:
                 return True
         return not viewers
+
+
+PUBLISH_MATCH_FIELDS = ("uid", "type", "visual_number", "issuer", "group_id")
+
+
+def publish_visible(location: dict, tokens: Iterable[dict]) -> bool:
+    """May an eMSP holding ``tokens`` see ``location``? (OCPI Location ``publish``)
+
+    ``publish: false`` Locations are only for the owners of tokens matching an
+    entry of ``publish_allowed_to`` (every field set in the entry must match).
+    """
+    if location.get("publish") is not False:
+        return True
+    entries = [e for e in location.get("publish_allowed_to") or [] if isinstance(e, dict)]
+    tokens = list(tokens)
+    for entry in entries:
+        wanted = {f: entry[f] for f in PUBLISH_MATCH_FIELDS if entry.get(f) is not None}
+        if wanted and any(all(str(t.get(f, "")).upper() == str(v).upper() for f, v in wanted.items())
+                          for t in tokens):
+            return True
+    return False

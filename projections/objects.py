@@ -175,6 +175,7 @@ def page_objects(
     emsp: tuple[str, str] | None = None,
     viewer: str | None = None,
     published_only: bool = False,
+    unpublished_allowed: list | None = None,
 ) -> tuple[list[dict], int, int | None, bool]:
     """One page of a module's objects visible under the given filters.
 
@@ -195,7 +196,8 @@ def page_objects(
         where.append("(audience IS NULL OR audience ? %s)")
         params.append(viewer)
     if published_only:
-        where.append("publish IS NOT FALSE")
+        where.append("(publish IS NOT FALSE OR object_uuid = ANY(%s))")
+        params.append(unpublished_allowed or [])
     if page.date_from is not None:
         where.append("last_updated >= %s")
         params.append(page.date_from)
@@ -237,3 +239,25 @@ def find_objects(conn: psycopg.Connection, module: str, object_id: str, *,
         params.append(viewer)
     rows = conn.execute(f"SELECT body FROM view_objects WHERE {' AND '.join(where)}", params).fetchall()
     return [r[0] for r in rows]
+
+
+def emsp_tokens(conn: psycopg.Connection | psycopg.Cursor, party: str) -> list[dict]:
+    """The Tokens the eMSP party ``CC/PID[/ROLE]`` has pushed."""
+    cc, pid = party.split("/")[:2]
+    return [r[0] for r in conn.execute(
+        "SELECT body FROM view_objects WHERE module = 'tokens' AND country_code = %s AND party_id = %s"
+        " AND NOT deleted", (cc, pid)).fetchall()]
+
+
+def unpublished_for(conn: psycopg.Connection, viewer: str, owners: list[tuple[str, str]] | None) -> list:
+    """Ids of ``publish: false`` Locations the eMSP ``viewer`` holds a matching token for."""
+    from hub.rules import publish_visible
+
+    tokens = emsp_tokens(conn, viewer)
+    if not tokens:
+        return []
+    rows = conn.execute(
+        "SELECT object_uuid, country_code, party_id, body FROM view_objects"
+        " WHERE module = 'locations' AND publish IS FALSE AND NOT deleted").fetchall()
+    return [uuid for uuid, owner_cc, owner_pid, body in rows
+            if (owners is None or (owner_cc, owner_pid) in owners) and publish_visible(body, tokens)]

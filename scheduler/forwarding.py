@@ -25,7 +25,8 @@ from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.domain import objects as o
 from hub.eventlog import Follower
 from hub.routing import BROADCAST, DIRECTED, EMSP_LIKE
-from projections.objects import CHANGE_EVENTS, module_of
+from hub.rules import publish_visible
+from projections.objects import CHANGE_EVENTS, emsp_tokens, module_of
 from projections.rules import load_rules_from
 from scheduler.deliveries import Outgoing, enqueue
 
@@ -79,6 +80,9 @@ class ForwardingDispatcher(Follower):
                 continue
             if not _has_receiver(party["endpoints"], module):
                 continue
+            if (module == "locations" and body.get("publish") is False
+                    and not publish_visible(body, emsp_tokens(cur, party["key"]))):
+                continue  # publish: false, and this eMSP holds no token publish_allowed_to names
             broadcast = message["scenario"] == BROADCAST and module not in PER_EMSP
             from_cc, from_pid = (HUB_COUNTRY_CODE, HUB_PARTY_ID) if broadcast else message["from"].split("/")[:2]
             enqueue(cur, Outgoing(

@@ -188,3 +188,40 @@ def test_two_workers_never_send_a_delivery_twice(hub, settings):
             w.stop()
         em1.stop()
         cpo_partner.stop()
+
+
+def test_unpublished_locations_reach_only_holders_of_a_listed_token(hub, worker):
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo = Cpo(hub, cpo_partner)
+    try:
+        token = ex.token(party_id="EM1", uid="FLEET-7")
+        headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "EM1", **HUB}
+        assert hub.call("PUT", "/ocpi/2.2.1/tokens/receiver/IN/EM1/FLEET-7", em1.hub_token, json=token,
+                        headers=headers).status_code == 201
+        worker.follow_once()
+        private = ex.location(id="DEPOT", publish=False, publish_allowed_to=[{"uid": "FLEET-7"}],
+                              last_updated=stamp(1))
+        public = ex.location(id="PUBLIC", last_updated=stamp(2))
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/DEPOT", private).status_code == 201
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/PUBLIC", public).status_code == 201
+        assert wait_until(lambda: [r for r in received(em2, "locations") if r.path.endswith("/PUBLIC")])
+        assert wait_until(lambda: [r for r in received(em1, "locations") if r.path.endswith("/DEPOT")])
+        worker.follow_once()
+        worker.deliver()
+        assert not [r for r in received(em2, "locations") if r.path.endswith("/DEPOT")]
+
+        def pulled(partner, pid):
+            answer = hub.call("GET", "/ocpi/2.2.1/locations/sender", partner.hub_token,
+                              headers={"OCPI-from-country-code": "IN", "OCPI-from-party-id": pid, **HUB})
+            return sorted(loc["id"] for loc in answer.json()["data"])
+
+        assert pulled(em1, "EM1") == ["DEPOT", "PUBLIC"]
+        assert pulled(em2, "EM2") == ["PUBLIC"]
+        single = hub.call("GET", "/ocpi/2.2.1/locations/sender/DEPOT", em2.hub_token,
+                          headers={"OCPI-from-country-code": "IN", "OCPI-from-party-id": "EM2", **HUB})
+        assert single.status_code == 404
+    finally:
+        for partner in (em1, em2, cpo_partner):
+            partner.stop()

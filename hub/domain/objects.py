@@ -44,6 +44,16 @@ def find_connector(evse: dict | None, connector_id: str) -> dict | None:
     return next((c for c in (evse or {}).get("connectors") or [] if _same(c.get("id"), connector_id)), None)
 
 
+def _later(parent: object, child: str) -> str:
+    """A parent's ``last_updated`` after a child update: the child's, never moving back."""
+    from hub.ocpi.envelope import parse_datetime
+
+    try:
+        return child if parent is None or parse_datetime(child) >= parse_datetime(parent) else parent
+    except ValueError:
+        return child
+
+
 def patched_location(location: dict, patch: dict) -> dict:
     return {**location, **copy.deepcopy(patch)}
 
@@ -57,7 +67,7 @@ def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool
         evses.append(new)
     else:
         evses[index] = new
-    return {**location, "evses": evses, "last_updated": evse["last_updated"]}
+    return {**location, "evses": evses, "last_updated": _later(location.get("last_updated"), evse["last_updated"])}
 
 
 def location_with_connector(location: dict, evse_uid: str, connector_id: str, connector: dict,
@@ -72,8 +82,8 @@ def location_with_connector(location: dict, evse_uid: str, connector_id: str, co
         connectors.append(new)
     else:
         connectors[index] = new
-    evse["last_updated"] = connector["last_updated"]
-    result["last_updated"] = connector["last_updated"]
+    evse["last_updated"] = _later(evse.get("last_updated"), connector["last_updated"])
+    result["last_updated"] = _later(result.get("last_updated"), connector["last_updated"])
     return result
 
 

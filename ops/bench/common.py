@@ -1,0 +1,519 @@
+"""What every benchmark shares: the hub under test as real processes, partner
+servers, a keep-alive HTTP client, statistics, CPU and memory readings, and
+the result table.
+
+The hub runs exactly as in production: ``hub migrate``, then ``hub web``
+(gunicorn) and ``hub worker`` as child processes of this one, against a fresh
+PostgreSQL schema (``HUB_DATABASE_SCHEMA``) that is dropped afterwards.
+Partners are the test servers of ``tests/partner.py`` (real HTTP on
+127.0.0.1), registered with the real credentials handshake.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from hub.config import Settings
+from tests.partner import Partner, free_port, role
+
+ROOT = Path(__file__).resolve().parents[2]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HUB_TO = {"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
+
+
+# Results ------------------------------------------------------------------------
+@dataclass
+class Row:
+    """One figure of a benchmark: the hub's value, the baseline's, the goal."""
+
+    figure: str
+    hub: float | None
+    baseline: float | None = None
+    unit: str = ""
+    ratio: float | None = None  # hub / baseline unless given
+    goal: str = ""
+    met: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.hub is not None and self.baseline:
+            self.ratio = self.hub / self.baseline
+
+    def as_dict(self) -> dict:
+        return {"figure": self.figure, "hub": self.hub, "baseline": self.baseline, "unit": self.unit,
+                "ratio": self.ratio, "goal": self.goal, "met": self.met}
+
+
+@dataclass
+class Result:
+    name: str
+    title: str
+    size: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def add(self, *rows: Row) -> None:
+        self.rows.extend(rows)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "title": self.title, "size": self.size, "elapsed_s": round(self.elapsed, 1),
+                "rows": [r.as_dict() for r in self.rows], "notes": self.notes}
+
+    def table(self) -> str:
+        header = ["figure", "hub", "baseline", "ratio", "goal", "met?"]
+        cells = [[r.figure, fmt(r.hub, r.unit), fmt(r.baseline, r.unit),
+                  "" if r.ratio is None else f"{r.ratio:.2f}", r.goal,
+                  "" if r.met is None else ("yes" if r.met else "NO")] for r in self.rows]
+        widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
+        lines = [f"== {self.name}: {self.title} (size {self.size}, {self.elapsed:.0f} s)"]
+        lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        for c in cells:
+            lines.append("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |")
+        lines.extend(f"  - {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}".strip()
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Linear-interpolated percentile (``p`` in 0..100)."""
+    if not values:
+        return None
+    data = sorted(values)
+    k = (len(data) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# HTTP client ------------------------------------------------------------------------
+def token_header(token: str) -> str:
+    return "Token " + base64.b64encode(token.encode()).decode()
+
+
+class Http:
+    """A keep-alive HTTP/1.1 client (``http.client``); it reconnects when the
+    server closed the connection (gunicorn's sync workers close after every
+    response, the partner test servers speak HTTP/1.0)."""
+
+    def __init__(self, base_url: str, token: str | None = None, headers: dict | None = None,
+                 timeout: float = 30.0) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        if token is not None:
+            self.headers["Authorization"] = token_header(token)
+        self.conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method: str, path: str, body: object = None, headers: dict | None = None,
+                raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        all_headers = {**self.headers, **(headers or {})}
+        data = raw
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            reused = self.conn is not None and self.conn.sock is not None
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=all_headers)
+                response = self.conn.getresponse()
+                payload = response.read()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+                self.close()
+                if attempt == 2 or not reused:
+                    raise
+        raise AssertionError("unreachable")
+
+
+# Processes -------------------------------------------------------------------------------
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one live process (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM (peak resident set size) of a live process, in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle (from /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU used by groups of processes between ``start`` and ``stop``, in % of one core."""
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]) -> None:
+        self.groups = groups
+
+    def _read(self) -> dict[str, float]:
+        reading = {name: sum(cpu_seconds(p) for p in pids()) for name, pids in self.groups.items()}
+        t = os.times()
+        reading["bench client"] = t.user + t.system
+        reading["_machine"] = machine_busy_seconds()
+        reading["_wall"] = time.monotonic()
+        return reading
+
+    def start(self) -> CpuMeter:
+        self.begin = self._read()
+        return self
+
+    def stop(self) -> str:
+        end = self._read()
+        wall = end["_wall"] - self.begin["_wall"]
+        if wall <= 0:
+            return ""
+        used = {k: (end[k] - self.begin[k]) / wall * 100 for k in end if not k.startswith("_")}
+        machine = (end["_machine"] - self.begin["_machine"]) / wall * 100
+        rest = max(0.0, machine - sum(used.values()))
+        parts = [f"{k} {v:.0f}%" for k, v in used.items()] + [f"rest (PostgreSQL, other) {rest:.0f}%"]
+        return f"CPU over {wall:.1f} s, % of one core ({os.cpu_count()} cores = {100 * os.cpu_count()}%): " \
+               + ", ".join(parts)
+
+
+# The hub under test -------------------------------------------------------------------
+def database_url_from_env() -> str | None:
+    for key in ("HUB_BENCH_DATABASE_URL", "HUB_DATABASE_URL", "HUB_TEST_DATABASE_URL"):
+        if os.environ.get(key):
+            return os.environ[key]
+    return None
+
+
+class Database:
+    """The PostgreSQL the benchmarks use: a URL, or an embedded server for the run."""
+
+    def __init__(self, url: str | None) -> None:
+        self._server = None
+        self._dir = None
+        if url is None:
+            from hub.database import start_embedded
+
+            self._dir = Path(tempfile.mkdtemp(prefix="hub-bench-pg-"))
+            log("no database URL set: starting an embedded PostgreSQL")
+            self._server = start_embedded(self._dir)
+            url = self._server.get_uri()
+        self.url = url
+
+    def version(self) -> str:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute("SHOW server_version").fetchone()[0]
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class HubProcesses:
+    """A fresh schema and the hub's processes on it, plus the partners connected to it."""
+
+    def __init__(self, database_url: str, label: str) -> None:
+        self.database_url = database_url
+        self.schema = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"hub-bench-{label}-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "HUB_DATABASE_URL": database_url,
+            "HUB_DATABASE_SCHEMA": self.schema,
+            "HUB_DATA_DIR": str(self.tmp / "var"),
+            "HUB_BASE_URL": self.url,
+            "HUB_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        }
+        self.settings = Settings.from_env(self.env)
+        self.children: dict[str, subprocess.Popen] = {}
+        self.partners: list[Partner] = []
+        self._app = None
+
+    # Processes ---------------------------------------------------------------------
+    def _env(self, extra: dict | None = None) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    def run_hub(self, *args: str, extra_env: dict | None = None, timeout: float | None = None
+                ) -> subprocess.CompletedProcess:
+        """Run one ``hub`` command to completion; raises with its stderr if it fails."""
+        done = subprocess.run([sys.executable, "-m", "hub", *args], env=self._env(extra_env), cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"hub {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done
+
+    def migrate(self) -> None:
+        self.run_hub("migrate")
+
+    def start(self, name: str, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
+        logfile = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
+        child = subprocess.Popen([sys.executable, "-m", "hub", *args], env=self._env(extra_env), cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=logfile, start_new_session=True)
+        logfile.close()
+        self.children[name] = child
+        return child
+
+    def start_web(self, workers: int = 2, threads: int = 1, extra_env: dict | None = None) -> None:
+        self.start("web", "web", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+                   "--threads", str(threads), extra_env=extra_env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.children["web"].poll() is not None:
+                raise RuntimeError("hub web exited:\n" + self.log_tail("web"))
+            try:
+                if Http(self.url, timeout=2).request("GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("hub web did not answer /health in 60 s:\n" + self.log_tail("web"))
+        # Every worker builds its application lazily on its first request: warm them all up.
+        for _ in range(4 * workers):
+            Http(self.url).request("GET", "/health")
+
+    def start_worker(self, extra_env: dict | None = None) -> None:
+        self.start("worker", "worker", extra_env=extra_env)
+
+    def web_pids(self) -> list[int]:
+        child = self.children.get("web")
+        return [child.pid, *children_of(child.pid)] if child and child.poll() is None else []
+
+    def web_worker_pids(self) -> list[int]:
+        child = self.children.get("web")
+        return children_of(child.pid) if child and child.poll() is None else []
+
+    def worker_pids(self) -> list[int]:
+        child = self.children.get("worker")
+        return [child.pid] if child and child.poll() is None else []
+
+    def cpu_meter(self) -> CpuMeter:
+        return CpuMeter({"web": self.web_pids, "worker": self.worker_pids})
+
+    def log_tail(self, name: str, size: int = 3000) -> str:
+        try:
+            return (self.tmp / f"{name}.log").read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    def stop(self, name: str, timeout: float = 20) -> None:
+        child = self.children.pop(name, None)
+        if child is None or child.poll() is not None:
+            return
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for pid in [*children_of(child.pid), child.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            child.wait(timeout=10)
+
+    # In-process access to the database ----------------------------------------------
+    @property
+    def app(self):
+        """The hub's own application, in this process (operator actions, loading data)."""
+        if self._app is None:
+            from hub.application import Hub
+
+            self._app = Hub(self.settings, self.database_url, pool_size=4)
+        return self._app
+
+    def connect_db(self) -> psycopg.Connection:
+        from hub.database import connect
+
+        return connect(self.database_url, self.schema, autocommit=True)
+
+    def catch_up_views(self) -> None:
+        from hub.eventlog import EventLog
+        from projections import all_projections
+
+        event_log = EventLog(self.app)
+        for projection in all_projections():
+            event_log.catch_up(projection)
+
+    def follower_lag(self) -> dict[str, int]:
+        with self.connect_db() as conn:
+            (head,) = conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()
+            rows = conn.execute("SELECT name, position FROM hub_tracking").fetchall()
+        return {name: head - position for name, position in rows}
+
+    def wait_followers(self, names: Iterable[str], timeout: float = 600) -> bool:
+        deadline = time.monotonic() + timeout
+        names = list(names)
+        while time.monotonic() < deadline:
+            lag = self.follower_lag()
+            if all(lag.get(n, 1) <= 0 for n in names):
+                return True
+            time.sleep(0.2)
+        return False
+
+    # Partners --------------------------------------------------------------------------
+    def onboard(self, parties: list[dict]) -> list[str]:
+        """Onboard parties (one new platform each) the operator's way; returns their tokens A."""
+        from hub.application import UnitOfWork
+
+        tokens = []
+        for p in parties:
+            uow = UnitOfWork(self.app)
+            _, _, token_a = self.app.onboard(uow, role=p["role"], country_code=p["country_code"],
+                                             party_id=p["party_id"], name=p["business_details"]["name"])
+            uow.commit()
+            tokens.append(token_a)
+        self.catch_up_views()
+        return tokens
+
+    def register(self, partner: Partner, token_a: str) -> str:
+        """The partner's side of the credentials handshake; returns token C."""
+        client = Http(self.url, token_a)
+        status, _, body = client.request("GET", "/ocpi/versions")
+        details_url = json.loads(body)["data"][0]["url"]
+        status, _, body = client.request("GET", urlsplit(details_url).path)
+        endpoints = json.loads(body)["data"]["endpoints"]
+        credentials = urlsplit(next(e["url"] for e in endpoints if e["identifier"] == "credentials")).path
+        status, _, body = client.request("POST", credentials, partner.credentials())
+        answer = json.loads(body)
+        if status != 200 or answer.get("status_code") != 1000:
+            raise RuntimeError(f"registration of {partner.roles} failed: {status} {answer}")
+        partner.hub_token = answer["data"]["token"]
+        client.close()
+        return partner.hub_token
+
+    def connect_partners(self, roles: list[dict], factory: Callable[[dict], Partner] | None = None
+                         ) -> list[Partner]:
+        """One partner platform per role: onboarded, started and registered."""
+        tokens = self.onboard(roles)
+        partners = []
+        for r, token_a in zip(roles, tokens, strict=True):
+            partner = (factory(r) if factory else Partner(roles=[r])).start()
+            self.partners.append(partner)
+            self.register(partner, token_a)
+            partners.append(partner)
+        return partners
+
+    # Clean-up ------------------------------------------------------------------------------
+    def close(self) -> None:
+        for name in list(self.children):
+            try:
+                self.stop(name)
+            except Exception as exc:  # keep cleaning up
+                log(f"could not stop {name}: {exc}")
+        for partner in self.partners:
+            partner.stop()
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        except psycopg.Error as exc:
+            log(f"could not drop schema {self.schema}: {exc}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def cpo(party_id: str) -> dict:
+    return role("CPO", "IN", party_id)
+
+
+def emsp(party_id: str) -> dict:
+    return role("EMSP", "IN", party_id)
+
+
+def push_headers(party_id: str, to: dict | None = HUB_TO, correlation_id: str | None = None) -> dict:
+    headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": party_id,
+               "X-Correlation-ID": correlation_id or str(uuid.uuid4())}
+    if to:
+        headers.update(to)
+    return headers
+
+
+def stamp(seconds: float) -> str:
+    """An OCPI DateTime ``seconds`` after 2026-01-01 (monotonic ``last_updated`` values)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1767225600 + int(seconds))) + "Z"
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """Run ``target(i)`` in ``count`` threads and wait; re-raise the first error."""
+    errors: list[BaseException] = []
+
+    def wrapped(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrapped, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

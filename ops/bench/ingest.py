@@ -1,0 +1,177 @@
+"""1. Ingest: EVSE status PATCHes and Session PATCHes from concurrent CPO clients.
+
+Hub: ``clients`` CPO platforms (one thread each, keep-alive ``http.client``)
+PATCH their own EVSEs and Sessions through ``hub web`` (gunicorn) as fast as
+the hub answers, while ``hub worker`` follows the log as in production.
+Counted: answers HTTP 200 with status 1000 (never a stale-push answer: every
+PATCH carries a newer ``last_updated``).
+
+Baseline: the same number of threads, each with its own connection, doing one
+``INSERT`` of the same JSON payload + ``COMMIT`` per message on the same
+PostgreSQL. Goal: hub ≥ 0.5 × baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+
+from ops.bench.common import HubProcesses, Http, Result, Row, cpo, log, percentile, push_headers, \
+    run_threads, stamp
+from tests import ocpi_examples as ex
+
+SIZES = {
+    "smoke": {"clients": 4, "locations": 5, "sessions": 5, "seconds": 3.0, "web_workers": 2},
+    "full": {"clients": 8, "locations": 50, "sessions": 50, "seconds": 20.0, "web_workers": 2},
+}
+EVSE_UID = "EVSE-BLR-0001-1"
+STATUSES = ("CHARGING", "AVAILABLE", "BLOCKED", "AVAILABLE")
+
+
+def evse_patch(n: int) -> dict:
+    return {"status": STATUSES[n % len(STATUSES)], "last_updated": stamp(10_000 + n)}
+
+
+def session_patch(n: int) -> dict:
+    return {"kwh": round(0.5 * n, 2), "status": "ACTIVE", "last_updated": stamp(10_000 + n)}
+
+
+def messages(client: int, locations: int, sessions: int):
+    """The endless sequence of (path, body) one CPO client PATCHes: EVSEs and Sessions alternately."""
+    party = f"C{client:02d}"
+    n = 0
+    while True:
+        n += 1
+        if n % 2:
+            loc = (n // 2) % locations
+            yield f"/ocpi/2.2.1/locations/receiver/IN/{party}/L{loc:04d}/{EVSE_UID}", evse_patch(n)
+        else:
+            ses = (n // 2) % sessions
+            yield f"/ocpi/2.2.1/sessions/receiver/IN/{party}/S{ses:04d}", session_patch(n)
+
+
+def run(db, size: str) -> Result:
+    cfg = SIZES[size]
+    result = Result("ingest", "EVSE status + Session PATCHes through hub web vs INSERT+COMMIT", size)
+    hub = HubProcesses(db.url, "ingest")
+    try:
+        hub.migrate()
+        hub.start_web(workers=cfg["web_workers"])
+        hub.start_worker()
+        clients = cfg["clients"]
+        parties = [f"C{i:02d}" for i in range(clients)]
+        partners = hub.connect_partners([cpo(p) for p in parties])
+        log(f"ingest: {clients} CPOs connected; pushing their Locations and Sessions")
+
+        def setup(i: int) -> None:
+            party, partner = parties[i], partners[i]
+            client = Http(hub.url, partner.hub_token)
+            for n in range(cfg["locations"]):
+                body = ex.location(party_id=party, id=f"L{n:04d}", last_updated=stamp(1))
+                status, _, _ = client.request("PUT", f"/ocpi/2.2.1/locations/receiver/IN/{party}/L{n:04d}",
+                                              body, push_headers(party))
+                assert status == 201, status
+            for n in range(cfg["sessions"]):
+                body = ex.session(party_id=party, id=f"S{n:04d}", last_updated=stamp(1))
+                status, _, _ = client.request("PUT", f"/ocpi/2.2.1/sessions/receiver/IN/{party}/S{n:04d}",
+                                              body, push_headers(party, to=None))
+                assert status == 201, status
+            client.close()
+
+        run_threads(clients, setup)
+        hub.wait_followers(["objects"], timeout=120)
+
+        # Baseline: INSERT + COMMIT of the same payloads, same concurrency.
+        with hub.connect_db() as conn:
+            conn.execute("CREATE TABLE bench_ingest (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
+        baseline_counts = [0] * clients
+
+        def insert(i: int) -> None:
+            from hub.database import connect
+
+            with connect(db.url, hub.schema) as conn:
+                source = messages(i, cfg["locations"], cfg["sessions"])
+                deadline = time.monotonic() + cfg["seconds"]
+                while time.monotonic() < deadline:
+                    _, body = next(source)
+                    conn.execute("INSERT INTO bench_ingest (payload) VALUES (%s::jsonb)", (json.dumps(body),))
+                    conn.commit()
+                    baseline_counts[i] += 1
+
+        log(f"ingest: baseline, {clients} connections INSERT+COMMIT for {cfg['seconds']:.0f} s")
+        started = time.monotonic()
+        run_threads(clients, insert)
+        baseline_rate = sum(baseline_counts) / (time.monotonic() - started)
+
+        # The hub.
+        accepted_at: list[list[float]] = [[] for _ in range(clients)]
+        latencies: list[list[float]] = [[] for _ in range(clients)]
+        refused: list[str] = []
+        lock = threading.Lock()
+
+        def push(i: int) -> None:
+            party = parties[i]
+            client = Http(hub.url, partners[i].hub_token)
+            source = messages(i, cfg["locations"], cfg["sessions"])
+            headers = push_headers(party)
+            deadline = time.monotonic() + cfg["seconds"]
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                path, body = next(source)
+                to = None if "/sessions/" in path else headers
+                status, _, payload = client.request("PATCH", path, body,
+                                                    push_headers(party, to=to and {k: headers[k] for k in
+                                                                                   ("OCPI-to-country-code",
+                                                                                    "OCPI-to-party-id")}))
+                done = time.monotonic()
+                answer = json.loads(payload)
+                if status == 200 and answer.get("status_code") == 1000 and not answer.get("status_message"):
+                    accepted_at[i].append(done)
+                    latencies[i].append((done - now) * 1000)
+                else:
+                    with lock:
+                        refused.append(f"{status} {answer.get('status_code')} {answer.get('status_message')}")
+            client.close()
+
+        log(f"ingest: hub, {clients} CPO clients PATCHing for {cfg['seconds']:.0f} s")
+        meter = hub.cpu_meter().start()
+        started = time.monotonic()
+        run_threads(clients, push)
+        elapsed = time.monotonic() - started
+        cpu = meter.stop()
+        times = sorted(t for ts in accepted_at for t in ts)
+        hub_rate = len(times) / elapsed
+        half = started + elapsed / 2
+        first = sum(1 for t in times if t < half) / (elapsed / 2)
+        second = sum(1 for t in times if t >= half) / (elapsed / 2)
+        lat = [x for xs in latencies for x in xs]
+
+        result.add(
+            Row("accepted messages/s", hub_rate, baseline_rate, "msg/s", goal="≥ 0.50",
+                met=hub_rate >= 0.5 * baseline_rate),
+            Row("hub answer latency p50", percentile(lat, 50), unit="ms"),
+            Row("hub answer latency p99", percentile(lat, 99), unit="ms"),
+        )
+        result.note(f"{clients} concurrent clients; hub web = gunicorn {cfg['web_workers']} sync workers, "
+                    f"plus hub worker; {len(times)} PATCHes accepted in {elapsed:.1f} s "
+                    f"(half EVSE status, half Session), {len(refused)} not accepted"
+                    + (f" (first: {refused[0]})" if refused else ""))
+        result.note(f"hub rate in the first half {first:.0f}/s, second half {second:.0f}/s "
+                    f"(each object has more events to replay as the run goes on: "
+                    f"~{len(times) / (clients * (cfg['locations'] + cfg['sessions'])):.0f} PATCHes per object)")
+        result.note(cpu)
+        lag = hub.follower_lag()
+        result.note(f"worker lag at the end of the run (events not yet followed): "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(lag.items())))
+        return result
+    finally:
+        hub.close()
+
+
+def _unused() -> None:  # keep psycopg imported for type checkers
+    psycopg.__name__

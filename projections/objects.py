@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from hub.domain import objects as o
 from hub.eventlog import Follower
@@ -78,7 +78,7 @@ class ObjectsProjection(Follower):
                 party_id text NOT NULL,
                 object_id text NOT NULL,
                 seq bigint NOT NULL,
-                body jsonb NOT NULL,
+                body json NOT NULL,  -- json, not jsonb: keeps the partner's key order
                 last_updated timestamptz NOT NULL,
                 deleted boolean NOT NULL DEFAULT false,
                 emsp_country_code text,
@@ -152,7 +152,7 @@ class ObjectsProjection(Follower):
             " emsp_country_code = excluded.emsp_country_code, emsp_party_id = excluded.emsp_party_id,"
             " publish = excluded.publish, audience = excluded.audience, position = excluded.position",
             (row["object_uuid"], row["module"], row["country_code"], row["party_id"], row["object_id"],
-             row["seq"], Jsonb(body), parse_datetime(body["last_updated"]), row["deleted"], emsp_cc,
+             row["seq"], Json(body), parse_datetime(body["last_updated"]), row["deleted"], emsp_cc,
              emsp_pid, publish, None if row["audience"] is None else Jsonb(row["audience"]),
              row["position"]),
         )

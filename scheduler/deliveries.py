@@ -48,7 +48,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from hub.application import Hub
 from hub.domain.audit import Call
@@ -76,7 +76,7 @@ DDL = [
         object_key text NOT NULL,
         method text NOT NULL,
         path text NOT NULL,
-        body jsonb,
+        body json,  -- json, not jsonb: sent with the partner's key order
         headers jsonb NOT NULL DEFAULT '{}',
         correlation_id text NOT NULL,
         position bigint NOT NULL,
@@ -127,7 +127,7 @@ def enqueue(cur: psycopg.Cursor, item: Outgoing) -> None:
     """Add a delivery inside the caller's transaction."""
     params = (item.platform_id, item.recipient, item.kind, item.module, item.interface,
               item.object_key, item.method, item.path,
-              None if item.body is None else Jsonb(item.body), Jsonb(item.headers or {}),
+              None if item.body is None else Json(item.body), Jsonb(item.headers or {}),
               item.correlation_id, item.position)
     insert = (
         "INSERT INTO hub_deliveries (platform_id, recipient, kind, module, interface, object_key,"

@@ -64,21 +64,26 @@ class Pushes:
             return PushResult(obj, stale=True)
         return None
 
+    def _put(self, uow: UnitOfWork, cls, cc: str, pid: str, object_id: str, body: dict,
+             message: dict) -> PushResult:
+        """PUT of a whole object: create it, or replace it unless the push is older."""
+        obj = self.get(cls, cc, pid, object_id)
+        if obj is None:
+            obj = cls(country_code=cc, party_id=pid, object_id=object_id, body=body, message=message)
+            uow.add(obj)
+            return PushResult(obj, created=True)
+        stale = self._stale(uow, obj, "PUT", body, obj.last_updated, message)
+        if stale:  # for a Tariff also after a DELETE: an older PUT must not bring it back
+            return stale
+        created = getattr(obj, "deleted", False)
+        obj.replace(body, message)
+        uow.add(obj)
+        return PushResult(obj, created=created)
+
     # Locations ---------------------------------------------------------------
     def put_location(self, uow: UnitOfWork, cc: str, pid: str, location_id: str, body: dict,
                      message: dict) -> PushResult:
-        location = self.get(Location, cc, pid, location_id)
-        if location is None:
-            location = Location(country_code=cc, party_id=pid, object_id=location_id, body=body,
-                                message=message)
-            uow.add(location)
-            return PushResult(location, created=True)
-        stale = self._stale(uow, location, "PUT", body, location.last_updated, message)
-        if stale:
-            return stale
-        location.replace(body, message)
-        uow.add(location)
-        return PushResult(location)
+        return self._put(uow, Location, cc, pid, location_id, body, message)
 
     def _location(self, cc: str, pid: str, location_id: str) -> Location:
         location = self.get(Location, cc, pid, location_id)
@@ -144,18 +149,7 @@ class Pushes:
     # Tariffs -----------------------------------------------------------------
     def put_tariff(self, uow: UnitOfWork, cc: str, pid: str, tariff_id: str, body: dict,
                    message: dict) -> PushResult:
-        tariff = self.get(Tariff, cc, pid, tariff_id)
-        if tariff is None:
-            tariff = Tariff(country_code=cc, party_id=pid, object_id=tariff_id, body=body, message=message)
-            uow.add(tariff)
-            return PushResult(tariff, created=True)
-        stale = self._stale(uow, tariff, "PUT", body, tariff.last_updated, message)
-        if stale:  # also after a DELETE: an out-of-order older PUT must not bring it back
-            return stale
-        created = tariff.deleted
-        tariff.replace(body, message)
-        uow.add(tariff)
-        return PushResult(tariff, created=created)
+        return self._put(uow, Tariff, cc, pid, tariff_id, body, message)
 
     def delete_tariff(self, uow: UnitOfWork, cc: str, pid: str, tariff_id: str,
                       message: dict) -> PushResult:
@@ -169,18 +163,7 @@ class Pushes:
     # Sessions ----------------------------------------------------------------
     def put_session(self, uow: UnitOfWork, cc: str, pid: str, session_id: str, body: dict,
                     message: dict) -> PushResult:
-        session = self.get(Session, cc, pid, session_id)
-        if session is None:
-            session = Session(country_code=cc, party_id=pid, object_id=session_id, body=body,
-                              message=message)
-            uow.add(session)
-            return PushResult(session, created=True)
-        stale = self._stale(uow, session, "PUT", body, session.last_updated, message)
-        if stale:
-            return stale
-        session.replace(body, message)
-        uow.add(session)
-        return PushResult(session)
+        return self._put(uow, Session, cc, pid, session_id, body, message)
 
     def patch_session(self, uow: UnitOfWork, cc: str, pid: str, session_id: str, body: dict,
                       message: dict) -> PushResult:
@@ -198,18 +181,7 @@ class Pushes:
     # Tokens (pushed by eMSPs) ---------------------------------------------------
     def put_token(self, uow: UnitOfWork, cc: str, pid: str, uid: str, token_type: str, body: dict,
                   message: dict) -> PushResult:
-        object_id = Token.object_id_of(uid, token_type)
-        token = self.get(Token, cc, pid, object_id)
-        if token is None:
-            token = Token(country_code=cc, party_id=pid, object_id=object_id, body=body, message=message)
-            uow.add(token)
-            return PushResult(token, created=True)
-        stale = self._stale(uow, token, "PUT", body, token.last_updated, message)
-        if stale:
-            return stale
-        token.replace(body, message)
-        uow.add(token)
-        return PushResult(token)
+        return self._put(uow, Token, cc, pid, Token.object_id_of(uid, token_type), body, message)
 
     def patch_token(self, uow: UnitOfWork, cc: str, pid: str, uid: str, token_type: str, body: dict,
                     message: dict) -> PushResult:

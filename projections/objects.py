@@ -166,6 +166,19 @@ def _audience(current: list | None, message: dict) -> list | None:
     return current if receiver in current else [*current, receiver]
 
 
+def _visibility(where: list, params: list, owners, emsp, viewer) -> None:
+    """The visibility filters shared by list and single-object reads."""
+    if owners is not None:
+        where.append("(country_code, party_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
+        params += [[o[0] for o in owners], [o[1] for o in owners]]
+    if emsp is not None:
+        where.append("emsp_country_code = %s AND emsp_party_id = %s")
+        params += [emsp[0], emsp[1]]
+    if viewer is not None:
+        where.append("(audience IS NULL OR audience ? %s)")
+        params.append(viewer)
+
+
 def page_objects(
     conn: psycopg.Connection,
     module: str,
@@ -186,15 +199,7 @@ def page_objects(
     """
     where = ["module = %s", "NOT deleted"]
     params: list = [module]
-    if owners is not None:
-        where.append("(country_code, party_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
-        params += [[o[0] for o in owners], [o[1] for o in owners]]
-    if emsp is not None:
-        where.append("emsp_country_code = %s AND emsp_party_id = %s")
-        params += [emsp[0], emsp[1]]
-    if viewer is not None:
-        where.append("(audience IS NULL OR audience ? %s)")
-        params.append(viewer)
+    _visibility(where, params, owners, emsp, viewer)
     if published_only:
         where.append("(publish IS NOT FALSE OR object_uuid = ANY(%s))")
         params.append(unpublished_allowed or [])
@@ -228,15 +233,7 @@ def find_objects(conn: psycopg.Connection, module: str, object_id: str, *,
     """Visible objects of ``module`` with this id (several CPOs may use one id)."""
     where = ["module = %s", "object_id = %s", "NOT deleted"]
     params: list = [module, object_id.upper()]
-    if owners is not None:
-        where.append("(country_code, party_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
-        params += [[o[0] for o in owners], [o[1] for o in owners]]
-    if emsp is not None:
-        where.append("emsp_country_code = %s AND emsp_party_id = %s")
-        params += [emsp[0], emsp[1]]
-    if viewer is not None:
-        where.append("(audience IS NULL OR audience ? %s)")
-        params.append(viewer)
+    _visibility(where, params, owners, emsp, viewer)
     rows = conn.execute(f"SELECT body FROM view_objects WHERE {' AND '.join(where)}", params).fetchall()
     return [r[0] for r in rows]
 

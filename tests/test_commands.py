@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 
@@ -133,6 +134,12 @@ def test_each_command_round_trips(hub, worker, settings):
             assert delivered[0].header("OCPI-to-party-id") == "EMP"
             assert delivered[0].header("X-Correlation-ID") == correlation
             assert delivered[0].token == emsp.token_for_hub
+            if command == "RESERVE_NOW":
+                # The reservation's URL stays valid: the CPO may cancel it later.
+                canceled = {"result": "CANCELED_RESERVATION"}
+                assert post_result(hub, cpo, hub_url, canceled).json()["status_code"] == 1000
+                assert emsp.wait_for(lambda r, p=path, c=canceled: r.path == p and r.body == c)
+                assert [r.body for r in emsp.requests_to(path)] == [result, canceled]
 
         # The whole story of the last command, under one originator id.
         events = story(settings, hub_url)
@@ -208,6 +215,7 @@ def test_forged_and_unknown_results_are_refused(hub, worker, settings):
     cpo = cpo_answering(hub)
     other_cpo = cpo_answering(hub, pid="CP2")
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
     try:
         original_url = emsp_url(emsp, "START_SESSION")
         assert send(hub, emsp, "START_SESSION", body_of("START_SESSION", original_url)).json()["status_code"] == 1000
@@ -224,8 +232,8 @@ def test_forged_and_unknown_results_are_refused(hub, worker, settings):
         assert unknown.status_code == 404 and unknown.json()["status_code"] == 2001
         invalid = post_result(hub, cpo, hub_url, {"result": "DONE"})
         assert invalid.json()["status_code"] == 2001 and "result" in invalid.json()["status_message"]
-        wrong_emsp = post_result(hub, cpo, hub_url, result, to=("IN", "CP2"))
-        assert wrong_emsp.json()["status_code"] in (2001, 4001)
+        wrong_emsp = post_result(hub, cpo, hub_url, result, to=("IN", "EM2"))
+        assert wrong_emsp.json()["status_code"] == 2001 and "OCPI-to" in wrong_emsp.json()["status_message"]
         assert names(settings, hub_url) == ["Requested", "Answered"]
 
         assert post_result(hub, cpo, hub_url, result, to=None).json()["status_code"] == 1000
@@ -233,7 +241,7 @@ def test_forged_and_unknown_results_are_refused(hub, worker, settings):
         assert emsp.wait_for(lambda r: r.path == path)
         assert len(emsp.requests_to(path)) == 1
     finally:
-        for partner in (cpo, other_cpo, emsp):
+        for partner in (cpo, other_cpo, emsp, em2):
             partner.stop()
 
 
@@ -328,6 +336,15 @@ def test_no_result_means_timeout_for_the_emsp(quick_hub, worker, settings):
         late = post_result(hub, cpo, hub_url, {"result": "ACCEPTED"})
         assert late.json()["status_code"] == 2001 and "too late" in late.json()["status_message"]
         assert names(settings, hub_url) == ["Requested", "Answered", "TimedOut"]
+
+        # A REJECTED command's URL expires after its timeout plus the margin.
+        cpo.command_response = envelope({"result": "REJECTED", "timeout": 0})
+        send(hub, emsp, "UNLOCK_CONNECTOR", body_of("UNLOCK_CONNECTOR", emsp_url(emsp, "U")))
+        rejected_url = forwarded(cpo, "UNLOCK_CONNECTOR")[-1].body["response_url"]
+        time.sleep(0.5)
+        expired = post_result(hub, cpo, rejected_url, {"result": "FAILED"}).json()
+        assert expired["status_code"] == 2001 and "valid until" in expired["status_message"]
+        assert names(settings, rejected_url) == ["Requested", "Answered"]
     finally:
         cpo.stop()
         emsp.stop()

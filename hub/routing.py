@@ -128,7 +128,11 @@ def classify(
     candidates = [c for c in find_receiver(to_cc, to_pid, from_role) if c["role"] != from_role]
     if not candidates:
         raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {to_cc}/{to_pid}")
-    connected = [c for c in candidates if c["status"] == "CONNECTED"]
+    # OFFLINE receivers are accepted here: stored-and-forwarded messages wait for
+    # them; the real-time paths (hub.realtime) insist on CONNECTED themselves.
+    reachable = ("CONNECTED", "OFFLINE")
+    connected = sorted((c for c in candidates if c["status"] in reachable),
+                       key=lambda c: c["status"] != "CONNECTED")
     if not connected:
         raise HubError(OcpiStatus.CONNECTION_PROBLEM,
                        f"receiver {to_cc}/{to_pid} is {candidates[0]['status']}")

@@ -214,7 +214,12 @@ def test_unknown_receiver_is_4001_with_http_200():
     rejected(exc, 4001)
 
 
-@pytest.mark.parametrize(("pid", "status"), [("OFF", "OFFLINE"), ("SUE", "SUSPENDED")])
+def test_offline_receiver_is_accepted_for_store_and_forward():
+    routing = route({**from_(), **to(pid="OFF")})
+    assert routing.scenario == DIRECTED and routing.receiver_key == "IN/OFF/EMSP"
+
+
+@pytest.mark.parametrize(("pid", "status"), [("SUE", "SUSPENDED")])
 def test_known_but_not_connected_receiver_is_4003_with_http_200(pid, status):
     with pytest.raises(HubError) as exc:
         route({**from_(), **to(pid=pid)})

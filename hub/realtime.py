@@ -94,11 +94,13 @@ class Realtime:
             "OCPI-to-party-id": receiver.party_id,
         }
         sent_at = format_datetime(datetime.now(UTC))
+        # Connecting and answering together stay within the hub's timeout.
+        total = self.app.settings.forward_timeout
+        connect = min(1.0, total / 2)
         try:
             response = self.client.request(method, url, receiver.token, json=body, headers=headers,
                                            correlation_id=correlation_id, params=params,
-                                           timeout=(min(3.0, self.app.settings.forward_timeout),
-                                                    self.app.settings.forward_timeout))
+                                           timeout=(connect, total - connect))
         except PartnerCallError as exc:
             uow.add(self._call(receiver, module, method, url, exc.request_id, correlation_id,
                                exc.http_status, None, str(exc), sent_at, exc.elapsed_ms))

@@ -62,7 +62,7 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 OFFLINE_AFTER_ATTEMPTS = 3
 COLLAPSE_AFTER_SECONDS = 30.0
-COLLAPSIBLE = frozenset({"locations", "tariffs", "sessions"})
+COLLAPSIBLE = frozenset({"locations", "tariffs", "sessions", "tokens"})
 RETRY_HTTP = frozenset({401, 403, 408, 425, 429})  # worth another try later; 404 and other 4xx are not
 
 DDL = [
@@ -258,7 +258,13 @@ class Sender:
         except PartnerCallError as exc:
             self._record(row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),
                          exc.elapsed_ms)
-            self._retry(row, str(exc), exc.http_status, None, unreachable=True)
+            status = exc.http_status
+            if status is None or status >= 500 or status in RETRY_HTTP:
+                self._retry(row, str(exc), status, None, unreachable=status is None or status >= 500)
+            elif method == "PATCH" and row["module"] in COLLAPSIBLE:
+                self._resend_current(row, str(exc), status, None)
+            else:  # answered, e.g. an HTML 404 page: the receiver will not take it
+                self._finish(row, "FAILED", error=str(exc), http_status=status, upto=upto)
             return
         error = None if response.ok else (
             f"HTTP {response.http_status}, status {response.status_code}: "

@@ -50,7 +50,7 @@ class Worker:
         self.sender = Sender(
             self.app, self.client,
             {"hubclientinfo": render_client_info(self.app), "locations": current, "tariffs": current,
-             "sessions": current},
+             "sessions": current, "tokens": current},
             on_unreachable=self._unreachable,
         )
         self.waker = Waker(database_url)

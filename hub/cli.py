@@ -623,6 +623,67 @@ def cmd_deliveries_retry(args) -> int:
     return 0
 
 
+# Audit -------------------------------------------------------------------------
+def cmd_audit_checkpoint(args) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from hub.audit_chain import take_checkpoint
+    from hub.database import connect
+    from hub.ocpi.envelope import format_datetime
+
+    rt = Runtime()
+    with connect(rt.database_url, rt.settings.database_schema) as conn, conn.transaction():
+        checkpoint = take_checkpoint(conn, rt.settings.checkpoint_key(), format_datetime(datetime.now(UTC)))
+    if checkpoint is None:
+        return fail("the log is empty: nothing to sign")
+    if args.out:
+        Path(args.out).write_bytes(checkpoint.to_json() + b"\n")
+    if args.json:
+        print(checkpoint.to_json().decode())
+    else:
+        print(f"signed checkpoint at position {checkpoint.position}, head {checkpoint.head[:16]}…"
+              + (f", written to {args.out}" if args.out else ""))
+    rt.close()
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    from pathlib import Path
+
+    from hub.audit_chain import Checkpoint, checkpoint_valid, stored_checkpoints, verify
+    from hub.database import connect
+
+    rt = Runtime()
+    key = rt.settings.checkpoint_key()
+    with connect(rt.database_url, rt.settings.database_schema) as conn:
+        checkpoints = stored_checkpoints(conn)
+        for path in args.checkpoint or []:
+            checkpoints.append(Checkpoint.from_json(Path(path).read_bytes()))
+        forged = [c for c in checkpoints if not checkpoint_valid(key, c)]
+        if forged:
+            print(f"FAILED: checkpoint at {forged[0].position} has an invalid signature", file=sys.stderr)
+            return 1
+
+        def progress(position: int) -> None:
+            if sys.stderr.isatty() or args.progress:
+                print(f"\rverified up to {position}", end="", file=sys.stderr)
+
+        verdict = verify(conn, start=args.from_position, checkpoints=checkpoints, progress=progress)
+    result = {"ok": verdict.ok, "checked": verdict.checked, "head_position": verdict.head_position,
+              "head": verdict.head.hex(), "break_position": verdict.break_position,
+              "problem": verdict.problem, "checkpoints": len(checkpoints)}
+    if args.json:
+        print(json.dumps(result))
+    elif verdict.ok:
+        print(f"OK: {verdict.checked} events verified up to position {verdict.head_position}, "
+              f"{len(checkpoints)} signed checkpoints hold")
+    else:
+        print(f"FAILED at position {verdict.break_position}: {verdict.problem}", file=sys.stderr)
+    rt.close()
+    return 0 if verdict.ok else 1
+
+
 # Parser -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="ChargeIndia Hub: OCPI 2.2.1 roaming hub")
@@ -717,6 +778,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-failed", action="store_true", help="every failed delivery")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deliveries_retry)
+
+    audit = sub.add_parser("audit", help="the tamper-evident history").add_subparsers(
+        dest="action", required=True)
+    p = audit.add_parser("verify", help="recompute the hash chain; exit 1 naming the first break")
+    p.add_argument("--from", dest="from_position", type=int, default=0, help="start after this position")
+    p.add_argument("--checkpoint", action="append", help="a signed checkpoint file kept outside the hub")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("checkpoint", help="sign the chain head now")
+    p.add_argument("--out", help="also write the checkpoint to this file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_checkpoint)
 
     projections = sub.add_parser("projections", help="read models").add_subparsers(dest="action", required=True)
     p = projections.add_parser("status", help="position and lag of every follower")

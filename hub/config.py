@@ -10,6 +10,10 @@
 | HUB_PAGE_LIMIT | largest page a list endpoint returns (X-Limit) | 100 |
 | HUB_FORWARD_TIMEOUT | seconds the hub waits on a partner it calls synchronously | 5 |
 | HUB_STILL_ALIVE_AFTER | seconds of silence before the hub GETs a party's versions | 300 |
+| HUB_DELIVERY_GIVE_UP_AFTER | seconds after which an undeliverable message is parked | 86400 |
+| HUB_AUDIT_KEY | HMAC key that signs audit checkpoints (keep a copy away from the database) | derived from HUB_SECRET_KEY |
+| HUB_CHECKPOINT_EVERY | seconds between automatic signed checkpoints | 3600 |
+| HUB_CHECKPOINT_EVENTS | events after which a checkpoint is taken sooner | 10000 |
 | HUB_COMMAND_RESULT_MARGIN | seconds a command's response_url outlives the CPO's timeout | 60 |
 | HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
 """
@@ -57,6 +61,9 @@ class Settings:
     forward_timeout: float = 5.0
     still_alive_after: float = 300.0
     delivery_give_up_after: float = 24 * 3600.0
+    audit_key: str | None = None
+    checkpoint_every: float = 3600.0
+    checkpoint_events: int = 10000
     command_result_margin: float = 60.0
     command_timeout_result: bool = True
     extra: dict[str, str] = field(default_factory=dict)
@@ -78,6 +85,9 @@ class Settings:
             forward_timeout=_float(env, "HUB_FORWARD_TIMEOUT", 5.0),
             still_alive_after=_float(env, "HUB_STILL_ALIVE_AFTER", 300.0),
             delivery_give_up_after=_float(env, "HUB_DELIVERY_GIVE_UP_AFTER", 24 * 3600.0),
+            audit_key=env.get("HUB_AUDIT_KEY") or None,
+            checkpoint_every=_float(env, "HUB_CHECKPOINT_EVERY", 3600.0),
+            checkpoint_events=int(_float(env, "HUB_CHECKPOINT_EVENTS", 10000)),
             command_result_margin=_float(env, "HUB_COMMAND_RESULT_MARGIN", 60.0),
             command_timeout_result=_switch(env, "HUB_COMMAND_TIMEOUT_RESULT", True),
         )
@@ -98,6 +108,12 @@ class Settings:
         return f"{self.base_url}/ocpi/{OCPI_VERSION}/{path}"
 
     # Secrets ------------------------------------------------------------------
+    def checkpoint_key(self) -> bytes:
+        """The HMAC key of audit checkpoints (HUB_AUDIT_KEY, else derived from the secret key)."""
+        from hub.audit_chain import checkpoint_key
+
+        return checkpoint_key(self.audit_key or "from-secret-key:" + self.resolved_secret_key())
+
     def resolved_secret_key(self) -> str:
         """HUB_SECRET_KEY, or one generated once and kept under HUB_DATA_DIR."""
         if self.secret_key:

@@ -58,6 +58,8 @@ def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> d
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
         "CREATE_TABLE": "y" if create_table else "n",
+        # Every insert also writes the tamper-evident chain (hub/audit_chain.py).
+        "APPLICATION_RECORDER_TOPIC": "hub.audit_chain:ChainedApplicationRecorder",
     }
 
 

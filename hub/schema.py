@@ -20,7 +20,7 @@ from hub.eventlog import TRACKING_DDL, Follower
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tamper-evident chain and checkpoints
 MIGRATE_LOCK = 0x4355_4948  # "CUIH": one hub migration at a time per database
 
 APPEND_ONLY_DDL = [
@@ -35,6 +35,18 @@ APPEND_ONLY_DDL = [
     "DROP TRIGGER IF EXISTS hub_events_no_truncate ON hub_events",
     """CREATE TRIGGER hub_events_no_truncate BEFORE TRUNCATE ON hub_events
         FOR EACH STATEMENT EXECUTE FUNCTION hub_forbid_mutation()""",
+    "DROP TRIGGER IF EXISTS hub_audit_chain_append_only ON hub_audit_chain",
+    """CREATE TRIGGER hub_audit_chain_append_only BEFORE UPDATE OR DELETE ON hub_audit_chain
+        FOR EACH ROW EXECUTE FUNCTION hub_forbid_mutation()""",
+    "DROP TRIGGER IF EXISTS hub_audit_chain_no_truncate ON hub_audit_chain",
+    """CREATE TRIGGER hub_audit_chain_no_truncate BEFORE TRUNCATE ON hub_audit_chain
+        FOR EACH STATEMENT EXECUTE FUNCTION hub_forbid_mutation()""",
+    """CREATE TABLE IF NOT EXISTS hub_audit_checkpoints (
+        position bigint PRIMARY KEY,
+        head text NOT NULL,
+        created_at text NOT NULL,
+        signature text NOT NULL
+    )""",
 ]
 
 META_DDL = """

@@ -112,6 +112,27 @@ class Worker:
         except Exception:
             log.exception("command timeout round failed")
 
+    def checkpoint(self) -> None:
+        """Sign the audit chain's head every HUB_CHECKPOINT_EVERY seconds or HUB_CHECKPOINT_EVENTS events."""
+        from datetime import UTC, datetime
+
+        from hub.audit_chain import take_checkpoint
+        from hub.ocpi.envelope import format_datetime, parse_datetime
+
+        try:
+            with self.app.pool.connection() as conn, conn.transaction():
+                last = conn.execute("SELECT position, created_at FROM hub_audit_checkpoints"
+                                    " ORDER BY position DESC LIMIT 1").fetchone()
+                head = self.log.head()
+                now = datetime.now(UTC)
+                due = last is None or head - last[0] >= self.settings.checkpoint_events or (
+                    head > last[0]
+                    and (now - parse_datetime(last[1])).total_seconds() >= self.settings.checkpoint_every)
+                if due and head:
+                    take_checkpoint(conn, self.settings.checkpoint_key(), format_datetime(now))
+        except Exception:
+            log.exception("audit checkpoint failed")
+
     def sweep(self) -> None:
         parked = self.sender.give_up(self.settings.delivery_give_up_after)
         if parked:
@@ -131,6 +152,8 @@ class Worker:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.check_still_alive, "interval", seconds=probe_every,
                                id="still-alive", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.checkpoint, "interval", seconds=30, id="audit-checkpoint",
+                               max_instances=1, coalesce=True)
         self.scheduler.add_job(self.sweep, "interval", seconds=60, id="give-up-sweep",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.time_out_commands, "interval", seconds=2, id="command-timeouts",
@@ -140,7 +163,8 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
         self.waker.stop()
-        self.scheduler.shutdown(wait=True)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
         self.deliver_now.set()
         for thread in getattr(self, "threads", []):
             thread.join(timeout=15)

@@ -1,0 +1,147 @@
+"""Tamper evidence: whatever a database superuser changes, `hub audit verify` finds it."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from hub.audit_chain import link_hash
+from tests.partner import role
+from tests.test_cli import run_hub
+
+
+def admin(settings):
+    """A superuser connection with the append-only triggers disabled, as an attacker would."""
+    conn = psycopg.connect(settings.database_url, autocommit=True)
+    conn.execute(f'SET search_path TO "{settings.database_schema}"')
+    conn.execute("ALTER TABLE hub_events DISABLE TRIGGER USER")
+    conn.execute("ALTER TABLE hub_audit_chain DISABLE TRIGGER USER")
+    return conn
+
+
+@pytest.fixture
+def history(hub, settings):
+    """Some real traffic in the log: onboarding, a registration, requests."""
+    partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    for _ in range(3):
+        hub.call("GET", "/ocpi/2.2.1/hubclientinfo", partner.hub_token)
+    partner.stop()
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        ids = [r[0] for r in conn.execute("SELECT notification_id FROM hub_events ORDER BY 1")]
+    assert len(ids) >= 10
+    return ids
+
+
+def verify(settings, *extra) -> tuple[int, dict]:
+    done = run_hub(settings, "audit", "verify", "--json", *extra, ok=False)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_untouched_history_verifies(history, settings):
+    code, result = verify(settings)
+    assert code == 0 and result["ok"] and result["checked"] == len(history)
+    assert result["head_position"] == history[-1]
+
+
+def test_edited_event_is_found(history, settings):
+    target = history[4]
+    with admin(settings) as conn:
+        conn.execute("UPDATE hub_events SET state = state || '\\x20'::bytea WHERE notification_id = %s",
+                     (target,))
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == target and "altered" in result["problem"]
+
+
+def test_deleted_event_is_found(history, settings):
+    with admin(settings) as conn:
+        conn.execute("DELETE FROM hub_events WHERE notification_id = %s", (history[3],))
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == history[3] and "missing" in result["problem"]
+
+
+def test_deleted_event_and_its_link_are_found(history, settings):
+    with admin(settings) as conn:
+        conn.execute("DELETE FROM hub_events WHERE notification_id = %s", (history[3],))
+        conn.execute("DELETE FROM hub_audit_chain WHERE notification_id = %s", (history[3],))
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == history[4]  # the next link no longer fits
+
+
+def test_swapped_events_are_found(history, settings):
+    a, b = history[2], history[6]
+    with admin(settings) as conn:
+        conn.execute(
+            "UPDATE hub_events e SET state = s.state, topic = s.topic FROM"
+            " (SELECT notification_id, state, topic FROM hub_events WHERE notification_id IN (%s, %s)) s"
+            " WHERE e.notification_id IN (%s, %s) AND s.notification_id <> e.notification_id",
+            (a, b, a, b))
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == a
+
+
+def test_inserted_event_is_found(history, settings):
+    forged = history[-1] + 1
+    with admin(settings) as conn:
+        conn.execute(
+            "INSERT INTO hub_events (originator_id, originator_version, topic, state, notification_id)"
+            " SELECT gen_random_uuid(), 1, topic, state, %s FROM hub_events WHERE notification_id = %s",
+            (forged, history[5]))
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == forged and "no chain link" in result["problem"]
+
+
+def test_rewritten_chain_is_caught_by_a_signed_checkpoint(history, settings, tmp_path):
+    checkpoint = tmp_path / "checkpoint.json"
+    run_hub(settings, "audit", "checkpoint", "--out", str(checkpoint))
+    assert json.loads(checkpoint.read_text())["position"] == history[-1]
+    # The attacker edits an event and recomputes every link after it (SHA-256 needs no key),
+    # and also removes the checkpoint the hub kept in its database.
+    target = history[2]
+    with admin(settings) as conn:
+        conn.execute("UPDATE hub_events SET state = state || '\\x20'::bytea WHERE notification_id = %s",
+                     (target,))
+        conn.execute("DELETE FROM hub_audit_checkpoints")
+        rows = conn.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM hub_events"
+            " ORDER BY notification_id").fetchall()
+        previous = b"\x00" * 32
+        for position, originator_id, version, topic, state in rows:
+            previous = link_hash(previous, position, originator_id, version, topic, bytes(state))
+            conn.execute("UPDATE hub_audit_chain SET hash = %s WHERE notification_id = %s", (previous, position))
+    assert verify(settings)[0] == 0  # the chain alone is consistent again...
+    code, result = verify(settings, "--checkpoint", str(checkpoint))
+    assert code == 1 and "checkpoint" in result["problem"]  # ...but not with the auditor's checkpoint
+    # A checkpoint signed with another key is refused outright.
+    forged = json.loads(checkpoint.read_text())
+    forged["signature"] = "0" * 64
+    checkpoint.write_text(json.dumps(forged))
+    done = run_hub(settings, "audit", "verify", "--checkpoint", str(checkpoint), ok=False)
+    assert done.returncode == 1 and "invalid signature" in done.stderr
+
+
+def test_chain_tables_are_append_only(history, settings):
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        for statement in ("UPDATE hub_audit_chain SET hash = '\\x00'", "DELETE FROM hub_audit_chain",
+                          "TRUNCATE hub_audit_chain"):
+            with pytest.raises(psycopg.Error, match="append-only"):
+                conn.execute(statement)
+
+
+def test_the_worker_signs_checkpoints_by_itself(hub, settings):
+    from dataclasses import replace
+
+    from scheduler.worker import Worker
+
+    partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    partner.stop()
+    worker = Worker(replace(settings, checkpoint_events=1), settings.database_url)
+    try:
+        worker.checkpoint()
+    finally:
+        worker.stop()
+    code, result = verify(settings)
+    assert code == 0 and result["checkpoints"] == 1

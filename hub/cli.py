@@ -330,6 +330,55 @@ class _Refused(Exception):
     """An operator command that cannot go ahead (message for stderr, exit 1)."""
 
 
+def cmd_deliveries_stats(args) -> int:
+    from scheduler.deliveries import stats
+
+    rt = Runtime()
+    rows = [{k: (float(v) if hasattr(v, "as_integer_ratio") and not isinstance(v, int) else v)
+             for k, v in r.items()} for r in stats(rt.app.pool)]
+    emit(args, rows, ["party", "pending", "oldest_pending_s", "retries", "delivered", "failed", "failure_rate"])
+    rt.close()
+    return 0
+
+
+def cmd_deliveries_replay(args) -> int:
+    import uuid
+
+    from hub.domain.audit import OperatorAction
+    from hub.ocpi.envelope import parse_datetime
+    from projections.queries import find_party
+    from scheduler.deliveries import replay
+
+    rt = Runtime()
+    try:
+        cc, pid = args.party.upper().split("/")[:2]
+    except ValueError:
+        return fail("--party must be CC/PID")
+    rows = [r for r in find_party(rt.app.pool, cc, pid) if r["platform_state"] == "REGISTERED"]
+    if args.role:
+        rows = [r for r in rows if r["role"] == args.role.upper()]
+    if not rows:
+        return fail(f"no registered party {cc}/{pid}")
+    since = parse_datetime(args.since) if args.since else None
+    modules = [args.module] if args.module else ["locations", "tariffs", "sessions", "cdrs", "tokens"]
+    correlation_id = str(uuid.uuid4())
+    result = {}
+    for row in rows:
+        result[f"{row['country_code']}/{row['party_id']}/{row['role']}"] = replay(
+            rt.app.pool, row, modules=modules, since=since, correlation_id=correlation_id)
+    rt.app.save(OperatorAction(command="deliveries replay",
+                               arguments={"party": args.party, "module": args.module, "since": args.since},
+                               operator=_operator(), outcome=json.dumps(result)))
+    if args.json:
+        print(json.dumps({"correlation_id": correlation_id, "queued": result}))
+    else:
+        for party, counts in result.items():
+            print(f"{party}: queued " + ", ".join(f"{n} {m}" for m, n in counts.items())
+                  + f" (correlation id {correlation_id})")
+    rt.close()
+    return 0
+
+
 def _operator() -> str:
     import getpass
 
@@ -778,6 +827,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-failed", action="store_true", help="every failed delivery")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deliveries_retry)
+    p = deliveries.add_parser("stats", help="queue depth, oldest age and failure rate per party")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_deliveries_stats)
+    p = deliveries.add_parser("replay", help="resend the current state (and every CDR) to a partner")
+    p.add_argument("--party", required=True, help="CC/PID")
+    p.add_argument("--role", help="when the ids have several roles")
+    p.add_argument("--module", choices=["locations", "tariffs", "sessions", "cdrs", "tokens"])
+    p.add_argument("--since", help="only objects with last_updated at or after this DateTime")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_deliveries_replay)
 
     audit = sub.add_parser("audit", help="the tamper-evident history").add_subparsers(
         dest="action", required=True)

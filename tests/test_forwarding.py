@@ -225,3 +225,42 @@ def test_unpublished_locations_reach_only_holders_of_a_listed_token(hub, worker)
     finally:
         for partner in (em1, em2, cpo_partner):
             partner.stop()
+
+
+def test_replay_resends_the_current_state_and_every_cdr(hub, worker, settings):
+    import json
+
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    cpo = Cpo(hub, cpo_partner)
+    try:
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/L1", ex.location(id="L1", last_updated=stamp(1))).status_code == 201
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/L1/EVSE-BLR-0001-1",
+                        {"status": "CHARGING", "last_updated": stamp(2)}).json()["status_code"] == 1000
+        for n in (1, 2):
+            cdr = ex.cdr(id=f"C{n}", cdr_token=ex.cdr_token(party_id="EM1"), last_updated=stamp(n))
+            assert cpo.push("POST", "cdrs/receiver", cdr, to=None).status_code == 201
+        assert wait_until(lambda: len(received(em1, "cdrs")) == 2 and received(em1, "locations", "PATCH"))
+        worker.follow_once()
+        worker.deliver()
+        before = {"locations": len(received(em1, "locations")), "cdrs": len(received(em1, "cdrs"))}
+
+        # EM1 lost its data: the operator replays everything to it.
+        done = json.loads(run_hub(settings, "deliveries", "replay", "--party", "IN/EM1", "--json").stdout)
+        assert done["queued"]["IN/EM1/EMSP"]["locations"] == 1 and done["queued"]["IN/EM1/EMSP"]["cdrs"] == 2
+        worker.deliver_now.set()
+        assert wait_until(lambda: len(received(em1, "cdrs")) == 4 and len(received(em1, "locations")) > before["locations"])
+        resent = received(em1, "locations")[-1]
+        assert resent.method == "PUT" and resent.path.endswith("/IN/ECP/L1")
+        assert resent.body["evses"][0]["status"] == "CHARGING" and resent.body["last_updated"] == stamp(2)
+        assert resent.header("X-Correlation-ID") == done["correlation_id"]
+        assert sorted(r.body["id"] for r in received(em1, "cdrs")) == ["C1", "C1", "C2", "C2"]
+        # Nothing went to EM2 beyond its own broadcast copy; stats show the traffic per party.
+        assert len(received(em2, "locations")) == 2 and not received(em2, "cdrs")
+        rows = {r["party"]: r for r in json.loads(run_hub(settings, "deliveries", "stats", "--json").stdout)}
+        assert rows["IN/EM1/EMSP"]["pending"] == 0 and rows["IN/EM1/EMSP"]["delivered"] >= 6
+        assert rows["IN/EM1/EMSP"]["failed"] == 0 and rows["IN/EM1/EMSP"]["failure_rate"] == 0
+    finally:
+        for partner in (em1, em2, cpo_partner):
+            partner.stop()

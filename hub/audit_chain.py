@@ -62,6 +62,16 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
         self._insert_link = SQL(
             "INSERT INTO {schema}.hub_audit_chain (notification_id, hash) VALUES (%s, %s)"
         ).format(schema=Identifier(datastore.schema))
+        # Serialise writers with a transaction-level advisory lock instead of the
+        # library's LOCK TABLE ... EXCLUSIVE: the same guarantee (ids are taken and
+        # committed one writer at a time, so readers never pass a gap that fills in
+        # later), but it needs no UPDATE/DELETE privilege, so the application's
+        # database role can be limited to SELECT and INSERT on the event tables.
+        self.lock_table_statements = [
+            SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout),
+            SQL("SELECT pg_advisory_xact_lock(hashtext({0}))").format(
+                f"{datastore.schema}.{events_table_name}"),
+        ]
 
     def _fetch_ids_after_insert_events(self, curs, stored_events: Sequence[StoredEvent], **kwargs):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)

@@ -8,9 +8,10 @@ crash never applies an event twice or skips one. The tracking row is locked
 up for read-your-writes, several ``hub worker`` nodes) can drive the same
 follower without doing the same work twice.
 
-Gap safety: the eventsourcing PostgreSQL recorder takes ``LOCK TABLE ... IN
-EXCLUSIVE MODE`` around every insert, so notification ids commit in order; the
-highest committed id therefore bounds a complete prefix of the log.
+Gap safety: every insert into the log holds one transaction-level lock from
+before it takes notification ids until it commits (the hub's recorder, see
+:mod:`hub.audit_chain`), so ids commit in order; the highest committed id
+therefore bounds a complete prefix of the log.
 """
 
 from __future__ import annotations

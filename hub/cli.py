@@ -98,6 +98,7 @@ def cmd_migrate(args) -> int:
 def cmd_web(args) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from hub.metrics import child_exit, multiprocess_directory
     from hub.wsgi import LazyApp
 
     settings = Settings.from_env()
@@ -116,6 +117,7 @@ def cmd_web(args) -> int:
                 "timeout": 60,
                 "proc_name": "hub-web",
                 "control_socket_disable": True,  # several hubs may run on one host
+                "child_exit": child_exit,  # Prometheus multiprocess bookkeeping
             }
             for key, value in options.items():
                 if key in self.cfg.settings:
@@ -124,7 +126,9 @@ def cmd_web(args) -> int:
         def load(self):
             return LazyApp(settings)
 
-    WebServer().run()
+    # Set before the workers fork: every worker's metrics go to this directory, /metrics adds them up.
+    with multiprocess_directory(settings.data_dir):
+        WebServer().run()
     return 0
 
 
@@ -146,6 +150,12 @@ def cmd_serve(args) -> int:
     env["HUB_DATABASE_URL"] = rt.database_url
     env["HUB_SECRET_KEY"] = rt.settings.resolved_secret_key()
     env["HUB_DATA_DIR"] = str(rt.settings.data_dir)
+    from contextlib import ExitStack
+
+    from hub.metrics import MULTIPROC_ENV, multiprocess_directory
+
+    cleanup = ExitStack()  # the web server's Prometheus directory, for as long as we serve
+    env[MULTIPROC_ENV] = str(cleanup.enter_context(multiprocess_directory(rt.settings.data_dir)))
     commands = {
         "web": [sys.executable, "-m", "hub", "web", "--bind", args.bind,
                 "--workers", str(args.workers), "--threads", str(args.threads)],
@@ -178,6 +188,7 @@ def cmd_serve(args) -> int:
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
+    cleanup.close()
     rt.close()
     print("hub stopped", file=sys.stderr)
     return 0
@@ -733,6 +744,126 @@ def cmd_audit_verify(args) -> int:
     return 0 if verdict.ok else 1
 
 
+TIMELINE_COLUMNS = ["at", "position", "step", "who", "what", "outcome"]
+
+
+def _audit_moment(text: str | None, option: str):
+    from hub.audit import parse_moment
+
+    if text is None:
+        return None
+    try:
+        return parse_moment(text)
+    except ValueError as exc:
+        raise _Refused(f"{option} {text!r}: {exc}") from None
+
+
+def _emit_timeline(args, steps: list[dict]) -> None:
+    if args.json:
+        print(json.dumps(steps, indent=2))
+    else:
+        print_table(steps, TIMELINE_COLUMNS)
+
+
+def cmd_audit_export(args) -> int:
+    """The history as JSON lines on stdout, secrets removed; progress on stderr."""
+    from hub.audit import AuditLog, Filters, object_uuid_of
+
+    try:
+        since, until = _audit_moment(args.since, "--since"), _audit_moment(args.until, "--until")
+        object_uuid = None
+        if args.object:
+            if not args.module:
+                raise _Refused("--object needs --module (locations, tariffs, sessions, cdrs or tokens)")
+            object_uuid = object_uuid_of(args.module, args.object, args.type)
+    except (_Refused, ValueError) as exc:
+        return fail(str(exc))
+    filters = Filters(party=args.party, module=args.module, object_uuid=object_uuid,
+                      correlation_id=args.correlation_id, since=since, until=until)
+    show = args.progress or sys.stderr.isatty()
+
+    def progress(position: int, head: int) -> None:
+        print(f"\r{position}/{head} events", end="", file=sys.stderr, flush=True)
+
+    import orjson
+
+    rt = Runtime()
+    written = 0
+    try:
+        out = sys.stdout.buffer
+        for record in AuditLog(rt.app).records(filters, progress if show else None):
+            out.write(orjson.dumps(record) + b"\n")
+            written += 1
+        out.flush()
+    except BrokenPipeError:  # the reader stopped early (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        rt.close()
+    if show:
+        print(f"\n{written} records", file=sys.stderr)
+    return 0
+
+
+def cmd_audit_trace(args) -> int:
+    from hub.audit import AuditLog
+
+    rt = Runtime()
+    try:
+        steps = AuditLog(rt.app).trace(args.correlation_id)
+    finally:
+        rt.close()
+    if not steps:
+        return fail(f"no record carries correlation id {args.correlation_id}")
+    _emit_timeline(args, steps)
+    return 0
+
+
+def cmd_audit_history(args) -> int:
+    from hub.audit import AuditLog, object_id_for
+
+    rt = Runtime()
+    try:
+        steps = AuditLog(rt.app).history(args.module, args.country_code, args.party_id,
+                                         object_id_for(args.module, args.object_id, args.type))
+    except LookupError as exc:
+        return fail(str(exc.args[0]))
+    finally:
+        rt.close()
+    _emit_timeline(args, steps)
+    return 0
+
+
+def cmd_audit_state(args) -> int:
+    from datetime import UTC, datetime
+
+    from hub.audit import AuditLog, object_id_for
+    from projections.objects import body_after
+
+    try:
+        at = _audit_moment(args.at, "--at") or datetime.now(UTC)
+    except _Refused as exc:
+        return fail(str(exc))
+    rt = Runtime()
+    try:
+        state = AuditLog(rt.app).state(
+            args.module, args.country_code, args.party_id,
+            object_id_for(args.module, args.object_id, args.type), at=at, body_after=body_after,
+            delivered_to=args.as_delivered_to)
+    except (LookupError, ValueError) as exc:
+        return fail(str(exc.args[0]))
+    finally:
+        rt.close()
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    if state["body"] is None:
+        return fail(f"nothing of this object had reached {state['as_delivered_to']} by {state['at']}")
+    print(json.dumps(state["body"], indent=2))
+    if state["deleted"]:
+        print(f"hub: note: deleted (version {state['version']}, {state['recorded_at']})", file=sys.stderr)
+    return 0
+
+
 # Parser -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="ChargeIndia Hub: OCPI 2.2.1 roaming hub")
@@ -850,6 +981,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the checkpoint to this file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_checkpoint)
+    p = audit.add_parser("export", help="the history as JSON lines (secrets removed), filtered")
+    p.add_argument("--party", help="CC/PID (or CC/PID/ROLE): sender, addressee, owner, recipient")
+    p.add_argument("--module", type=str.lower, help="locations, tariffs, sessions, cdrs, tokens, commands, ...")
+    p.add_argument("--object", metavar="CC/PID/ID", help="one object's events (needs --module)")
+    p.add_argument("--type", default="RFID", help="token type for --object of tokens (default RFID)")
+    p.add_argument("--correlation-id")
+    p.add_argument("--since", help="events recorded at or after this DateTime")
+    p.add_argument("--until", help="events recorded before this DateTime")
+    p.add_argument("--progress", action="store_true", help="progress on stderr even without a terminal")
+    p.set_defaults(func=cmd_audit_export)
+    p = audit.add_parser("trace", help="the story of one exchange, by correlation id")
+    p.add_argument("correlation_id", metavar="CORRELATION_ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_trace)
+    for name, helptext in (("history", "one object over its life: pushes, stored events, deliveries"),
+                           ("state", "one object as the hub knew it (or a party had received it) at a time")):
+        p = audit.add_parser(name, help=helptext)
+        p.add_argument("module", choices=["locations", "tariffs", "sessions", "cdrs", "tokens"],
+                       type=str.lower, metavar="MODULE")
+        p.add_argument("country_code", metavar="COUNTRY")
+        p.add_argument("party_id", metavar="PARTY")
+        p.add_argument("object_id", metavar="ID", help="the object's id (a token's UID)")
+        p.add_argument("--type", default="RFID", help="token type (default RFID)")
+        if name == "state":
+            p.add_argument("--at", help="a DateTime (default: now)")
+            p.add_argument("--as-delivered-to", metavar="CC/PID",
+                           help="as this party had received it (see hub/audit.py for the approximation)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_audit_history if name == "history" else cmd_audit_state)
 
     projections = sub.add_parser("projections", help="read models").add_subparsers(dest="action", required=True)
     p = projections.add_parser("status", help="position and lag of every follower")

@@ -13,6 +13,7 @@ import orjson
 
 from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected, serialize_http_error
+from handlers.metrics import MetricsResource, ReadyResource, RequestMetrics
 from handlers.middleware import OcpiMiddleware
 from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
@@ -38,6 +39,8 @@ def endpoints(settings) -> list[dict]:
 
 
 class HealthResource:
+    """``/health``: the process answers (no database access)."""
+
     public = True
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -49,7 +52,8 @@ def _dumps(obj: object) -> bytes:
 
 
 def create_app(ctx: WebContext) -> falcon.App:
-    app = falcon.App(middleware=[OcpiMiddleware(ctx)])
+    metrics = RequestMetrics()
+    app = falcon.App(middleware=[OcpiMiddleware(ctx, metrics)])
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=_dumps, loads=orjson.loads)
     # Bodies are JSON whatever the client says; a missing Content-Type (which some
@@ -66,5 +70,8 @@ def create_app(ctx: WebContext) -> falcon.App:
             app.add_route(f"/ocpi/{OCPI_VERSION}/{template}", resource)
     app.add_route("/ocpi/versions", VersionsResource(ctx.settings.version_details_url))
     app.add_route(f"/ocpi/{OCPI_VERSION}", VersionDetailsResource(endpoints(ctx.settings)))
+    # Operational endpoints, outside /ocpi and without OCPI auth (handlers/metrics.py).
     app.add_route("/health", HealthResource())
+    app.add_route("/ready", ReadyResource(ctx))
+    app.add_route("/metrics", MetricsResource(ctx, metrics))
     return app

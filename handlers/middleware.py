@@ -10,6 +10,8 @@
 4. Audit and commit: the request's ``Request.Answered`` record and whatever the
    handler collected in ``req.context.uow`` are saved in one transaction
    before the response leaves; a failed commit turns the answer into 3000.
+5. Observation, last: one JSON log line per request (ids, module, party,
+   statuses; never a token) and the request metrics (``handlers/metrics.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 import falcon
 
 from handlers.context import WebContext
+from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.application import UnitOfWork
 from hub.domain.audit import Request
@@ -39,8 +42,9 @@ PENDING_TOKEN_MODULES = frozenset({"versions", "credentials"})
 
 
 class OcpiMiddleware:
-    def __init__(self, ctx: WebContext) -> None:
+    def __init__(self, ctx: WebContext, metrics: RequestMetrics | None = None) -> None:
         self.ctx = ctx
+        self.metrics = metrics
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -96,7 +100,7 @@ class OcpiMiddleware:
             resp.set_header(FROM_PID, HUB_PARTY_ID)
         caller = getattr(req.context, "caller", None)
         if caller is None:
-            self._log(req, resp, None)
+            self._observe(req, resp, resource, None)
             return
         uow: UnitOfWork = req.context.uow
         status_code = _status_code(resp, req)
@@ -126,22 +130,35 @@ class OcpiMiddleware:
             resp.status = 500
             resp.media = envelope(None, OcpiStatus.SERVER_ERROR,
                                   "the hub could not store this request; nothing was accepted")
-        self._log(req, resp, caller)
+        self._observe(req, resp, resource, caller)
 
-    @staticmethod
-    def _log(req: falcon.Request, resp: falcon.Response, caller) -> None:
-        log.info(
+    def _observe(self, req: falcon.Request, resp: falcon.Response, resource, caller) -> None:
+        """The request's log line and metrics, once the answer is final."""
+        party = party_label(caller, getattr(req.context, "routing", None))
+        status_code = _status_code(resp, req)
+        started = getattr(req.context, "started", None)
+        log.log(
+            logging.DEBUG if req.path in OPERATIONAL_PATHS else logging.INFO,  # probes and scrapes
             "%s %s -> %s",
             req.method,
             req.path,
             resp.status,
-            extra={
+            extra={  # never a header value or a body: they may carry tokens
                 "request_id": getattr(req.context, "request_id", None),
                 "correlation_id": getattr(req.context, "correlation_id", None),
+                "ocpi_module": getattr(resource, "module", None),  # "module" is taken by logging
+                "party": party,
                 "platform_id": str(caller.platform_id) if caller else None,
-                "status_code": _status_code(resp),
+                "http_status": resp.status_code,
+                "status_code": status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
             },
         )
+        if self.metrics is not None:
+            try:
+                self.metrics.observe(req, resp, resource, party, status_code)
+            except Exception:  # metrics never change an answer
+                log.exception("could not record metrics for %s %s", req.method, req.path)
 
 
 def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -27,6 +28,8 @@ from scheduler.deliveries import Sender
 from scheduler.forwarding import ForwardingDispatcher, render_current
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 5.0  # seconds; /ready calls a follower stale after 30 s without one
 
 
 def dispatchers(settings: Settings | None = None) -> list:
@@ -77,10 +80,27 @@ class Worker:
         except Exception:
             log.exception("could not mark platform %s offline", platform_id)
 
+    def heartbeat(self) -> None:
+        """Stamp every follower's tracking row: it is running and was caught up just now.
+
+        ``/ready`` and ``hub_follower_seconds_since_update`` read ``updated_at``; only a
+        follower round that succeeded stamps it, so a follower stuck on an event goes
+        stale. Rows another process is advancing right now are skipped (that stamps them).
+        """
+        names = [f.name for f in [*self.projections, *self.dispatchers]]
+        with self.app.pool.connection() as conn:
+            conn.execute(
+                "UPDATE hub_tracking SET updated_at = now() WHERE name IN (SELECT name FROM hub_tracking"
+                " WHERE name = ANY(%s) FOR UPDATE SKIP LOCKED)", (names,))
+
     def _follow_loop(self) -> None:
+        last_beat = 0.0
         while not self.stopping.is_set():
             try:
                 self.follow_once()
+                if time.monotonic() - last_beat >= HEARTBEAT_EVERY:
+                    self.heartbeat()
+                    last_beat = time.monotonic()
             except Exception:
                 if self.stopping.is_set():
                     return

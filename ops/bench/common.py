@@ -207,11 +207,49 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
-class CpuMeter:
-    """CPU used by groups of processes between ``start`` and ``stop``, in % of one core."""
+def _pg_client_ports(pids: Iterable[int], pg_port: int) -> set[int]:
+    """Local ports of the TCP connections these processes hold to PostgreSQL (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+        except OSError:
+            continue
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[9]) in inodes and int(fields[2].rsplit(":", 1)[1], 16) == pg_port:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
-    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]) -> None:
+
+class CpuMeter:
+    """CPU used between ``start`` and ``stop`` by groups of processes, by the PostgreSQL
+    backends serving them (TCP connections only), and by everything else, in % of one core."""
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]], database_url: str | None = None) -> None:
         self.groups = groups
+        self.database_url = database_url
+
+    def _backends(self) -> dict[int, int]:
+        """Backend pid -> client port, for every client backend of the cluster."""
+        if not self.database_url:
+            return {}
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                rows = conn.execute("SELECT pid, coalesce(client_port, -1) FROM pg_stat_activity"
+                                    " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchall()
+        except psycopg.Error:
+            return {}
+        return dict(rows)
 
     def _read(self) -> dict[str, float]:
         reading = {name: sum(cpu_seconds(p) for p in pids()) for name, pids in self.groups.items()}
@@ -223,17 +261,35 @@ class CpuMeter:
 
     def start(self) -> CpuMeter:
         self.begin = self._read()
+        self.begin_backends = {pid: cpu_seconds(pid) for pid in self._backends()}
         return self
 
+    def _postgres(self) -> float | None:
+        """CPU seconds the backends serving our processes used since ``start``."""
+        backends = self._backends()
+        if not backends:
+            return None
+        pids = [os.getpid(), *(p for pids in self.groups.values() for p in pids())]
+        port = urlsplit(self.database_url).port or 5432
+        ours = _pg_client_ports(pids, port)
+        if not ours:
+            return None
+        return sum(cpu_seconds(b) - self.begin_backends.get(b, 0.0)
+                   for b, client_port in backends.items() if client_port in ours)
+
     def stop(self) -> str:
+        postgres = self._postgres()
         end = self._read()
         wall = end["_wall"] - self.begin["_wall"]
         if wall <= 0:
             return ""
         used = {k: (end[k] - self.begin[k]) / wall * 100 for k in end if not k.startswith("_")}
+        if postgres is not None:
+            used["PostgreSQL for these"] = postgres / wall * 100
         machine = (end["_machine"] - self.begin["_machine"]) / wall * 100
         rest = max(0.0, machine - sum(used.values()))
-        parts = [f"{k} {v:.0f}%" for k, v in used.items()] + [f"rest (PostgreSQL, other) {rest:.0f}%"]
+        label = "everything else on the machine" if postgres is not None else "rest (PostgreSQL, other)"
+        parts = [f"{k} {v:.0f}%" for k, v in used.items()] + [f"{label} {rest:.0f}%"]
         return f"CPU over {wall:.1f} s, % of one core ({os.cpu_count()} cores = {100 * os.cpu_count()}%): " \
                + ", ".join(parts)
 
@@ -308,6 +364,19 @@ class HubProcesses:
             raise RuntimeError(f"hub {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done
 
+    def run_hub_measured(self, *args: str) -> tuple[str, float]:
+        """Run one ``hub`` command to completion; returns its stdout and its peak RSS in MiB."""
+        out = self.tmp / "command.out"
+        with open(out, "wb") as stdout, open(self.tmp / "command.err", "wb") as stderr:
+            child = subprocess.Popen([sys.executable, "-m", "hub", *args], env=self._env(), cwd=ROOT,
+                                     stdout=stdout, stderr=stderr)
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            err = (self.tmp / "command.err").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"hub {' '.join(args)} failed ({child.returncode}):\n{err}")
+        return out.read_text(), usage.ru_maxrss / 1024.0
+
     def migrate(self) -> None:
         self.run_hub("migrate")
 
@@ -354,7 +423,7 @@ class HubProcesses:
         return [child.pid] if child and child.poll() is None else []
 
     def cpu_meter(self) -> CpuMeter:
-        return CpuMeter({"web": self.web_pids, "worker": self.worker_pids})
+        return CpuMeter({"web": self.web_pids, "worker": self.worker_pids}, self.database_url)
 
     def log_tail(self, name: str, size: int = 3000) -> str:
         try:
@@ -412,6 +481,19 @@ class HubProcesses:
         while time.monotonic() < deadline:
             lag = self.follower_lag()
             if all(lag.get(n, 1) <= 0 for n in names):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def pending_deliveries(self) -> int:
+        with self.connect_db() as conn:
+            return conn.execute("SELECT count(*) FROM hub_deliveries WHERE state = 'PENDING'").fetchone()[0]
+
+    def wait_quiet(self, timeout: float = 300) -> bool:
+        """Wait until every follower reached the head of the log and no delivery is pending."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(v <= 0 for v in self.follower_lag().values()) and not self.pending_deliveries():
                 return True
             time.sleep(0.2)
         return False

@@ -1,0 +1,149 @@
+"""2. Real-time authorization: a CPO asks the hub, the hub asks the token's eMSP.
+
+The eMSP is a partner test server that answers every request after a fixed
+20 ms. The same client threads send the same POST ``tokens/sender/{uid}/authorize``
+at the same steady rate either through the hub (directed, ``OCPI-to`` = the
+eMSP) or directly to the eMSP server; the two are measured in alternating
+blocks so machine noise hits both alike. Figures: p50 and p99 latency and what
+the hub adds. Goal: added p50 ≤ 10 % and added p99 ≤ 25 % of the direct figures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit
+
+from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, percentile, run_threads
+from tests import ocpi_examples as ex
+from tests.partner import Partner, envelope
+
+SIZES = {
+    "smoke": {"threads": 2, "rate": 20.0, "block_seconds": 1.0, "rounds": 1, "web_workers": 2},
+    "full": {"threads": 4, "rate": 30.0, "block_seconds": 5.0, "rounds": 4, "web_workers": 2},
+}
+DELAY = 0.020
+UIDS = [f"RFID{n:04d}" for n in range(50)]
+BODY = {"location_id": "LOC-BLR-0001", "evse_uids": ["EVSE-BLR-0001-1"]}
+
+
+def answering_emsp(r: dict) -> Partner:
+    """An eMSP server that allows every token, after ``DELAY`` seconds (all requests)."""
+    partner = Partner(roles=[r], delay=DELAY)
+    original = partner.answer
+
+    def answer(record):
+        if record.path.endswith("/authorize"):
+            uid = record.path.split("/")[-2]
+            return envelope({"allowed": "ALLOWED", "token": ex.token(uid=uid, party_id="EMA"),
+                             "authorization_reference": "REF-" + uid})
+        return original(record)
+
+    partner.answer = answer
+    return partner
+
+
+def paced(threads: int, rate: float, seconds: float, send) -> list[float]:
+    """``threads`` clients together sending ``rate`` requests/s for ``seconds``; latencies in ms."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    interval = threads / rate
+    start = time.monotonic() + 0.05
+
+    def client(i: int) -> None:
+        due = start + i * interval / threads
+        end = start + seconds
+        n = 0
+        while due < end:
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            sent = time.monotonic()
+            send(i, n)
+            latencies[i].append((time.monotonic() - sent) * 1000)
+            n += 1
+            due = max(due + interval, time.monotonic())  # never burst to catch up
+    run_threads(threads, client)
+    return [x for xs in latencies for x in xs]
+
+
+def run(db, size: str) -> Result:
+    cfg = SIZES[size]
+    result = Result("authorize", "real-time authorization through the hub vs directly to the eMSP", size)
+    hub = HubProcesses(db.url, "authorize")
+    try:
+        hub.migrate()
+        hub.start_web(workers=cfg["web_workers"])
+        hub.start_worker()
+        (cpo_partner,) = hub.connect_partners([cpo("CPA")])
+        (emsp_partner,) = hub.connect_partners([emsp("EMA")], factory=answering_emsp)
+        threads = cfg["threads"]
+        errors: list[str] = []
+        lock = threading.Lock()
+        via_hub = [Http(hub.url, cpo_partner.hub_token) for _ in range(threads)]
+        direct = [Http(emsp_partner.base, emsp_partner.token_for_hub) for _ in range(threads)]
+        hub_headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "CPA",
+                       "OCPI-to-country-code": "IN", "OCPI-to-party-id": "EMA"}
+        # The eMSP's Tokens SENDER endpoint as its version details advertise it (tests/partner.py).
+        emsp_path = urlsplit(f"{emsp_partner.base}/ocpi/2.2.1/tokens/sender").path
+
+        def check(kind: str, status: int, payload: bytes) -> None:
+            answer = json.loads(payload)
+            if status != 200 or answer.get("status_code") != 1000 or \
+                    (answer.get("data") or {}).get("allowed") != "ALLOWED":
+                with lock:
+                    errors.append(f"{kind}: {status} {payload[:200]!r}")
+
+        def send_hub(i: int, n: int) -> None:
+            uid = UIDS[(i * 7 + n) % len(UIDS)]
+            headers = {**hub_headers, "X-Correlation-ID": str(uuid.uuid4())}
+            status, _, payload = via_hub[i].request(
+                "POST", f"/ocpi/2.2.1/tokens/sender/{uid}/authorize?type=RFID", BODY, headers)
+            check("hub", status, payload)
+
+        def send_direct(i: int, n: int) -> None:
+            uid = UIDS[(i * 7 + n) % len(UIDS)]
+            headers = {**hub_headers, "X-Correlation-ID": str(uuid.uuid4()), "X-Request-ID": str(uuid.uuid4())}
+            status, _, payload = direct[i].request("POST", f"{emsp_path}/{uid}/authorize?type=RFID", BODY, headers)
+            check("direct", status, payload)
+
+        # Warm up both paths (connections, first requests of each gunicorn worker).
+        paced(threads, cfg["rate"], 0.5, send_direct)
+        paced(threads, cfg["rate"], 1.0, send_hub)
+        errors.clear()
+        hub_lat: list[float] = []
+        direct_lat: list[float] = []
+        log(f"authorize: {cfg['rounds']} rounds of {cfg['block_seconds']:.0f} s direct + "
+            f"{cfg['block_seconds']:.0f} s through the hub at {cfg['rate']:.0f} requests/s")
+        meter = None
+        for _ in range(cfg["rounds"]):
+            direct_lat += paced(threads, cfg["rate"], cfg["block_seconds"], send_direct)
+            meter = meter or hub.cpu_meter().start()
+            hub_lat += paced(threads, cfg["rate"], cfg["block_seconds"], send_hub)
+        cpu = meter.stop()
+
+        p50h, p99h = percentile(hub_lat, 50), percentile(hub_lat, 99)
+        p50d, p99d = percentile(direct_lat, 50), percentile(direct_lat, 99)
+        added50, added99 = p50h - p50d, p99h - p99d
+        result.add(
+            Row("latency p50", p50h, p50d, "ms"),
+            Row("latency p99", p99h, p99d, "ms"),
+            Row("added by the hub, p50 (of direct p50)", added50, p50d, "ms", goal="≤ 0.10",
+                met=added50 <= 0.10 * p50d),
+            Row("added by the hub, p99 (of direct p99)", added99, p99d, "ms", goal="≤ 0.25",
+                met=added99 <= 0.25 * p99d),
+            Row("mean latency", sum(hub_lat) / len(hub_lat), sum(direct_lat) / len(direct_lat), "ms"),
+        )
+        result.note(f"{threads} client threads, {cfg['rate']:.0f} requests/s in total, "
+                    f"{len(hub_lat)} requests through the hub and {len(direct_lat)} direct; the eMSP "
+                    f"server answers after {DELAY * 1000:.0f} ms; hub web = gunicorn {cfg['web_workers']} "
+                    f"sync workers, plus hub worker")
+        result.note(f"{len(errors)} answers were not status 1000 / ALLOWED"
+                    + (f" (first: {errors[0]})" if errors else ""))
+        result.note(cpu + " (during the blocks through the hub and the direct blocks between them)")
+        for client in [*via_hub, *direct]:
+            client.close()
+        return result
+    finally:
+        hub.close()

@@ -1,10 +1,11 @@
 """The tamper-evident log: every stored event is chained to the one before it.
 
 ``hub_audit_chain`` holds, for each notification id, ``hash = SHA-256(previous
-hash || position || originator id || version || topic || state)``. It is
-written by :class:`ChainedApplicationRecorder` in the same transaction as the
-events, inside the library's exclusive table lock, so the chain follows the
-log's order without gaps. Both tables are append-only (triggers).
+hash || position || digest)``, where ``digest = SHA-256(originator id ||
+version || topic || state)`` is the event's own digest. It is written by
+:class:`ChainedApplicationRecorder` in the same transaction as the events,
+inside the library's exclusive table lock, so the chain follows the log's
+order without gaps. Both tables are append-only (triggers).
 
 Because SHA-256 is unkeyed, someone with superuser rights who rewrites events
 *and* recomputes the chain would go unnoticed by the chain alone; signed
@@ -13,6 +14,10 @@ head hash)`` under an HMAC key the database never holds, and an auditor can
 keep the checkpoint file outside the hub. :func:`verify` recomputes the chain
 and names the first position where it breaks: an edited, deleted, reordered or
 inserted event.
+
+Hashing each event's digest rather than its bytes lets a proof about one event
+(:mod:`hub.audit_proof`) link it to a signed checkpoint while carrying only
+the digests of the other parties' events in between, never their contents.
 """
 
 from __future__ import annotations
@@ -36,18 +41,26 @@ CHAIN_DDL = """CREATE TABLE IF NOT EXISTS {schema}.hub_audit_chain (
 )"""
 
 
-def link_hash(previous: bytes, position: int, originator_id: Any, version: int, topic: str,
-              state: bytes) -> bytes:
-    """The chain link of one stored event (unambiguous: fixed widths and lengths)."""
+def event_digest(originator_id: Any, version: int, topic: str, state: bytes) -> bytes:
+    """One stored event's own digest (unambiguous: fixed widths and lengths)."""
     ident = str(originator_id).encode()
     topic_bytes = topic.encode()
-    digest = hashlib.sha256(previous)
-    digest.update(position.to_bytes(8, "big"))
-    digest.update(len(ident).to_bytes(4, "big") + ident)
+    digest = hashlib.sha256(len(ident).to_bytes(4, "big") + ident)
     digest.update(int(version).to_bytes(8, "big"))
     digest.update(len(topic_bytes).to_bytes(4, "big") + topic_bytes)
     digest.update(len(state).to_bytes(8, "big") + bytes(state))
     return digest.digest()
+
+
+def chain_link(previous: bytes, position: int, digest: bytes) -> bytes:
+    """The chain hash at ``position``, from the one before it and the event's digest."""
+    return hashlib.sha256(bytes(previous) + position.to_bytes(8, "big") + bytes(digest)).digest()
+
+
+def link_hash(previous: bytes, position: int, originator_id: Any, version: int, topic: str,
+              state: bytes) -> bytes:
+    """The chain link of one stored event."""
+    return chain_link(previous, position, event_digest(originator_id, version, topic, state))
 
 
 class ChainedApplicationRecorder(PostgresApplicationRecorder):

@@ -714,6 +714,10 @@ def cmd_audit_verify(args) -> int:
     from hub.audit_chain import Checkpoint, checkpoint_valid, stored_checkpoints, verify
     from hub.database import connect
 
+    if args.proof:
+        if args.checkpoint or args.from_position:
+            return fail("--proof checks one bundle on its own: leave out --from and --checkpoint")
+        return _verify_proof(args)
     rt = Runtime()
     key = rt.settings.checkpoint_key()
     with connect(rt.database_url, rt.settings.database_schema) as conn:
@@ -742,6 +746,72 @@ def cmd_audit_verify(args) -> int:
         print(f"FAILED at position {verdict.break_position}: {verdict.problem}", file=sys.stderr)
     rt.close()
     return 0 if verdict.ok else 1
+
+
+def _proof_key(settings: Settings) -> bytes | None:
+    """The checkpoint key as the hub takes it, without creating one (None: no key here)."""
+    if settings.audit_key or settings.secret_key or (settings.data_dir / "secret_key").exists():
+        return settings.checkpoint_key()
+    return None
+
+
+def _verify_proof(args) -> int:
+    """``hub audit verify --proof FILE``: from the file and the key alone, no database."""
+    from pathlib import Path
+
+    from hub.audit_proof import Check, verify_cdr_proof
+
+    try:
+        bundle = json.loads(Path(args.proof).read_bytes())
+    except (OSError, ValueError) as exc:
+        checks = [Check("bundle", False, f"cannot read {args.proof}: {exc}")]
+    else:
+        checks = verify_cdr_proof(bundle, _proof_key(Settings.from_env()))
+    failed = [c for c in checks if not c.ok]
+    if args.json:
+        cdr = bundle["cdr"] if checks[0].ok else None  # the first check: the bundle is readable
+        print(json.dumps({"ok": not failed, "proof": args.proof,
+                          "cdr": cdr and {k: cdr.get(k) for k in ("country_code", "party_id", "id")},
+                          "checks": [c.__dict__ for c in checks], "failed": [c.check for c in failed]}, indent=2))
+    else:
+        print_table([{"check": c.check, "result": "ok" if c.ok else "FAILED", "detail": c.detail} for c in checks],
+                    ["check", "result", "detail"])
+        if failed:
+            print("FAILED: " + "; ".join(f"{c.check}: {c.detail}" for c in failed), file=sys.stderr)
+        else:
+            print(f"OK: the proof holds ({len(checks)} checks)")
+    return 1 if failed else 0
+
+
+def cmd_audit_proof(args) -> int:
+    """``hub audit proof cdrs CC PID ID``: a dispute bundle, checkable without the database."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import orjson
+
+    from hub.audit_proof import ProofError, make_cdr_proof
+    from hub.ocpi.envelope import format_datetime
+
+    rt = Runtime()
+    try:
+        bundle, taken = make_cdr_proof(rt.app, rt.settings.checkpoint_key(), args.country_code, args.party_id,
+                                       args.object_id, now=format_datetime(datetime.now(UTC)))
+    except (LookupError, ProofError) as exc:
+        return fail(str(exc.args[0]))
+    finally:
+        rt.close()
+    data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+    if not args.out:
+        sys.stdout.buffer.write(data)
+        return 0
+    Path(args.out).write_bytes(data)
+    summary = {"out": args.out, "cdr": "/".join(bundle["cdr"][k] for k in ("country_code", "party_id", "id")),
+               "position": bundle["event"]["position"], "hash": bundle["event"]["hash"],
+               "receipts": len(bundle["receipts"]), "links": len(bundle["chain"]["links"]),
+               "checkpoint_position": bundle["checkpoint"]["position"], "new_checkpoint": taken}
+    emit(args, summary, ["out", "cdr", "position", "receipts", "links", "checkpoint_position", "new_checkpoint"])
+    return 0
 
 
 TIMELINE_COLUMNS = ["at", "position", "step", "who", "what", "outcome"]
@@ -974,9 +1044,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit.add_parser("verify", help="recompute the hash chain; exit 1 naming the first break")
     p.add_argument("--from", dest="from_position", type=int, default=0, help="start after this position")
     p.add_argument("--checkpoint", action="append", help="a signed checkpoint file kept outside the hub")
+    p.add_argument("--proof", metavar="FILE",
+                   help="check a bundle of hub audit proof instead, from the file and the key alone (no database)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("proof", help="a dispute bundle of one CDR, checkable by hub audit verify --proof")
+    p.add_argument("module", choices=["cdrs"], type=str.lower, metavar="MODULE", help="cdrs")
+    p.add_argument("country_code", metavar="COUNTRY")
+    p.add_argument("party_id", metavar="PARTY")
+    p.add_argument("object_id", metavar="CDR_ID")
+    p.add_argument("--out", metavar="FILE", help="write the bundle here (default: standard output)")
+    p.add_argument("--json", action="store_true", help="with --out: the summary as JSON")
+    p.set_defaults(func=cmd_audit_proof)
     p = audit.add_parser("checkpoint", help="sign the chain head now")
     p.add_argument("--out", help="also write the checkpoint to this file")
     p.add_argument("--json", action="store_true")

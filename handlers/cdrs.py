@@ -27,6 +27,7 @@ class CdrPost:
 
     module = "cdrs"
     interface = "RECEIVER"
+    retry_on_conflict = True  # a lost write race runs the push again (handlers/middleware.py)
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx

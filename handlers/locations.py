@@ -22,6 +22,7 @@ class LocationReceiver:
 
     module = "locations"
     interface = "RECEIVER"
+    retry_on_conflict = True  # a lost write race runs the push again (handlers/middleware.py)
 
     def __init__(self, ctx: WebContext, level: str) -> None:
         self.ctx = ctx

@@ -10,6 +10,9 @@
 4. Audit and commit: the request's ``Request.Answered`` record and whatever the
    handler collected in ``req.context.uow`` are saved in one transaction
    before the response leaves; a failed commit turns the answer into 3000.
+   When another request changed the same object first (the event store
+   refuses a second version N+1), a push receiver's responder runs again on
+   the new state, so concurrent pushes to one Location are all applied.
 5. Observation, last: one JSON log line per request (ids, module, party,
    statuses; never a token) and the request metrics (``handlers/metrics.py``).
 """
@@ -17,18 +20,21 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from datetime import UTC, datetime
 
 import falcon
+from eventsourcing.persistence import IntegrityError
 
 from handlers.context import WebContext
+from handlers.errors import handle_ocpi_error, handle_unexpected
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.application import UnitOfWork
 from hub.domain.audit import Request
-from hub.errors import Unauthorized
+from hub.errors import OcpiError, Unauthorized
 from hub.ocpi.envelope import envelope, format_datetime
 from hub.ocpi.status import OcpiStatus
 from hub.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
@@ -39,6 +45,7 @@ log = logging.getLogger("hub.requests")
 
 CONFIGURATION_MODULES = frozenset({"versions", "credentials", "hubclientinfo"})
 PENDING_TOKEN_MODULES = frozenset({"versions", "credentials"})
+CONFLICT_RETRIES = 20  # runs of a responder whose object another request changed meanwhile
 
 
 class OcpiMiddleware:
@@ -63,6 +70,7 @@ class OcpiMiddleware:
         resp.set_header("X-Correlation-ID", req.context.correlation_id)
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        req.context.params = params
         if resource is None or getattr(resource, "public", False):
             return
         module = resource.module
@@ -102,6 +110,32 @@ class OcpiMiddleware:
         if caller is None:
             self._observe(req, resp, resource, None)
             return
+        try:
+            for attempt in range(CONFLICT_RETRIES + 1):
+                try:
+                    self._commit(req, resp, resource, routing, caller, req_succeeded)
+                    break
+                except IntegrityError:
+                    if attempt < CONFLICT_RETRIES and getattr(resource, "retry_on_conflict", False):
+                        # Another process wrote this object first: back off a little (jittered,
+                        # so racing processes fall out of step), then apply the push again.
+                        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
+                        req_succeeded = self._respond_again(req, resp, resource)
+                        continue
+                    log.exception("could not record %s %s", req.method, req.path)
+                except Exception:
+                    log.exception("could not record %s %s", req.method, req.path)
+                resp.status = 500
+                resp.media = envelope(None, OcpiStatus.SERVER_ERROR,
+                                      "the hub could not store this request; nothing was accepted")
+                break
+        finally:
+            req.context.uow.release()
+        self._observe(req, resp, resource, caller)
+
+    def _commit(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
+                req_succeeded: bool) -> None:
+        """Save the request's record with what the handler collected, in one transaction."""
         uow: UnitOfWork = req.context.uow
         status_code = _status_code(resp, req)
         if not req.context.keep and (not req_succeeded or status_code != OcpiStatus.SUCCESS):
@@ -123,14 +157,30 @@ class OcpiMiddleware:
             received_at=req.context.received_at,
             duration_ms=round((time.perf_counter() - req.context.started) * 1000, 3),
         )
+        uow.commit(record)
+
+    def _respond_again(self, req: falcon.Request, resp: falcon.Response, resource) -> bool:
+        """Run the responder once more on fresh state, after losing a write race.
+
+        Only for resources marked ``retry_on_conflict`` (push receivers: load,
+        apply, add; no calls to partners). Returns whether it succeeded.
+        """
+        req.context.uow.discard()
+        req.context.uow = UnitOfWork(self.ctx.app)
+        req.context.status_code = req.context.status_message = None
+        resp.status = 200
+        resp.media = None
+        resp.delete_header("Location")
+        params = req.context.params or {}
         try:
-            uow.commit(record)
-        except Exception:
-            log.exception("could not record %s %s", req.method, req.path)
-            resp.status = 500
-            resp.media = envelope(None, OcpiStatus.SERVER_ERROR,
-                                  "the hub could not store this request; nothing was accepted")
-        self._observe(req, resp, resource, caller)
+            getattr(resource, f"on_{req.method.lower()}")(req, resp, **params)
+        except OcpiError as exc:
+            handle_ocpi_error(req, resp, exc, params)
+            return False
+        except Exception as exc:
+            handle_unexpected(req, resp, exc, params)
+            return False
+        return True
 
     def _observe(self, req: falcon.Request, resp: falcon.Response, resource, caller) -> None:
         """The request's log line and metrics, once the answer is final."""

@@ -28,6 +28,7 @@ def emsp_of(body: dict) -> tuple[str, str] | None:
 class SessionReceiver:
     module = "sessions"
     interface = "RECEIVER"
+    retry_on_conflict = True  # a lost write race runs the push again (handlers/middleware.py)
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx

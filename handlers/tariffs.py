@@ -19,6 +19,7 @@ from hub.ocpi.status import OcpiStatus
 class TariffReceiver:
     module = "tariffs"
     interface = "RECEIVER"
+    retry_on_conflict = True  # a lost write race runs the push again (handlers/middleware.py)
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx

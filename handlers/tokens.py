@@ -38,6 +38,7 @@ def token_type_of(req: falcon.Request) -> str:
 class TokenReceiver:
     module = "tokens"
     interface = "RECEIVER"
+    retry_on_conflict = True  # a lost write race runs the push again (handlers/middleware.py)
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx

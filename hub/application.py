@@ -9,6 +9,8 @@ hand them to a :class:`UnitOfWork`, which saves everything of one OCPI request
 from __future__ import annotations
 
 import logging
+import threading
+import zlib
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -99,6 +101,11 @@ class Hub(Application):
         return party, platform, token_a
 
 
+# Striped in-process locks: one request at a time per object within a process,
+# from loading the aggregate to committing it (see UnitOfWork.hold).
+_OBJECT_LOCKS = [threading.Lock() for _ in range(512)]
+
+
 class UnitOfWork:
     """Collects the aggregates of one request or command and saves them together."""
 
@@ -107,6 +114,25 @@ class UnitOfWork:
         self.aggregates: list[Aggregate] = []
         self.after_commit: list[Callable[[int], Any]] = []
         self.position: int | None = None
+        self._held: list[threading.Lock] = []
+
+    def hold(self, aggregate_id: UUID) -> None:
+        """Keep other threads of this process off this object until commit or discard.
+
+        Two requests that load version N of one object and both write N+1 would
+        make the second fail; within a process they now take turns. Across
+        processes the event store still refuses the loser, and the push
+        receivers run it again (``handlers/middleware.py``).
+        """
+        lock = _OBJECT_LOCKS[zlib.crc32(aggregate_id.bytes) % len(_OBJECT_LOCKS)]
+        if any(lock is held for held in self._held):
+            return
+        lock.acquire()
+        self._held.append(lock)
+
+    def release(self) -> None:
+        while self._held:
+            self._held.pop().release()
 
     def add(self, *aggregates: Aggregate) -> None:
         for aggregate in aggregates:
@@ -119,7 +145,10 @@ class UnitOfWork:
 
     def commit(self, *extra: Aggregate) -> int | None:
         """One transaction for everything collected; returns the log position."""
-        recordings = self.app.save(*self.aggregates, *extra)
+        try:
+            recordings = self.app.save(*self.aggregates, *extra)
+        finally:
+            self.release()
         positions = [r.notification.id for r in recordings if r.notification.id is not None]
         self.position = max(positions) if positions else None
         if self.position is not None:
@@ -131,3 +160,4 @@ class UnitOfWork:
         for aggregate in self.aggregates:
             aggregate.collect_events()
         self.aggregates.clear()
+        self.release()

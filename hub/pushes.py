@@ -56,6 +56,12 @@ class Pushes:
         except AggregateNotFoundError:
             return None
 
+    def load(self, uow: UnitOfWork, cls: type[PushedObject], country_code: str, party_id: str,
+             object_id: str):
+        """The object for a change: held by ``uow`` (see ``UnitOfWork.hold``), then loaded."""
+        uow.hold(cls.key_of(country_code, party_id, object_id))
+        return self.get(cls, country_code, party_id, object_id)
+
     def _stale(self, uow: UnitOfWork, obj: PushedObject, operation: str, body: dict,
                stored_last_updated: object, message: dict) -> PushResult | None:
         if is_older(body.get("last_updated"), stored_last_updated):
@@ -67,7 +73,7 @@ class Pushes:
     def _put(self, uow: UnitOfWork, cls, cc: str, pid: str, object_id: str, body: dict,
              message: dict) -> PushResult:
         """PUT of a whole object: create it, or replace it unless the push is older."""
-        obj = self.get(cls, cc, pid, object_id)
+        obj = self.load(uow, cls, cc, pid, object_id)
         if obj is None:
             obj = cls(country_code=cc, party_id=pid, object_id=object_id, body=body, message=message)
             uow.add(obj)
@@ -85,8 +91,8 @@ class Pushes:
                      message: dict) -> PushResult:
         return self._put(uow, Location, cc, pid, location_id, body, message)
 
-    def _location(self, cc: str, pid: str, location_id: str) -> Location:
-        location = self.get(Location, cc, pid, location_id)
+    def _location(self, uow: UnitOfWork, cc: str, pid: str, location_id: str) -> Location:
+        location = self.load(uow, Location, cc, pid, location_id)
         if location is None:
             raise NotFound(f"unknown location {cc}/{pid}/{location_id}; PUT the Location first",
                            OcpiStatus.UNKNOWN_LOCATION)
@@ -94,7 +100,7 @@ class Pushes:
 
     def put_evse(self, uow: UnitOfWork, cc: str, pid: str, location_id: str, evse_uid: str,
                  body: dict, message: dict) -> PushResult:
-        location = self._location(cc, pid, location_id)
+        location = self._location(uow, cc, pid, location_id)
         existing = location.evse(evse_uid)
         if existing is not None:
             stale = self._stale(uow, location, "PUT", body, existing.get("last_updated"), message)
@@ -106,7 +112,7 @@ class Pushes:
 
     def put_connector(self, uow: UnitOfWork, cc: str, pid: str, location_id: str, evse_uid: str,
                       connector_id: str, body: dict, message: dict) -> PushResult:
-        location = self._location(cc, pid, location_id)
+        location = self._location(uow, cc, pid, location_id)
         if location.evse(evse_uid) is None:
             raise NotFound(f"unknown EVSE {evse_uid} at location {cc}/{pid}/{location_id}",
                            OcpiStatus.UNKNOWN_LOCATION)
@@ -122,7 +128,7 @@ class Pushes:
     def patch_location(self, uow: UnitOfWork, cc: str, pid: str, location_id: str, body: dict,
                        message: dict, evse_uid: str | None = None,
                        connector_id: str | None = None) -> PushResult:
-        location = self._location(cc, pid, location_id)
+        location = self._location(uow, cc, pid, location_id)
         if evse_uid is None:
             target, apply = location.body, lambda: location.patch(body, message)
         else:
@@ -153,7 +159,7 @@ class Pushes:
 
     def delete_tariff(self, uow: UnitOfWork, cc: str, pid: str, tariff_id: str,
                       message: dict) -> PushResult:
-        tariff = self.get(Tariff, cc, pid, tariff_id)
+        tariff = self.load(uow, Tariff, cc, pid, tariff_id)
         if tariff is None or tariff.deleted:
             raise NotFound(f"unknown tariff {cc}/{pid}/{tariff_id}", OcpiStatus.INVALID_PARAMETERS)
         tariff.delete(message)
@@ -167,7 +173,7 @@ class Pushes:
 
     def patch_session(self, uow: UnitOfWork, cc: str, pid: str, session_id: str, body: dict,
                       message: dict) -> PushResult:
-        session = self.get(Session, cc, pid, session_id)
+        session = self.load(uow, Session, cc, pid, session_id)
         if session is None:
             raise NotFound(f"unknown session {cc}/{pid}/{session_id}; PUT the Session first",
                            OcpiStatus.INVALID_PARAMETERS)
@@ -185,7 +191,7 @@ class Pushes:
 
     def patch_token(self, uow: UnitOfWork, cc: str, pid: str, uid: str, token_type: str, body: dict,
                     message: dict) -> PushResult:
-        token = self.get(Token, cc, pid, Token.object_id_of(uid, token_type))
+        token = self.load(uow, Token, cc, pid, Token.object_id_of(uid, token_type))
         if token is None:
             raise NotFound(f"unknown token {cc}/{pid}/{uid} of type {token_type}; PUT the Token first",
                            OcpiStatus.UNKNOWN_TOKEN)
@@ -199,7 +205,7 @@ class Pushes:
     # CDRs --------------------------------------------------------------------
     def post_cdr(self, uow: UnitOfWork, body: dict, message: dict) -> PushResult:
         cc, pid, cdr_id = body["country_code"], body["party_id"], body["id"]
-        cdr = self.get(Cdr, cc, pid, cdr_id)
+        cdr = self.load(uow, Cdr, cc, pid, cdr_id)
         if cdr is None:
             cdr = Cdr(country_code=cc, party_id=pid, object_id=cdr_id, body=body, message=message)
             uow.add(cdr)

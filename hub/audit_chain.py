@@ -64,17 +64,38 @@ def link_hash(previous: bytes, position: int, originator_id: Any, version: int, 
 
 
 class ChainedApplicationRecorder(PostgresApplicationRecorder):
-    """The library's PostgreSQL recorder, plus the chain row of every event it inserts."""
+    """The library's PostgreSQL recorder, plus the chain row of every event it inserts.
+
+    The chain rows are written by one statement sent in the same pipeline as
+    the lock and the insert, so a save still costs one round trip before its
+    commit: the writer lock is held no longer than it must be. The statement
+    finds the positions the insert just took, and folds the links in SQL with
+    the same formula as :func:`chain_link` (``sha256(previous || int8send(position)
+    || digest)``); the per-event digests come from Python (:func:`event_digest`).
+    """
 
     def __init__(self, datastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.sql_create_statements.append(SQL(CHAIN_DDL).format(schema=Identifier(datastore.schema)))
-        self._last_hash = SQL(
-            "SELECT hash FROM {schema}.hub_audit_chain ORDER BY notification_id DESC LIMIT 1"
-        ).format(schema=Identifier(datastore.schema))
-        self._insert_link = SQL(
-            "INSERT INTO {schema}.hub_audit_chain (notification_id, hash) VALUES (%s, %s)"
-        ).format(schema=Identifier(datastore.schema))
+        schema = Identifier(datastore.schema)
+        self.sql_create_statements.append(SQL(CHAIN_DDL).format(schema=schema))
+        self._append_links = SQL("""
+            WITH RECURSIVE new AS (
+                SELECT e.notification_id AS position, d.digest,
+                       row_number() OVER (ORDER BY e.notification_id) AS n
+                FROM unnest(%s::uuid[], %s::bigint[], %s::bytea[]) AS d(originator_id, version, digest)
+                JOIN {schema}.{events} e
+                  ON e.originator_id = d.originator_id AND e.originator_version = d.version
+            ), chain(n, position, hash) AS (
+                SELECT 0::bigint, 0::bigint, coalesce(
+                    (SELECT hash FROM {schema}.hub_audit_chain ORDER BY notification_id DESC LIMIT 1),
+                    %s::bytea)
+                UNION ALL
+                SELECT new.n, new.position, sha256(chain.hash || int8send(new.position) || new.digest)
+                FROM chain JOIN new ON new.n = chain.n + 1
+            )
+            INSERT INTO {schema}.hub_audit_chain (notification_id, hash)
+            SELECT position, hash FROM chain WHERE n > 0""").format(
+            schema=schema, events=Identifier(events_table_name))
         # Serialise writers with a transaction-level advisory lock instead of the
         # library's LOCK TABLE ... EXCLUSIVE: the same guarantee (ids are taken and
         # committed one writer at a time, so readers never pass a gap that fills in
@@ -86,21 +107,20 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
                 f"{datastore.schema}.{events_table_name}"),
         ]
 
-    def _fetch_ids_after_insert_events(self, curs, stored_events: Sequence[StoredEvent], **kwargs):
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if not ids:
-            return ids
-        # Still inside the insert's transaction and its exclusive table lock.
-        curs.execute(self._last_hash)
-        row = curs.fetchone()
-        previous = bytes(row["hash"]) if row else GENESIS
-        links = []
-        for position, stored in zip(ids, stored_events, strict=True):
-            previous = link_hash(previous, position, stored.originator_id, stored.originator_version,
-                                 stored.topic, stored.state)
-            links.append((position, previous))
-        curs.executemany(self._insert_link, links)
-        return ids
+    def _insert_stored_events(self, curs, stored_events: Sequence[StoredEvent], **kwargs) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)  # lock, NOTIFY, INSERT
+        if not stored_events:
+            return
+        # Queued in the same pipeline, on another cursor: the insert's cursor keeps
+        # the notification ids the library fetches after the sync.
+        with curs.connection.cursor() as chain_cursor:
+            chain_cursor.execute(self._append_links, (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [event_digest(e.originator_id, e.originator_version, e.topic, e.state)
+                 for e in stored_events],
+                GENESIS,
+            ), prepare=True)
 
 
 RECORDER_TOPIC = "hub.audit_chain:ChainedApplicationRecorder"

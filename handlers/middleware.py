@@ -33,6 +33,7 @@ from handlers.errors import handle_ocpi_error, handle_unexpected
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.application import UnitOfWork
+from hub.audit import redact
 from hub.domain.audit import Request
 from hub.errors import OcpiError, Unauthorized
 from hub.ocpi.envelope import envelope, format_datetime
@@ -71,7 +72,7 @@ class OcpiMiddleware:
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
         req.context.params = params
-        if resource is None or getattr(resource, "public", False):
+        if getattr(resource, "public", False):
             return
         module = resource.module
         caller = authenticate(self.ctx.app.pool, header_token_candidates(req.get_header("Authorization")))
@@ -107,6 +108,12 @@ class OcpiMiddleware:
             resp.set_header(FROM_CC, HUB_COUNTRY_CODE)
             resp.set_header(FROM_PID, HUB_PARTY_ID)
         caller = getattr(req.context, "caller", None)
+        if caller is None and resource is None and req.path.startswith("/ocpi/"):
+            # An unknown path (Falcon skips process_resource): answered 404, and recorded
+            # like any other request when a partner's valid token came with it.
+            caller = authenticate(self.ctx.app.pool, header_token_candidates(req.get_header("Authorization")))
+            if caller is not None:
+                req.context.caller, req.context.uow = caller, UnitOfWork(self.ctx.app)
         if caller is None:
             self._observe(req, resp, resource, None)
             return
@@ -191,7 +198,7 @@ class OcpiMiddleware:
             logging.DEBUG if req.path in OPERATIONAL_PATHS else logging.INFO,  # probes and scrapes
             "%s %s -> %s",
             req.method,
-            req.path,
+            redact(req.path),  # a command's result URL is a capability: never in the logs
             resp.status,
             extra={  # never a header value or a body: they may carry tokens
                 "request_id": getattr(req.context, "request_id", None),

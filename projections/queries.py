@@ -50,19 +50,19 @@ def authenticate(pool: ConnectionPool, candidates: list[str]) -> Caller | None:
         return None
     digests = {token_hash(token): token for token in candidates}
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT t.token_hash, t.kind, p.platform_id, p.state FROM view_platform_tokens t"
-            " JOIN view_platforms p USING (platform_id) WHERE t.token_hash = ANY(%s) LIMIT 1",
+        row = cur.execute(  # one round trip: every request starts here
+            "SELECT t.token_hash, t.kind, p.platform_id, p.state, coalesce((SELECT json_agg(json_build_object("
+            "'country_code', v.country_code, 'party_id', v.party_id, 'role', v.role, 'status', v.status,"
+            " 'suspended', v.suspended) ORDER BY v.country_code, v.party_id, v.role)"
+            " FROM view_parties v WHERE v.platform_id = p.platform_id), '[]') AS parties"
+            " FROM view_platform_tokens t JOIN view_platforms p USING (platform_id)"
+            " WHERE t.token_hash = ANY(%s) LIMIT 1",
             (list(digests),),
         ).fetchone()
-        if row is None:
-            return None
-        token = next(t for d, t in digests.items() if same_hash(d, row["token_hash"]))
-        parties = cur.execute(
-            "SELECT country_code, party_id, role, status, suspended FROM view_parties"
-            " WHERE platform_id = %s ORDER BY country_code, party_id, role",
-            (row["platform_id"],),
-        ).fetchall()
+    if row is None:
+        return None
+    token = next(t for d, t in digests.items() if same_hash(d, row["token_hash"]))
+    parties = row["parties"]
     return Caller(
         platform_id=row["platform_id"],
         state=row["state"],

@@ -173,32 +173,68 @@ class Verdict:
 
 
 def _rows(conn: psycopg.Connection, start: int, batch: int) -> Iterator[tuple]:
-    last = start
+    """Every position after ``start`` held by an event or a chain link (or both), in order.
+
+    Reads windows of ``batch`` notification ids: each side is a range scan of its
+    primary key, so a batch costs the same at any depth of the log. An empty
+    window (ids skipped by rolled-back inserts) jumps to the next id either table holds.
+    """
+    low = start
     while True:
+        high = low + batch
         rows = conn.execute(
             "SELECT coalesce(e.notification_id, c.notification_id) AS position, e.notification_id,"
             " e.originator_id, e.originator_version, e.topic, e.state, c.hash"
-            " FROM hub_events e FULL OUTER JOIN hub_audit_chain c USING (notification_id)"
-            " WHERE coalesce(e.notification_id, c.notification_id) > %s"
-            " ORDER BY 1 LIMIT %s", (last, batch),
+            " FROM (SELECT notification_id, originator_id, originator_version, topic, state FROM hub_events"
+            "       WHERE notification_id > %(low)s AND notification_id <= %(high)s) e"
+            " FULL OUTER JOIN (SELECT notification_id, hash FROM hub_audit_chain"
+            "       WHERE notification_id > %(low)s AND notification_id <= %(high)s) c"
+            " ON c.notification_id = e.notification_id"
+            " ORDER BY 1", {"low": low, "high": high},
         ).fetchall()
-        if not rows:
+        if rows:
+            yield from rows
+            low = high
+            continue
+        (following,) = conn.execute(
+            "SELECT least((SELECT min(notification_id) FROM hub_events WHERE notification_id > %(high)s),"
+            " (SELECT min(notification_id) FROM hub_audit_chain WHERE notification_id > %(high)s))",
+            {"high": high},
+        ).fetchone()
+        if following is None:
             return
-        yield from rows
-        last = rows[-1][0]
+        low = following - 1
 
 
 def verify(conn: psycopg.Connection, *, start: int = 0, checkpoints: Sequence[Checkpoint] = (),
            progress: Callable[[int], None] | None = None, batch: int = 5000) -> Verdict:
-    """Recompute the chain from ``start`` (the link before it is trusted as stored)."""
-    previous = GENESIS
+    """Recompute the chain from ``start`` (the link at or before it is trusted as stored).
+
+    Every checkpoint at or after ``start`` must find its position in the log with
+    the signed head there; one whose position the log no longer holds fails as missing.
+    """
+    previous, trusted = GENESIS, 0
     if start > 0:
-        row = conn.execute("SELECT hash FROM hub_audit_chain WHERE notification_id <= %s"
+        row = conn.execute("SELECT notification_id, hash FROM hub_audit_chain WHERE notification_id <= %s"
                            " ORDER BY notification_id DESC LIMIT 1", (start,)).fetchone()
-        previous = bytes(row[0]) if row else GENESIS
-    wanted = {c.position: bytes.fromhex(c.head) for c in checkpoints}
+        if row:
+            trusted, previous = row[0], bytes(row[1])
+    wanted = sorted((c.position, bytes.fromhex(c.head)) for c in checkpoints if c.position >= start)
+    while wanted and wanted[0][0] == start:  # signed at ``start``: the trusted link must be that one
+        _, head = wanted.pop(0)
+        if trusted != start:
+            return Verdict(False, 0, start, previous, start,
+                           f"event {start} of the signed checkpoint is missing")
+        if not hmac.compare_digest(head, previous):
+            return Verdict(False, 0, start, previous, start,
+                           f"the chain at {start} differs from the signed checkpoint (history rewritten)")
+    upcoming = iter(wanted)
+    signed = next(upcoming, None)
     checked, position = 0, start
     for position, event_id, originator_id, version, topic, state, stored_hash in _rows(conn, start, batch):
+        if signed is not None and signed[0] < position:
+            return Verdict(False, checked, position, previous, signed[0],
+                           f"event {signed[0]} of the signed checkpoint is missing")
         checked += 1
         if progress is not None and checked % batch == 0:
             progress(position)
@@ -213,15 +249,16 @@ def verify(conn: psycopg.Connection, *, start: int = 0, checkpoints: Sequence[Ch
             return Verdict(False, checked, position, previous, position,
                            f"event {position} does not match the chain (altered, or an earlier event "
                            "was removed or reordered)")
-        if position in wanted and not hmac.compare_digest(wanted[position], expected):
-            return Verdict(False, checked, position, previous, position,
-                           f"the chain at {position} differs from the signed checkpoint (history rewritten)")
+        while signed is not None and signed[0] == position:  # several checkpoints may sign one position
+            if not hmac.compare_digest(signed[1], expected):
+                return Verdict(False, checked, position, previous, position,
+                               f"the chain at {position} differs from the signed checkpoint (history rewritten)")
+            signed = next(upcoming, None)
         previous = expected
-    for checkpoint_position in wanted:
-        if checkpoint_position > position:
-            return Verdict(False, checked, position, previous, checkpoint_position,
-                           f"the log ends at {position}, before the signed checkpoint at {checkpoint_position}"
-                           " (events removed)")
+    if signed is not None:
+        return Verdict(False, checked, position, previous, signed[0],
+                       f"the log ends at {position}, before the signed checkpoint at {signed[0]}"
+                       " (events removed)")
     return Verdict(True, checked, position, previous)
 
 

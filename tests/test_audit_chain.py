@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -38,6 +39,17 @@ def history(hub, settings):
 def verify(settings, *extra) -> tuple[int, dict]:
     done = run_hub(settings, "audit", "verify", "--json", *extra, ok=False)
     return done.returncode, json.loads(done.stdout)
+
+
+def rechain(conn) -> None:
+    """Recompute every chain link from the events as they now are (SHA-256 needs no key)."""
+    rows = conn.execute(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM hub_events"
+        " ORDER BY notification_id").fetchall()
+    previous = b"\x00" * 32
+    for position, originator_id, version, topic, state in rows:
+        previous = link_hash(previous, position, originator_id, version, topic, bytes(state))
+        conn.execute("UPDATE hub_audit_chain SET hash = %s WHERE notification_id = %s", (previous, position))
 
 
 def test_untouched_history_verifies(history, settings):
@@ -104,13 +116,7 @@ def test_rewritten_chain_is_caught_by_a_signed_checkpoint(history, settings, tmp
         conn.execute("UPDATE hub_events SET state = state || '\\x20'::bytea WHERE notification_id = %s",
                      (target,))
         conn.execute("DELETE FROM hub_audit_checkpoints")
-        rows = conn.execute(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM hub_events"
-            " ORDER BY notification_id").fetchall()
-        previous = b"\x00" * 32
-        for position, originator_id, version, topic, state in rows:
-            previous = link_hash(previous, position, originator_id, version, topic, bytes(state))
-            conn.execute("UPDATE hub_audit_chain SET hash = %s WHERE notification_id = %s", (previous, position))
+        rechain(conn)
     assert verify(settings)[0] == 0  # the chain alone is consistent again...
     code, result = verify(settings, "--checkpoint", str(checkpoint))
     assert code == 1 and "checkpoint" in result["problem"]  # ...but not with the auditor's checkpoint
@@ -120,6 +126,83 @@ def test_rewritten_chain_is_caught_by_a_signed_checkpoint(history, settings, tmp
     checkpoint.write_text(json.dumps(forged))
     done = run_hub(settings, "audit", "verify", "--checkpoint", str(checkpoint), ok=False)
     assert done.returncode == 1 and "invalid signature" in done.stderr
+
+
+def test_deleted_checkpointed_event_is_caught_by_the_checkpoint(history, hub, settings, tmp_path):
+    checkpoint = tmp_path / "checkpoint.json"
+    run_hub(settings, "audit", "checkpoint", "--out", str(checkpoint))
+    signed = json.loads(checkpoint.read_text())["position"]
+    assert signed == history[-1]
+    hub.onboard("EMSP", "IN", "LAT", "Later")  # more events after the checkpoint
+    # The attacker removes exactly the signed event and its link, relinks everything after it
+    # and drops the hub's own copies of the checkpoint.
+    with admin(settings) as conn:
+        conn.execute("DELETE FROM hub_events WHERE notification_id = %s", (signed,))
+        conn.execute("DELETE FROM hub_audit_chain WHERE notification_id = %s", (signed,))
+        conn.execute("DELETE FROM hub_audit_checkpoints")
+        rechain(conn)
+    code, result = verify(settings)
+    assert code == 0 and result["head_position"] > signed  # the chain alone holds...
+    code, result = verify(settings, "--checkpoint", str(checkpoint))
+    assert code == 1 and result["ok"] is False  # ...the auditor's checkpoint does not
+    assert result["break_position"] == signed
+    assert result["problem"] == f"event {signed} of the signed checkpoint is missing"
+    # Starting after the signed position, the checkpoint is out of range: nothing to compare.
+    code, result = verify(settings, "--from", str(signed), "--checkpoint", str(checkpoint))
+    assert code == 1 and result["break_position"] == signed  # the link at --from is gone too
+    assert verify(settings, "--from", str(signed + 1), "--checkpoint", str(checkpoint))[0] == 0
+
+
+def test_reordered_rows_are_found(history, settings):
+    """Two events trade places in the log (their notification ids), with or without their links."""
+    a, b = history[3], history[7]
+
+    def swap(conn, table: str) -> None:
+        conn.execute(f"UPDATE {table} SET notification_id = -1 WHERE notification_id = %s", (a,))
+        conn.execute(f"UPDATE {table} SET notification_id = %s WHERE notification_id = %s", (a, b))
+        conn.execute(f"UPDATE {table} SET notification_id = %s WHERE notification_id = -1", (b,))
+
+    with admin(settings) as conn:
+        swap(conn, "hub_events")
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == a and "reordered" in result["problem"]
+    with admin(settings) as conn:
+        swap(conn, "hub_audit_chain")  # the links follow their events
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == a and "reordered" in result["problem"]
+
+
+def test_ids_skipped_by_rolled_back_inserts_are_no_break(history, hub, settings):
+    """Notification ids can skip (a rolled-back insert still took its id): the scan jumps the gap."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        conn.execute("SELECT setval(pg_get_serial_sequence('hub_events', 'notification_id'), %s)",
+                     (history[-1] + 12000,))
+    hub.onboard("CPO", "IN", "GAP")
+    code, result = verify(settings)
+    assert code == 0 and result["checked"] > len(history) and result["head_position"] > history[-1] + 12000
+    with admin(settings) as conn:
+        conn.execute("DELETE FROM hub_events WHERE notification_id = (SELECT max(notification_id) FROM hub_events)")
+    code, result = verify(settings)
+    assert code == 1 and result["break_position"] == result["head_position"] > history[-1] + 12000
+
+
+def test_verify_from_a_position(history, settings):
+    middle = history[len(history) // 2]
+    later = [p for p in history if p > middle]
+    code, result = verify(settings, "--from", str(middle))
+    assert code == 0 and result["checked"] == len(later) and result["head_position"] == history[-1]
+    earlier, after = history[2], later[1]
+    with admin(settings) as conn:
+        conn.execute("UPDATE hub_events SET state = state || '\\x20'::bytea WHERE notification_id = %s",
+                     (earlier,))
+    assert verify(settings)[1]["break_position"] == earlier
+    assert verify(settings, "--from", str(middle))[0] == 0  # before --from: not checked
+    with admin(settings) as conn:
+        conn.execute("UPDATE hub_events SET state = state || '\\x20'::bytea WHERE notification_id = %s",
+                     (after,))
+    code, result = verify(settings, "--from", str(middle))
+    assert code == 1 and result["break_position"] == after
 
 
 def test_chain_tables_are_append_only(history, settings):
@@ -145,3 +228,70 @@ def test_the_worker_signs_checkpoints_by_itself(hub, settings):
         worker.stop()
     code, result = verify(settings)
     assert code == 0 and result["checkpoints"] == 1
+
+
+def checkpoint_positions(settings) -> list[int]:
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        return [r[0] for r in conn.execute("SELECT position FROM hub_audit_checkpoints ORDER BY 1")]
+
+
+def log_head(settings) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        return conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()[0]
+
+
+def test_the_worker_checkpoints_every_n_events(hub, settings):
+    from dataclasses import replace
+
+    from scheduler.worker import Worker
+
+    hub.onboard("CPO", "IN", "EC0")
+    worker = Worker(replace(settings, checkpoint_events=20, checkpoint_every=3600), settings.database_url)
+    try:
+        worker.checkpoint()  # the first one at once
+        first = log_head(settings)
+        assert checkpoint_positions(settings) == [first]
+        n = 0
+        while log_head(settings) - first < 20:  # fewer than 20 new events: not yet
+            worker.checkpoint()
+            assert checkpoint_positions(settings) == [first]
+            n += 1
+            hub.onboard("CPO", "IN", f"E{n:02d}")
+        worker.checkpoint()  # 20 or more: signed at the head
+        assert checkpoint_positions(settings) == [first, log_head(settings)]
+    finally:
+        worker.stop()
+    code, result = verify(settings)
+    assert code == 0 and result["checkpoints"] == 2
+
+
+def test_the_worker_checkpoints_every_n_seconds(hub, settings):
+    from dataclasses import replace
+
+    from scheduler.worker import Worker
+
+    hub.onboard("CPO", "IN", "EC0")
+    worker = Worker(replace(settings, checkpoint_events=10000, checkpoint_every=600), settings.database_url)
+    try:
+        worker.checkpoint()
+        first = log_head(settings)
+        hub.onboard("CPO", "IN", "EC1")
+        worker.checkpoint()  # a few new events, the last checkpoint is recent: not due
+        assert checkpoint_positions(settings) == [first]
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:  # ten minutes go by
+            conn.execute(f'SET search_path TO "{settings.database_schema}"')
+            conn.execute("UPDATE hub_audit_checkpoints SET created_at = %s",
+                         ((datetime.now(UTC) - timedelta(seconds=601)).strftime("%Y-%m-%dT%H:%M:%SZ"),))
+        worker.checkpoint()
+        head = log_head(settings)
+        assert head > first and checkpoint_positions(settings) == [first, head]
+        worker.checkpoint()  # nothing new since: no checkpoint, however old the last one
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{settings.database_schema}"')
+            conn.execute("UPDATE hub_audit_checkpoints SET created_at = '2020-01-01T00:00:00Z'")
+        worker.checkpoint()
+        assert checkpoint_positions(settings) == [first, head]
+    finally:
+        worker.stop()

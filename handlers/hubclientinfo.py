@@ -22,9 +22,9 @@ class ClientInfoListResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         page = parse_page(req.params, self.ctx.settings.page_limit)
         viewers = [p.key for p in req.context.caller.parties]
-        items, total = client_info_page(self.ctx.app.pool, page, viewers)
+        items, total, cursor, more = client_info_page(self.ctx.app.pool, page, viewers)
         set_page_headers(req, resp, page, total=total, returned=len(items),
-                         base_url=self.ctx.settings.base_url)
+                         base_url=self.ctx.settings.base_url, next_cursor=cursor, has_more=more)
         resp.media = envelope(items)
 
 

@@ -6,7 +6,10 @@ Tables:
 - ``view_platform_tokens``: token digest -> platform; ``kind`` is ``PENDING``
   (token A, or the B the hub sent when it started the handshake: versions and
   credentials only) or ``CREDENTIALS`` (token C: every module).
-- ``view_parties``: one row per party with its ClientInfo status.
+- ``view_parties``: one row per party with its ClientInfo status; ``seq``
+  (the log position of the party's onboarding) never changes, so the
+  HubClientInfo list is paged by it and a crawl neither skips nor repeats a
+  party whose status changes meanwhile.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class PartiesProjection(Follower):
             "CREATE INDEX IF NOT EXISTS view_platform_tokens_platform ON view_platform_tokens (platform_id)",
             """CREATE TABLE IF NOT EXISTS view_parties (
                 party_uuid uuid UNIQUE NOT NULL,
+                seq bigint NOT NULL,
                 country_code text NOT NULL,
                 party_id text NOT NULL,
                 role text NOT NULL,
@@ -72,17 +76,21 @@ class PartiesProjection(Follower):
                 onboarded_at timestamptz NOT NULL,
                 PRIMARY KEY (country_code, party_id, role)
             )""",
+            # Tables made before ``seq`` existed: add it, filled from the log.
+            "ALTER TABLE view_parties ADD COLUMN IF NOT EXISTS seq bigint",
+            "UPDATE view_parties v SET seq = e.notification_id FROM hub_events e"
+            " WHERE v.seq IS NULL AND e.originator_id = v.party_uuid AND e.originator_version = 1",
+            "ALTER TABLE view_parties ALTER COLUMN seq SET NOT NULL",
+            "CREATE UNIQUE INDEX IF NOT EXISTS view_parties_seq ON view_parties (seq)",
             "CREATE INDEX IF NOT EXISTS view_parties_platform ON view_parties (platform_id)",
             "CREATE INDEX IF NOT EXISTS view_parties_updated ON view_parties (last_updated, country_code, party_id, role)",
         ]
 
-    def reset(self, cur: psycopg.Cursor) -> None:
-        cur.execute("DELETE FROM view_platform_tokens")
-        cur.execute("DELETE FROM view_platforms")
-        cur.execute("DELETE FROM view_parties")
-
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
-        for _, event in events:
+        for position, event in events:
+            if isinstance(event, Party.Onboarded):
+                self._party_onboarded(cur, event, position)
+                continue
             handler = getattr(self, "_" + type(event).__qualname__.replace(".", "_"), None)
             if handler is not None:
                 handler(cur, event)
@@ -162,14 +170,14 @@ class PartiesProjection(Follower):
         )
 
     # Parties ---------------------------------------------------------------
-    def _Party_Onboarded(self, cur, e) -> None:
+    def _party_onboarded(self, cur, e, position: int) -> None:
         cur.execute(
-            "INSERT INTO view_parties (party_uuid, country_code, party_id, role, name, platform_id,"
+            "INSERT INTO view_parties (party_uuid, seq, country_code, party_id, role, name, platform_id,"
             " connection, suspended, status, last_updated, onboarded_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, 'PLANNED', false, 'PLANNED', %s, %s)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, 'PLANNED', false, 'PLANNED', %s, %s)"
             " ON CONFLICT (country_code, party_id, role) DO NOTHING",
-            (e.originator_id, e.country_code.upper(), e.party_id.upper(), e.role.upper(), e.name,
-             e.platform_id, e.timestamp, e.timestamp),
+            (e.originator_id, position, e.country_code.upper(), e.party_id.upper(), e.role.upper(),
+             e.name, e.platform_id, e.timestamp, e.timestamp),
         )
 
     def _update_party(self, cur, e, assignments: str, params: tuple) -> None:

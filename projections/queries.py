@@ -98,10 +98,13 @@ def list_parties(pool: ConnectionPool) -> list[dict]:
 
 
 def client_info_page(pool: ConnectionPool, page: PageRequest,
-                     viewer_keys: list[str]) -> tuple[list[dict], int]:
-    """ClientInfo objects for a HubClientInfo GET: one page and the total count.
+                     viewer_keys: list[str]) -> tuple[list[dict], int, int | None, bool]:
+    """ClientInfo objects for a HubClientInfo GET: one page, the total count,
+    the cursor for the next page and whether more follow.
 
     Only parties the routing rules let the caller's platform see (``hubclientinfo``).
+    Ordered by ``seq`` (when the party was onboarded), which a status change
+    never moves; ``date_from``/``date_to`` filter on ``last_updated``.
     """
     from projections.rules import load_rules
 
@@ -115,10 +118,13 @@ def client_info_page(pool: ConnectionPool, page: PageRequest,
         params.append(page.date_to)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"SELECT * FROM view_parties{clause} ORDER BY last_updated, country_code, party_id, role",
-            params,
-        ).fetchall()
+        rows = cur.execute(f"SELECT * FROM view_parties{clause} ORDER BY seq", params).fetchall()
     visible = [r for r in rows if rules.client_info_visible(
         viewer_keys, f"{r['country_code']}/{r['party_id']}/{r['role']}")]
-    return [client_info_row(r) for r in visible[page.offset: page.offset + page.limit]], len(visible)
+    if page.cursor is not None:
+        rest = [r for r in visible if r["seq"] > page.cursor]
+    else:
+        rest = visible[page.offset:]
+    chosen = rest[: page.limit]
+    cursor = chosen[-1]["seq"] if chosen else None
+    return [client_info_row(r) for r in chosen], len(visible), cursor, len(rest) > page.limit

@@ -84,3 +84,30 @@ def test_rules_hide_parties_from_hubclientinfo(hub, worker, settings):
     finally:
         for partner in (em1, em2, cpo):
             partner.stop()
+
+
+def test_migrate_gives_parties_listed_before_an_upgrade_their_place(hub, settings):
+    """A ``view_parties`` made before ``seq`` existed gets it at ``hub migrate``,
+    from the log: the list comes in onboarding order, as a fresh build gives."""
+    import psycopg
+
+    from tests.test_cli import run_hub
+
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        hub.onboard("CPO", "IN", "PL1")
+        hub.onboard("CPO", "IN", "PL2")
+        listed = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", emsp.hub_token).json()["data"]
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{settings.database_schema}"')
+            conn.execute("ALTER TABLE view_parties DROP COLUMN seq")
+        run_hub(settings, "migrate")
+        again = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", emsp.hub_token, params={"limit": 1})
+        pages = [again.json()["data"]]
+        while "Link" in again.headers:
+            again = hub.call("GET", again.links["next"]["url"], emsp.hub_token)
+            pages.append(again.json()["data"])
+        assert [c for page in pages for c in page] == listed
+        assert [c["party_id"] for c in listed] == ["EMP", "PL1", "PL2"]
+    finally:
+        emsp.stop()

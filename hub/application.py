@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 from hub.config import Settings
 from hub.database import eventsourcing_env, open_pool
 from hub.domain.parties import Party, Platform, party_key
-from hub.security import TokenCipher, new_token, token_hash
+from hub.security import TokenCipher, check_secret_key, new_token, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,18 @@ class Hub(Application):
         )
         self.settings = settings
         self.database_url = database_url
-        self.cipher = TokenCipher(settings.resolved_secret_key())
+        secret_key = settings.resolved_secret_key()
+        self.cipher = TokenCipher(secret_key)
         self.pool: ConnectionPool = open_pool(
             database_url, settings.database_schema, max_size=pool_size
         )
+        if not create_table:  # hub migrate records the key once the schema exists
+            try:
+                with self.pool.connection() as conn:
+                    check_secret_key(conn, secret_key)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
         self.pool.close()

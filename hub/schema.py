@@ -1,8 +1,9 @@
 """Schema set-up (``hub migrate``): idempotent, run once per start-up.
 
 Creates the eventsourcing tables, makes the stored-events table append-only in
-the database itself (a trigger rejects UPDATE, DELETE and TRUNCATE), and runs
-the DDL of every follower (projections, dispatcher). Needs a role that owns the
+the database itself (a trigger rejects UPDATE, DELETE and TRUNCATE), runs the
+DDL of every follower (projections, dispatcher) and keeps the fingerprint of
+``HUB_SECRET_KEY`` (a later run with another key fails). Needs a role that owns the
 schema, never a superuser. A session-level advisory lock serialises concurrent
 runs (concurrent DDL from several processes fails otherwise).
 """
@@ -17,6 +18,7 @@ import psycopg
 from hub.config import Settings
 from hub.database import connect
 from hub.eventlog import TRACKING_DDL, Follower
+from hub.security import KEY_FINGERPRINT_DDL, check_secret_key
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
             # The library creates its own tables when constructed with CREATE_TABLE=y.
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():
-                for statement in [*APPEND_ONLY_DDL, META_DDL, TRACKING_DDL]:
+                for statement in [*APPEND_ONLY_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
                     conn.execute(statement)
                 for follower in followers:
                     for statement in follower.ddl():
@@ -87,6 +89,7 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
                     " applied_at = now()",
                     (SCHEMA_VERSION,),
                 )
+                check_secret_key(conn, settings.resolved_secret_key(), record=True)
         finally:
             lock_conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
 

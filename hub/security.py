@@ -6,6 +6,9 @@
   and the final comparison is constant-time.
 - Tokens partners issue to the hub are encrypted with a key derived from
   ``HUB_SECRET_KEY`` (Fernet: AES-128-CBC + HMAC-SHA256, authenticated).
+- The key's fingerprint (an HMAC of a constant, never the key) is kept in the
+  database by ``hub migrate``; every process compares its own key with it at
+  start and refuses to run with another one, whose tokens nobody else could read.
 - ``Authorization: Token <x>``: 2.2.1 says ``x`` is Base64 of the token; many
   2.1.1/2.2 clients send the raw token. Both candidates are tried.
 """
@@ -79,3 +82,43 @@ class TokenCipher:
             return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
         except InvalidToken as exc:
             raise ValueError("partner token cannot be decrypted: wrong HUB_SECRET_KEY?") from exc
+
+
+# One key per database -------------------------------------------------------------
+KEY_FINGERPRINT_DDL = """
+CREATE TABLE IF NOT EXISTS hub_key_fingerprint (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    fingerprint text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class SecretKeyMismatch(SystemExit):
+    """This process's HUB_SECRET_KEY is not the one the database was set up with."""
+
+
+def key_fingerprint(secret_key: str) -> str:
+    return hmac.new(secret_key.encode("utf-8"), b"chargeindia-hub/key-fingerprint",
+                    hashlib.sha256).hexdigest()
+
+
+def check_secret_key(conn, secret_key: str, *, record: bool = False) -> None:
+    """Refuse a key other than the database's; ``record`` (``hub migrate``) keeps
+    the fingerprint of the first key it sees.
+
+    A schema not migrated with this check yet has nothing to compare with.
+    """
+    exists = conn.execute("SELECT to_regclass('hub_key_fingerprint') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return
+    fingerprint = key_fingerprint(secret_key)
+    if record:
+        conn.execute("INSERT INTO hub_key_fingerprint (fingerprint) VALUES (%s) ON CONFLICT DO NOTHING",
+                     (fingerprint,))
+    row = conn.execute("SELECT fingerprint FROM hub_key_fingerprint").fetchone()
+    if row is not None and not hmac.compare_digest(row[0], fingerprint):
+        raise SecretKeyMismatch(
+            "hub: HUB_SECRET_KEY is not the key this database was set up with (partner tokens"
+            " stored by the other hub processes could not be read); give every process the same"
+            " HUB_SECRET_KEY")

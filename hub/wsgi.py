@@ -3,14 +3,44 @@
 The Falcon app (and its database pools) is built on the first request inside
 each worker, never at import: connections and pool threads do not survive
 gunicorn's fork. Schema set-up is not done here; run ``hub migrate`` first.
+
+One short connection is made when the app object is created (in each worker
+as it boots): a worker whose ``HUB_SECRET_KEY`` is not the database's exits
+with gunicorn's "app failed to load" code, so gunicorn stops instead of
+serving, or restarting workers, with the wrong key.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from hub.config import Settings
 from hub.logging_setup import configure_logging
+
+APP_LOAD_ERROR = 4  # the worker exit code on which gunicorn's arbiter halts
+
+
+def refuse_a_foreign_key(settings: Settings) -> None:
+    """Exit (code 4) when this process's HUB_SECRET_KEY is not the database's.
+
+    An unreachable database is left to the first request, which reports it.
+    """
+    import psycopg
+
+    from hub.database import connect
+    from hub.security import SecretKeyMismatch, check_secret_key
+
+    if not settings.database_url:
+        return
+    try:
+        with connect(settings.database_url, settings.database_schema, connect_timeout=5) as conn:
+            check_secret_key(conn, settings.resolved_secret_key())
+    except SecretKeyMismatch as exc:
+        print(exc.code, file=sys.stderr, flush=True)
+        raise SystemExit(APP_LOAD_ERROR) from None
+    except psycopg.Error:
+        return
 
 
 class LazyApp:
@@ -19,6 +49,7 @@ class LazyApp:
         self._app = None
         self._context = None
         self._lock = threading.Lock()
+        refuse_a_foreign_key(settings or Settings.from_env())
 
     def _build(self):
         from handlers.app import create_app

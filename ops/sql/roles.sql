@@ -116,6 +116,7 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_audit_chain        SELECT, INSERT                   the same transaction (hub/audit_chain.py)
 --   hub_audit_checkpoints  SELECT, INSERT                   hub worker, hub audit checkpoint
 --   hub_schema             SELECT                           hub migrate only (owner)
+--   hub_key_fingerprint    SELECT                           hub migrate only (owner)
 --   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/eventlog.py)
 --   hub_deliveries         SELECT, INSERT, UPDATE, DELETE   dispatchers and senders (scheduler/)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
@@ -135,6 +136,9 @@ GRANT SELECT, INSERT ON :"schema".hub_audit_checkpoints TO :"app_role";
 -- The schema version is the migration's business.
 REVOKE ALL ON :"schema".hub_schema FROM :"app_role";
 GRANT SELECT ON :"schema".hub_schema TO :"app_role";
+-- So is the fingerprint of HUB_SECRET_KEY, which every process checks its own key against.
+REVOKE ALL ON :"schema".hub_key_fingerprint FROM :"app_role";
+GRANT SELECT ON :"schema".hub_key_fingerprint TO :"app_role";
 
 -- Tables the application maintains: follower positions, the delivery queue, the views.
 REVOKE ALL ON :"schema".hub_tracking, :"schema".hub_deliveries,

@@ -107,6 +107,11 @@ def classify(
     if from_status == "SUSPENDED":
         raise OcpiError(OcpiStatus.CLIENT_ERROR, f"party {from_cc}/{from_pid} is suspended",
                         http_status=401)
+    if from_status == "PLANNED":  # onboarded by the operator, not among the roles the platform registered
+        raise InvalidParameters(
+            f"{FROM_PID}: {from_cc}/{from_pid} ({from_role}) is not one of the roles this connection "
+            f"registered; add it to the roles of a credentials PUT first"
+        )
 
     to_cc, to_pid = headers.get(TO_CC), headers.get(TO_PID)
     if bool(to_cc) != bool(to_pid):

@@ -59,7 +59,7 @@ def find_receiver(cc: str, pid: str, _sender_role: str) -> list[dict]:
             for (c, p, r), s in DIRECTORY.items() if (c, p) == (cc, pid)]
 
 
-CPO_CALLER = caller_of(("IN", "CPA", "CPO"), ("IN", "SUS", "CPO"))
+CPO_CALLER = caller_of(("IN", "CPA", "CPO"), ("IN", "SUS", "CPO"), ("IN", "PLN", "CPO"))
 EMSP_CALLER = caller_of(("IN", "EMA", "EMSP"), ("IN", "SUE", "EMSP"))
 
 
@@ -147,6 +147,15 @@ def test_party_whose_role_fits_is_the_sender(module, interface, method, caller, 
                     interface=interface, method=method, is_list=method == "GET", caller=caller)
     assert (routing.from_country_code, routing.from_party_id, routing.from_role) == ("IN", sender, role)
     assert routing.sender_key == f"IN/{sender}/{role}"
+
+
+def test_from_party_the_platform_never_registered_is_2001():
+    # IN/PLN was added to this platform by the operator (PLANNED), but the
+    # platform's credentials never listed it.
+    with pytest.raises(InvalidParameters) as exc:
+        route({**from_(pid="PLN"), **to()})
+    message = rejected(exc, 2001)
+    assert message.startswith(FROM_PID) and "IN/PLN" in message and "registered" in message
 
 
 def test_suspended_from_party_is_401():

@@ -175,6 +175,40 @@ def test_only_the_missing_id_is_generated(hub):
     assert answer.headers["X-Request-ID"] not in ("", "corr-1")
 
 
+# Routing headers ---------------------------------------------------------------------
+
+
+def test_from_must_be_a_role_the_platform_registered(hub, partners, settings):
+    """A role the operator added to the platform (PLANNED) is not the platform's
+    to speak for until its credentials list it."""
+    from tests import ocpi_examples as ex
+
+    onboarded = hub.onboard("CPO", "IN", "ECP")
+    partner = Partner(roles=[role("CPO", "IN", "ECP")]).start()
+    partners.append(partner)
+    token_c = hub.register(partner, onboarded["token_a"])
+    hub.onboard("CPO", "IN", "PLN", platform_id=onboarded["platform_id"])
+
+    def put_location(party_id: str, headers: dict):
+        return hub.call("PUT", f"/ocpi/2.2.1/locations/receiver/IN/{party_id}/LOC-1", token_c,
+                        json=ex.location(party_id=party_id, id="LOC-1"), headers=headers)
+
+    def objects_stored() -> list[str]:
+        return [t for t, _ in stored_events(settings) if t.startswith("hub.domain.objects:")]
+
+    planned = put_location("PLN", {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "PLN",
+                                   "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"})
+    body = assert_envelope(planned, 200, 2001)
+    assert body["status_message"].startswith("OCPI-from-party-id") and "IN/PLN" in body["status_message"]
+    assert objects_stored() == []
+    # The registered role pushes as usual, routing header names and values in lower case.
+    answer = put_location("ECP", {"ocpi-from-country-code": "in", "ocpi-from-party-id": "ecp",
+                                  "ocpi-to-country-code": "in", "ocpi-to-party-id": "cih"})
+    assert (answer.status_code, answer.json()["status_code"]) == (201, 1000), answer.text
+    assert answer.headers["OCPI-to-party-id"] == "ECP"
+    assert objects_stored()
+
+
 # Authorization header forms and token A ---------------------------------------------
 
 

@@ -98,7 +98,6 @@ def cmd_migrate(args) -> int:
 def cmd_web(args) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from hub.metrics import child_exit, multiprocess_directory
     from hub.wsgi import LazyApp
 
     settings = Settings.from_env()
@@ -107,28 +106,21 @@ def cmd_web(args) -> int:
 
     class WebServer(BaseApplication):
         def load_config(self) -> None:
-            options = {
-                "bind": args.bind,
-                "workers": args.workers,
-                "threads": args.threads,
-                "worker_class": "gthread" if args.threads > 1 else "sync",
-                "accesslog": None,
-                "graceful_timeout": 10,
-                "timeout": 60,
-                "proc_name": "hub-web",
-                "control_socket_disable": True,  # several hubs may run on one host
-                "child_exit": child_exit,  # Prometheus multiprocess bookkeeping
-            }
-            for key, value in options.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
+            # hub/gunicorn_config.py decides every setting; the command line picks bind and size.
+            from hub import gunicorn_config
+
+            for name, value in vars(gunicorn_config).items():
+                if name in self.cfg.settings:
+                    self.cfg.set(name, value)
+            self.cfg.set("bind", [args.bind])
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread" if args.threads > 1 else "sync")
 
         def load(self):
             return LazyApp(settings)
 
-    # Set before the workers fork: every worker's metrics go to this directory, /metrics adds them up.
-    with multiprocess_directory(settings.data_dir):
-        WebServer().run()
+    WebServer().run()
     return 0
 
 
@@ -944,7 +936,8 @@ def build_parser() -> argparse.ArgumentParser:
     def server_options(p) -> None:
         p.add_argument("--bind", default=os.environ.get("HUB_BIND", "127.0.0.1:8000"))
         p.add_argument("--workers", type=int, default=int(os.environ.get("HUB_WEB_WORKERS", "2")))
-        p.add_argument("--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "1")))
+        p.add_argument("--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "8")),
+                       help="threads per worker (default 8, gthread; 1: sync workers)")
 
     p = sub.add_parser("serve", help="everything in one: database, schema, web and worker")
     server_options(p)

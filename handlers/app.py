@@ -18,6 +18,7 @@ from handlers.middleware import OcpiMiddleware
 from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
 from hub.errors import OcpiError
+from hub.ocpi.envelope import envelope
 
 MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations", "handlers.tariffs",
            "handlers.sessions", "handlers.cdrs", "handlers.tokens", "handlers.commands")
@@ -47,18 +48,31 @@ class HealthResource:
         resp.media = {"status": "ok"}
 
 
+class OptionsAnswer:
+    """OPTIONS is answered with the envelope too (Falcon's default answer, which
+    keeps its ``Allow`` header, has an empty body)."""
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource,
+                         req_succeeded: bool) -> None:
+        if (req.method == "OPTIONS" and req_succeeded and resource is not None
+                and resp.media is None and resp.text is None and resp.data is None):
+            resp.media = envelope(None)
+
+
 def _dumps(obj: object) -> bytes:
     return orjson.dumps(obj)
 
 
 def create_app(ctx: WebContext) -> falcon.App:
     metrics = RequestMetrics()
-    app = falcon.App(middleware=[OcpiMiddleware(ctx, metrics)])
+    # OptionsAnswer comes last: its envelope is in place before the request is recorded.
+    app = falcon.App(middleware=[OcpiMiddleware(ctx, metrics), OptionsAnswer()])
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = falcon.media.JSONHandler(dumps=_dumps, loads=orjson.loads)
-    # Bodies are JSON whatever the client says; a missing Content-Type (which some
-    # WSGI servers report as text/plain) must not turn a valid request into a 415.
-    app.req_options.media_handlers.update({falcon.MEDIA_JSON: json_handler, "text/plain": json_handler})
+    # Bodies are JSON whatever the client says: none, form, XML or text Content-Type
+    # alike (curl -d sends a form type), and a body that is not JSON is a 2001.
+    app.req_options.media_handlers = falcon.media.Handlers(
+        {"*/*": json_handler, falcon.MEDIA_JSON: json_handler})
     app.req_options.default_media_type = falcon.MEDIA_JSON
     app.resp_options.media_handlers.update({falcon.MEDIA_JSON: json_handler})
     app.add_error_handler(Exception, handle_unexpected)

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 def handle_ocpi_error(req: falcon.Request, resp: falcon.Response, exc: OcpiError, params) -> None:
     resp.status = exc.http_status
     resp.media = envelope(exc.data, exc.status_code, exc.message)
+    if exc.http_status == 401:
+        resp.set_header("WWW-Authenticate", "Token")
 
 
 def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -24,6 +26,8 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon
         code, message = OcpiStatus.INVALID_PARAMETERS, "body: not valid JSON"
     elif isinstance(exc, falcon.MediaNotFoundError):
         code, message = OcpiStatus.INVALID_PARAMETERS, "body: missing; expected JSON"
+    elif isinstance(exc, falcon.HTTPUnsupportedMediaType):  # a Content-Type that is no media type
+        code, message = OcpiStatus.INVALID_PARAMETERS, "Content-Type: not a media type; send application/json"
     elif isinstance(exc, falcon.HTTPNotFound):
         code, message = OcpiStatus.CLIENT_ERROR, f"no such endpoint: {req.path}"
     elif isinstance(exc, falcon.HTTPMethodNotAllowed):
@@ -46,4 +50,4 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception
         return
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = 500
-    resp.media = envelope(None, OcpiStatus.SERVER_ERROR, "internal error; the request was not stored")
+    resp.media = envelope(None, OcpiStatus.SERVER_ERROR, "internal error; the request was not accepted")

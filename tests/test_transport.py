@@ -109,7 +109,91 @@ def test_missing_unknown_or_malformed_authorization_is_401(hub, authorization):
     hub.onboard("CPO", "IN", "ECP")  # there is a platform; this header is not its token
     headers = {} if authorization is None else {"Authorization": authorization}
     for path in ("/ocpi/versions", "/ocpi/2.2.1", CREDENTIALS, CLIENTINFO):
-        assert_envelope(hub.call("GET", path, headers=headers), 401, 2000)
+        answer = hub.call("GET", path, headers=headers)
+        assert_envelope(answer, 401, 2000)
+        assert answer.headers["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.parametrize("content_type", [
+    None,                                  # curl --data-binary without -H
+    "application/x-www-form-urlencoded",   # what curl -d says
+    "application/xml",
+    "text/plain",
+    "multipart/form-data; boundary=x",
+    "application/json; charset=utf-8",
+])
+def test_a_json_body_is_json_whatever_the_content_type_says(hub, content_type):
+    token_a = hub.onboard("CPO", "IN", "ECP")["token_a"]
+    headers = {"Content-Type": content_type} if content_type else {}
+    partner = Partner(roles=[role("CPO", "IN", "ECP")]).start()
+    try:
+        bad = orjson.loads(orjson.dumps(partner.credentials()))
+        bad["roles"][0]["party_id"] = "ECPX"  # read as JSON: the OCPI validation names the field
+        body = assert_envelope(hub.call("POST", CREDENTIALS, token_a, data=orjson.dumps(bad),
+                                        headers=headers), 200, 2001)
+        assert "roles[0].party_id" in body["status_message"]
+        not_json = hub.call("POST", CREDENTIALS, token_a, data=b"token=abc&url=x", headers=headers)
+        assert assert_envelope(not_json, 400, 2001)["status_message"] == "body: not valid JSON"
+        registered = hub.call("POST", CREDENTIALS, token_a, data=orjson.dumps(partner.credentials()),
+                              headers=headers)
+        assert registered.status_code == 200 and registered.json()["status_code"] == 1000, registered.text
+        assert registered.json()["data"]["token"]
+    finally:
+        partner.stop()
+
+
+def test_a_content_type_that_is_no_media_type_is_2001_naming_it(hub):
+    token_a = hub.onboard("CPO", "IN", "ECP")["token_a"]
+    answer = hub.call("POST", CREDENTIALS, token_a, data=b"{}", headers={"Content-Type": "json"})
+    assert assert_envelope(answer, 415, 2001)["status_message"].startswith("Content-Type")
+
+
+def test_options_is_answered_with_the_envelope_and_allow(hub, settings):
+    token_a = hub.onboard("CPO", "IN", "ECP")["token_a"]
+    for path, allowed in (("/ocpi/versions", {"GET"}), (CREDENTIALS, {"GET", "POST", "PUT", "DELETE"})):
+        answer = hub.call("OPTIONS", path, token_a, headers={"X-Request-ID": "options-" + path})
+        body = answer.json()
+        assert answer.status_code == 200 and body["status_code"] == 1000, answer.text
+        assert TIMESTAMP.match(body["timestamp"]) and set(body) == {"status_code", "timestamp"}
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert allowed <= {m.strip() for m in answer.headers["Allow"].split(",")}
+    assert answered_requests(settings)["options-/ocpi/versions"]["status_code"] == 1000
+    refused = hub.call("OPTIONS", CREDENTIALS)
+    assert_envelope(refused, 401, 2000)
+    assert refused.headers["WWW-Authenticate"] == "Token"
+
+
+def test_an_unexpected_error_is_a_500_envelope_and_is_recorded(hub, settings):
+    """A resource that fails (a bug) answers 3000 with the caller's ids, and the
+    request's audit record says so."""
+    from handlers.app import create_app
+    from tests.conftest import serve_in_thread
+    from tests.partner import free_port
+
+    class Broken:
+        module = "versions"
+
+        def on_get(self, req, resp):
+            raise RuntimeError("a bug")
+
+    app = create_app(hub.ctx)
+    app.add_route("/ocpi/broken", Broken())
+    port = free_port()
+    server = serve_in_thread(app, port)
+    try:
+        token_a = hub.onboard("CPO", "IN", "ECP")["token_a"]
+        answer = hub.call("GET", f"http://127.0.0.1:{port}/ocpi/broken", token_a,
+                          headers={"X-Request-ID": "boom-1", "X-Correlation-ID": "corr-boom"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    body = assert_envelope(answer, 500, 3000)
+    assert "a bug" not in body["status_message"] and "not accepted" in body["status_message"]
+    assert answer.headers["X-Request-ID"] == "boom-1"
+    assert answer.headers["X-Correlation-ID"] == "corr-boom"
+    record = answered_requests(settings)["boom-1"]
+    assert (record["http_status"], record["status_code"], record["path"]) == (500, 3000, "/ocpi/broken")
+    assert record["correlation_id"] == "corr-boom"
 
 
 def test_invalid_credentials_body_names_the_field(hub):

@@ -96,6 +96,31 @@ def test_partner_versions_failing_gives_3001_and_no_token(hub):
         partner.stop()
 
 
+def test_failed_update_leaves_the_registration_as_it_was(hub):
+    """A credentials PUT the hub cannot complete (3001) changes nothing: the old
+    token C keeps working and no new token is issued."""
+    partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    try:
+        token_c = partner.hub_token
+        old_b = partner.token_for_hub
+        partner.token_for_hub = "rotated-token-b-" + "y" * 20
+        partner.fail_with = 500
+        put = hub.call("PUT", "/ocpi/2.2.1/credentials", token_c, json=partner.credentials())
+        assert put.status_code == 200 and put.json()["status_code"] == 3001, put.text
+        assert "data" not in put.json() or put.json()["data"] is None
+        partner.fail_with = None
+        assert hub.call("GET", "/ocpi/2.2.1/credentials", token_c).json()["data"]["token"] == token_c
+        assert hub.call("GET", "/ocpi/2.2.1/hubclientinfo", token_c).json()["status_code"] == 1000
+        # A later PUT works as usual, from the registration as it was.
+        partner.token_for_hub = old_b
+        again = hub.call("PUT", "/ocpi/2.2.1/credentials", token_c, json=partner.credentials())
+        assert again.json()["status_code"] == 1000, again.text
+        assert hub.call("GET", "/ocpi/versions", token_c).status_code == 401
+        assert hub.call("GET", "/ocpi/versions", again.json()["data"]["token"]).status_code == 200
+    finally:
+        partner.stop()
+
+
 def test_partner_unreachable_gives_3001(hub):
     token_a = hub.onboard("CPO", "IN", "ECP")["token_a"]
     partner = Partner(roles=[role("CPO", "IN", "ECP")])  # never started

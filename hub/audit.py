@@ -364,6 +364,7 @@ class AuditLog:
         elif isinstance(event, OperatorAction.Taken):
             arguments = event.arguments if isinstance(event.arguments, dict) else {}
             module = arguments.get("module") if isinstance(arguments.get("module"), str) else None
+            correlation = getattr(event, "correlation_id", None)  # actions recorded before it was kept: none
             if isinstance(arguments.get("party"), str):
                 parties.add(arguments["party"].upper())
         return {"module": module, "object": object_key, "correlation_id": correlation,
@@ -759,6 +760,13 @@ def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
             outcome = f"older than the hub's copy ({data.get('pushed_last_updated')}): not applied, not forwarded"
         else:
             outcome = "already received: not stored twice, not forwarded"
+    elif topic == "OperatorAction.Taken":
+        step = "operator action"
+        who = f"operator {data.get('operator')}"
+        arguments = data.get("arguments") if isinstance(data.get("arguments"), dict) else {}
+        what = f"hub {data.get('command')}" + "".join(
+            f" --{k.replace('_', '-')} {v}" for k, v in arguments.items() if v not in (None, "", False))
+        outcome = str(data.get("outcome") or "")
     else:
         step = topic
         who = ",".join(record["parties"])

@@ -142,8 +142,22 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Checkpoint:
-        data = orjson.loads(raw)
-        return cls(int(data["position"]), str(data["head"]), str(data["created_at"]), str(data["signature"]))
+        """A checkpoint file as :meth:`to_json` writes it; ValueError naming what is wrong."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a checkpoint: expected a JSON object")
+        missing = [k for k in ("position", "head", "created_at", "signature") if k not in data]
+        if missing:
+            raise ValueError(f"not a checkpoint: no {', '.join(missing)}")
+        position, head = data["position"], data["head"]
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise ValueError("position: expected a positive integer")
+        if not isinstance(head, str) or len(head) != 64 or not all(c in "0123456789abcdef" for c in head):
+            raise ValueError("head: expected 64 lowercase hex digits")
+        return cls(position, head, str(data["created_at"]), str(data["signature"]))
 
 
 def checkpoint_key(secret: str) -> bytes:

@@ -352,17 +352,22 @@ def cmd_deliveries_replay(args) -> int:
     from projections.queries import find_party
     from scheduler.deliveries import replay
 
-    rt = Runtime()
+    parts = args.party.upper().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        return fail(f"--party {args.party!r}: expected CC/PID (or CC/PID/ROLE)", 2)
+    cc, pid = parts[:2]
+    role = (args.role or (parts[2] if len(parts) == 3 else "")).upper() or None
     try:
-        cc, pid = args.party.upper().split("/")[:2]
-    except ValueError:
-        return fail("--party must be CC/PID")
+        since = parse_datetime(args.since) if args.since else None
+    except ValueError as exc:
+        return fail(f"--since {args.since!r}: {exc}", 2)
+    rt = Runtime()
     rows = [r for r in find_party(rt.app.pool, cc, pid) if r["platform_state"] == "REGISTERED"]
-    if args.role:
-        rows = [r for r in rows if r["role"] == args.role.upper()]
+    if role:
+        rows = [r for r in rows if r["role"] == role]
     if not rows:
-        return fail(f"no registered party {cc}/{pid}")
-    since = parse_datetime(args.since) if args.since else None
+        rt.close()
+        return fail(f"no registered party {cc}/{pid}" + (f"/{role}" if role else ""))
     modules = [args.module] if args.module else ["locations", "tariffs", "sessions", "cdrs", "tokens"]
     correlation_id = str(uuid.uuid4())
     result = {}
@@ -370,8 +375,9 @@ def cmd_deliveries_replay(args) -> int:
         result[f"{row['country_code']}/{row['party_id']}/{row['role']}"] = replay(
             rt.app.pool, row, modules=modules, since=since, correlation_id=correlation_id)
     rt.app.save(OperatorAction(command="deliveries replay",
-                               arguments={"party": args.party, "module": args.module, "since": args.since},
-                               operator=_operator(), outcome=json.dumps(result)))
+                               arguments={"party": args.party, "role": args.role, "module": args.module,
+                                          "since": args.since},
+                               operator=_operator(), outcome=json.dumps(result), correlation_id=correlation_id))
     if args.json:
         print(json.dumps({"correlation_id": correlation_id, "queued": result}))
     else:
@@ -710,34 +716,63 @@ def cmd_audit_verify(args) -> int:
         if args.checkpoint or args.from_position:
             return fail("--proof checks one bundle on its own: leave out --from and --checkpoint")
         return _verify_proof(args)
+    def refuse(message: str) -> int:
+        """Bad input or an unreadable file: exit 2 (under --json, also a JSON answer)."""
+        if args.json:
+            print(json.dumps({"ok": False, "error": message}))
+        return fail(message, 2)
+
+    if args.from_position < 0:
+        return refuse(f"--from {args.from_position}: expected a position, 0 or more")
+    files = []
+    for path in args.checkpoint or []:
+        try:
+            files.append(Checkpoint.from_json(Path(path).read_bytes()))
+        except OSError as exc:
+            return refuse(f"cannot read checkpoint {path}: {exc.strerror or exc}")
+        except ValueError as exc:
+            return refuse(f"checkpoint {path} is unreadable: {exc}")
+    shown: list[int] = []
+
+    def progress(position: int) -> None:
+        if sys.stderr.isatty() or args.progress:
+            shown.append(position)
+            print(f"\rverified up to {position}", end="", file=sys.stderr)
+
     rt = Runtime()
-    key = rt.settings.checkpoint_key()
-    with connect(rt.database_url, rt.settings.database_schema) as conn:
-        checkpoints = stored_checkpoints(conn)
-        for path in args.checkpoint or []:
-            checkpoints.append(Checkpoint.from_json(Path(path).read_bytes()))
-        forged = [c for c in checkpoints if not checkpoint_valid(key, c)]
-        if forged:
-            print(f"FAILED: checkpoint at {forged[0].position} has an invalid signature", file=sys.stderr)
-            return 1
-
-        def progress(position: int) -> None:
-            if sys.stderr.isatty() or args.progress:
-                print(f"\rverified up to {position}", end="", file=sys.stderr)
-
-        verdict = verify(conn, start=args.from_position, checkpoints=checkpoints, progress=progress)
-    result = {"ok": verdict.ok, "checked": verdict.checked, "head_position": verdict.head_position,
-              "head": verdict.head.hex(), "break_position": verdict.break_position,
-              "problem": verdict.problem, "checkpoints": len(checkpoints)}
+    try:
+        key = rt.settings.checkpoint_key()
+        with connect(rt.database_url, rt.settings.database_schema) as conn:
+            (head,) = conn.execute("SELECT greatest((SELECT max(notification_id) FROM hub_events),"
+                                   " (SELECT max(notification_id) FROM hub_audit_chain))").fetchone()
+            if args.from_position > (head or 0):
+                return refuse(f"--from {args.from_position} is past the log's head ({head or 0})")
+            checkpoints = stored_checkpoints(conn) + files
+            forged = next((c for c in checkpoints if not checkpoint_valid(key, c)), None)
+            verdict = None if forged else verify(conn, start=args.from_position, checkpoints=checkpoints,
+                                                 progress=progress)
+    finally:
+        rt.close()
+    if shown:
+        print(file=sys.stderr)
+    if forged:
+        problem = f"checkpoint at {forged.position} has an invalid signature (another key, or forged)"
+        result = {"ok": False, "checked": 0, "head_position": None, "head": None,
+                  "break_position": None, "problem": problem, "checkpoints": len(checkpoints)}
+    else:
+        result = {"ok": verdict.ok, "checked": verdict.checked, "head_position": verdict.head_position,
+                  "head": verdict.head.hex(), "break_position": verdict.break_position,
+                  "problem": verdict.problem, "checkpoints": len(checkpoints)}
     if args.json:
         print(json.dumps(result))
-    elif verdict.ok:
+    elif result["ok"]:
         print(f"OK: {verdict.checked} events verified up to position {verdict.head_position}, "
               f"{len(checkpoints)} signed checkpoints hold")
+    elif forged:
+        print(f"FAILED: {problem}", file=sys.stderr)
     else:
         print(f"FAILED at position {verdict.break_position}: {verdict.problem}", file=sys.stderr)
-    rt.close()
-    return 0 if verdict.ok else 1
+    return 0 if result["ok"] else 1
 
 
 def _proof_key(settings: Settings) -> bytes | None:
@@ -1025,7 +1060,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deliveries_stats)
     p = deliveries.add_parser("replay", help="resend the current state (and every CDR) to a partner")
-    p.add_argument("--party", required=True, help="CC/PID")
+    p.add_argument("--party", required=True, help="CC/PID (or CC/PID/ROLE)")
     p.add_argument("--role", help="when the ids have several roles")
     p.add_argument("--module", choices=["locations", "tariffs", "sessions", "cdrs", "tokens"])
     p.add_argument("--since", help="only objects with last_updated at or after this DateTime")
@@ -1056,7 +1091,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit_checkpoint)
     p = audit.add_parser("export", help="the history as JSON lines (secrets removed), filtered")
     p.add_argument("--party", help="CC/PID (or CC/PID/ROLE): sender, addressee, owner, recipient")
-    p.add_argument("--module", type=str.lower, help="locations, tariffs, sessions, cdrs, tokens, commands, ...")
+    p.add_argument("--module", type=str.lower, choices=[*MODULES, "credentials", "versions"],
+                   help="the OCPI module of the record")
     p.add_argument("--object", metavar="CC/PID/ID", help="one object's events (needs --module)")
     p.add_argument("--type", default="RFID", help="token type for --object of tokens (default RFID)")
     p.add_argument("--correlation-id")

@@ -116,3 +116,53 @@ def test_parties_connect_starts_the_handshake(hub, settings):
         assert failed.returncode != 0 and "3001" in failed.stderr
     finally:
         partner.stop()
+
+
+def test_audit_and_deliveries_commands_refuse_bad_input(hub, settings, tmp_path):
+    """Bad input or an unreadable file: one `hub:` line and exit 2; under --json, JSON still."""
+    hub.onboard("EMSP", "IN", "EMP")
+
+    def refused(*args: str, says: str) -> subprocess.CompletedProcess:
+        done = run_hub(settings, *args, ok=False)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("hub: ") and len(done.stderr.splitlines()) == 1, done.stderr
+        assert says in done.stderr and "Traceback" not in done.stderr
+        if "--json" in args:
+            answer = json.loads(done.stdout)
+            assert answer["ok"] is False and says in answer["error"]
+        return done
+
+    missing = tmp_path / "missing.json"
+    for extra in ((), ("--json",)):
+        refused("audit", "verify", "--checkpoint", str(missing), *extra, says=f"cannot read checkpoint {missing}")
+    garbled = tmp_path / "garbled.json"
+    garbled.write_text('{"position": 3, "head": ')
+    refused("audit", "verify", "--checkpoint", str(garbled), says="is unreadable: not JSON")
+    garbled.write_text('{"position": 3, "head": "zz", "created_at": "2026-01-01T00:00:00Z", "signature": ""}')
+    refused("audit", "verify", "--checkpoint", str(garbled), "--json", says="head: expected 64 lowercase hex")
+    garbled.write_text("[1, 2]")
+    refused("audit", "verify", "--checkpoint", str(garbled), says="not a checkpoint")
+
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        (head,) = conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()
+    for extra in ((), ("--json",)):
+        refused("audit", "verify", "--from", str(head + 100), *extra, says=f"past the log's head ({head})")
+    refused("audit", "verify", "--from", "-1", says="--from -1")
+    at_head = json.loads(run_hub(settings, "audit", "verify", "--from", str(head), "--json").stdout)
+    assert at_head["ok"] and at_head["checked"] == 0 and at_head["head_position"] == head
+
+    # A forged checkpoint: a verdict (exit 1), as JSON under --json.
+    checkpoint = tmp_path / "checkpoint.json"
+    run_hub(settings, "audit", "checkpoint", "--out", str(checkpoint))
+    forged = json.loads(checkpoint.read_text()) | {"signature": "0" * 64}
+    checkpoint.write_text(json.dumps(forged))
+    done = run_hub(settings, "audit", "verify", "--checkpoint", str(checkpoint), "--json", ok=False)
+    answer = json.loads(done.stdout)
+    assert done.returncode == 1 and answer["ok"] is False and "invalid signature" in answer["problem"]
+
+    refused("deliveries", "replay", "--party", "IN/EMP", "--since", "yesterday", says="--since 'yesterday'")
+    refused("deliveries", "replay", "--party", "EMP", says="--party 'EMP'")
+    typo = run_hub(settings, "audit", "export", "--module", "location", ok=False)
+    assert typo.returncode == 2 and "invalid choice: 'location'" in typo.stderr and not typo.stdout
+    assert run_hub(settings, "audit", "export", "--module", "credentials").returncode == 0

@@ -87,11 +87,17 @@ class Call(Aggregate):
 
 
 class OperatorAction(Aggregate):
-    """Something a hub operator did outside any aggregate (e.g. requeueing deliveries)."""
+    """Something a hub operator did outside any aggregate (e.g. requeueing deliveries).
+
+    ``correlation_id``: the id the action's own traffic carries (a replay's deliveries),
+    so ``hub audit trace`` shows the action beside what it caused.
+    """
 
     @event("Taken")
-    def __init__(self, command: str, arguments: dict, operator: str, outcome: str) -> None:
+    def __init__(self, command: str, arguments: dict, operator: str, outcome: str,
+                 correlation_id: str | None = None) -> None:
         self.command = command
         self.arguments = arguments
         self.operator = operator
         self.outcome = outcome
+        self.correlation_id = correlation_id

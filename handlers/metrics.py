@@ -23,19 +23,31 @@ What ``/metrics`` shows:
   same numbers from every worker: deliveries pending / failed per recipient
   party, the oldest pending delivery's age and the retries of pending ones,
   each follower's lag behind the event log, each party's status.
+- The traffic the hub sent, counted from the ``Call.Made`` records of delivery
+  attempts in the event log (:class:`DeliveryTraffic`), per recipient party and
+  module: ``hub_delivery_attempts_total``, ``hub_delivery_delivered_total``
+  (answered with an OCPI success) and ``hub_delivery_failed_total`` (no answer,
+  an HTTP error or an OCPI refusal). Every web worker counts the same log, so
+  they agree whichever answers the scrape, and the counts survive restarts.
+  (``hub_deliveries_failed`` is another thing: deliveries parked right now.)
+
+A delivery without a recipient party (HubClientInfo goes to a whole platform)
+counts for the platform's first party, the same rule as ``hub deliveries stats``
+(:func:`scheduler.deliveries.party_sql`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import falcon
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from hub.metrics import MULTIPROC_ENV
@@ -160,11 +172,72 @@ def follower_states(conn, names: Iterable[str]) -> tuple[int, list[FollowerState
     return head, states
 
 
-class DatabaseCollector:
-    """Gauges computed from the database on every scrape (cheap GROUP BY queries)."""
+class DeliveryTraffic:
+    """Delivery attempts counted from the event log's ``Call.Made`` records.
 
-    def __init__(self, pool) -> None:
+    Each process reads the records once, in windows of notification ids after the
+    last one it counted (an index range scan), and keeps the sums; a scrape adds
+    what is new. The log is immutable, so the sums only grow and every process
+    reaches the same ones. A long log is caught up over several scrapes
+    (``BUDGET_SECONDS`` each) rather than holding one scrape up.
+    """
+
+    WINDOW = 20000
+    BUDGET_SECONDS = 2.0
+
+    def __init__(self, app) -> None:
+        from eventsourcing.utils import get_topic
+
+        from hub.domain.audit import Call
+
+        self.app = app
+        self.topic = get_topic(Call.Made)
+        self.position = 0
+        # (platform id, recipient or None, module) -> [attempts, delivered, failed]
+        self.sums: dict[tuple[str, str | None, str], list[int]] = {}
+        self.lock = threading.Lock()
+
+    def read(self, conn, head: int) -> dict[tuple[str, str | None, str], list[int]]:
+        """Count what the log holds up to ``head``; a copy of the sums."""
+        from eventsourcing.persistence import StoredEvent
+
+        with self.lock:
+            deadline = time.monotonic() + self.BUDGET_SECONDS
+            while self.position < head and time.monotonic() < deadline:
+                upto = min(head, self.position + self.WINDOW)
+                rows = conn.execute(
+                    "SELECT originator_id, originator_version, topic, state FROM hub_events"
+                    " WHERE notification_id > %s AND notification_id <= %s AND topic = %s",
+                    (self.position, upto, self.topic)).fetchall()
+                calls = [self.app.mapper.to_domain_event(StoredEvent(r[0], r[1], r[2], bytes(r[3])))
+                         for r in rows]
+                calls = [c for c in calls if c.purpose == "delivery"]
+                ids = sorted({c.delivery_id for c in calls if c.delivery_id is not None})
+                recipients = dict(conn.execute(
+                    "SELECT id, recipient FROM hub_deliveries WHERE id = ANY(%s)", (ids,)).fetchall()) \
+                    if ids else {}
+                for call in calls:
+                    key = (str(call.platform_id), recipients.get(call.delivery_id), call.module)
+                    sums = self.sums.setdefault(key, [0, 0, 0])
+                    sums[0] += 1
+                    sums[1 if _succeeded(call.http_status, call.status_code) else 2] += 1
+                self.position = upto
+            return {key: list(value) for key, value in self.sums.items()}
+
+
+def _succeeded(http_status: int | None, status_code: int | None) -> bool:
+    """The partner took it: HTTP 2xx and an OCPI success (1xxx), as the sender decides."""
+    return http_status is not None and 200 <= http_status < 300 and status_code is not None \
+        and 1000 <= status_code < 2000
+
+
+class DatabaseCollector:
+    """Gauges computed from the database on every scrape (cheap GROUP BY queries), and
+    the delivery traffic counters (:class:`DeliveryTraffic`)."""
+
+    def __init__(self, pool, app=None) -> None:
         self.pool = pool
+        self.traffic = DeliveryTraffic(app) if app is not None else None
 
     def describe(self) -> list:
         return []  # no query at registration time
@@ -182,35 +255,37 @@ class DatabaseCollector:
         yield up
         yield from families
 
-    def _read(self) -> list[GaugeMetricFamily]:
+    def _read(self) -> list:
+        from scheduler.deliveries import UNKNOWN_PARTY, first_party_sql, party_sql
+
         with self.pool.connection(timeout=5) as conn, conn.transaction():
             conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")
             parties = conn.execute(
-                "SELECT platform_id, country_code || '/' || party_id || '/' || role, role, status"
-                " FROM view_parties ORDER BY platform_id, country_code, party_id, role").fetchall()
+                "SELECT country_code || '/' || party_id || '/' || role, role, status"
+                " FROM view_parties ORDER BY country_code, party_id, role").fetchall()
             queues = conn.execute(
-                "SELECT platform_id, recipient, state, count(*),"
-                " extract(epoch FROM now() - min(created_at))::float8,"
-                " sum(greatest(attempts - 1, 0))"
-                " FROM hub_deliveries WHERE state IN ('PENDING', 'FAILED')"
-                " GROUP BY platform_id, recipient, state").fetchall()
+                f"SELECT {party_sql('d')}, d.state, count(*),"
+                " extract(epoch FROM now() - min(d.created_at))::float8,"
+                " sum(greatest(d.attempts - 1, 0))"
+                " FROM hub_deliveries d WHERE d.state IN ('PENDING', 'FAILED')"
+                " GROUP BY 1, 2").fetchall()
             head, followers = follower_states(conn, follower_names())
+            traffic = self.traffic.read(conn, head) if self.traffic is not None else {}
+            first_party = dict(conn.execute(
+                f"SELECT p.platform_id::text, {first_party_sql('p.platform_id')} FROM view_platforms p"
+            ).fetchall()) if traffic else {}
 
-        first_party: dict = {}
         pending: dict[str, float] = {}
         failed: dict[str, float] = {}
         oldest: dict[str, float] = {}
         retries: dict[str, float] = {}
         status = GaugeMetricFamily("hub_party_status", "1 for each party's current ClientInfo status",
                                    labels=["party", "role", "status"])
-        for platform_id, key, role, party_status in parties:
-            first_party.setdefault(platform_id, key)
+        for key, role, party_status in parties:
             status.add_metric([key, role, party_status], 1)
             for table in (pending, failed, oldest, retries):
                 table[key] = 0
-        for platform_id, recipient, state, count, age, retried in queues:
-            # Platform-wide deliveries (HubClientInfo) count for the platform's first party.
-            key = recipient or first_party.get(platform_id) or UNKNOWN
+        for key, state, count, age, retried in queues:
             if state == "PENDING":
                 pending[key] = pending.get(key, 0) + count
                 oldest[key] = max(oldest.get(key, 0), float(age or 0))
@@ -226,6 +301,24 @@ class DatabaseCollector:
             for key in sorted(values):
                 gauge.add_metric([key], values[key])
             return gauge
+
+        sent: dict[tuple[str, str], list[int]] = {}
+        for (platform_id, recipient, module), sums in traffic.items():
+            party = recipient or first_party.get(platform_id) or UNKNOWN_PARTY
+            totals = sent.setdefault((party, module), [0, 0, 0])
+            for i, value in enumerate(sums):
+                totals[i] += value
+        counters = [
+            CounterMetricFamily("hub_delivery_attempts", "Requests the hub sent to deliver, per recipient"
+                                " party and module", labels=["party", "module"]),
+            CounterMetricFamily("hub_delivery_delivered", "Delivery attempts the partner took (HTTP 2xx, OCPI"
+                                " status 1xxx)", labels=["party", "module"]),
+            CounterMetricFamily("hub_delivery_failed", "Delivery attempts that failed (no answer, an HTTP"
+                                " error or an OCPI refusal)", labels=["party", "module"]),
+        ]
+        for (party, module), sums in sorted(sent.items()):
+            for counter, value in zip(counters, sums, strict=True):
+                counter.add_metric([party, module], value)
 
         lag = GaugeMetricFamily("hub_follower_lag", "Events in the log the follower has not processed",
                                 labels=["follower"])
@@ -243,6 +336,7 @@ class DatabaseCollector:
                    "Age of the oldest pending delivery, per recipient party", oldest),
             family("hub_deliveries_pending_retries",
                    "Retries so far of the pending deliveries (attempts beyond the first)", retries),
+            *counters,
             lag,
             idle,
             GaugeMetricFamily("hub_event_log_head", "Position of the newest event in the log", value=head),
@@ -309,7 +403,7 @@ class MetricsResource:
     public = True
 
     def __init__(self, ctx, metrics: RequestMetrics) -> None:
-        self.database = DatabaseCollector(ctx.app.pool)
+        self.database = DatabaseCollector(ctx.app.pool, ctx.app)
         if multiprocess_mode():
             from prometheus_client import multiprocess
 

@@ -418,13 +418,29 @@ def requeue(pool, *, ids: list[int] | None = None, party: str | None = None) -> 
     return sorted(r[0] for r in rows)
 
 
+UNKNOWN_PARTY = "unknown"
+
+
+def first_party_sql(platform_id: str) -> str:
+    """SQL for the party that platform-wide deliveries (no ``recipient``: HubClientInfo)
+    count for in ``hub deliveries stats`` and ``/metrics``: the platform's first party
+    as ``CC/PID/ROLE``, in country code, party id, role order."""
+    return ("(SELECT v.country_code || '/' || v.party_id || '/' || v.role FROM view_parties v"
+            f" WHERE v.platform_id = {platform_id} ORDER BY v.country_code, v.party_id, v.role LIMIT 1)")
+
+
+def party_sql(alias: str = "d") -> str:
+    """SQL for the ``CC/PID/ROLE`` a ``hub_deliveries`` row counts for (see :func:`first_party_sql`)."""
+    return f"coalesce({alias}.recipient, {first_party_sql(alias + '.platform_id')}, '{UNKNOWN_PARTY}')"
+
+
 def stats(pool) -> list[dict]:
-    """Per recipient party: queue depth, oldest pending age, retries, failures, failure rate."""
+    """Per recipient party (``CC/PID/ROLE``): queue depth, oldest pending age, retries,
+    failures, failure rate (parked / finished)."""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """
-            SELECT coalesce(d.recipient, (SELECT string_agg(v.country_code || '/' || v.party_id, ',')
-                                          FROM view_parties v WHERE v.platform_id = d.platform_id)) AS party,
+            f"""
+            SELECT {party_sql("d")} AS party,
                    count(*) FILTER (WHERE d.state = 'PENDING') AS pending,
                    coalesce(round(extract(epoch FROM now() - min(d.created_at)
                        FILTER (WHERE d.state = 'PENDING'))::numeric, 1), 0) AS oldest_pending_s,

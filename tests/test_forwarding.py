@@ -230,6 +230,8 @@ def test_unpublished_locations_reach_only_holders_of_a_listed_token(hub, worker)
 def test_replay_resends_the_current_state_and_every_cdr(hub, worker, settings):
     import json
 
+    from tests.test_observability import scrape
+
     em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
     em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
     cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
@@ -245,12 +247,44 @@ def test_replay_resends_the_current_state_and_every_cdr(hub, worker, settings):
         worker.follow_once()
         worker.deliver()
         before = {"locations": len(received(em1, "locations")), "cdrs": len(received(em1, "cdrs"))}
+        # /metrics counts what the hub sent, per party and module: EM1's two CDRs so far.
+        sent = wait_until(lambda: (lambda m: m if m.value("hub_delivery_delivered_total", party="IN/EM1/EMSP",
+                                                            module="cdrs") == 2 else None)(scrape(hub.url)))
+        assert sent, scrape(hub.url).text
+        counters = ("hub_delivery_attempts_total", "hub_delivery_delivered_total", "hub_delivery_failed_total")
+
+        def traffic(m, party: str) -> dict:
+            return {(name, s.labels["module"]): s.value for name in counters for s in m.matching(name, party=party)}
+
+        em1_before, em2_before = traffic(sent, "IN/EM1/EMSP"), traffic(sent, "IN/EM2/EMSP")
+        assert em1_before[("hub_delivery_attempts_total", "cdrs")] == 2
+        assert em1_before[("hub_delivery_failed_total", "cdrs")] == 0
+        assert em1_before[("hub_delivery_delivered_total", "locations")] == before["locations"]
 
         # EM1 lost its data: the operator replays everything to it.
         done = json.loads(run_hub(settings, "deliveries", "replay", "--party", "IN/EM1", "--json").stdout)
         assert done["queued"]["IN/EM1/EMSP"]["locations"] == 1 and done["queued"]["IN/EM1/EMSP"]["cdrs"] == 2
         worker.deliver_now.set()
         assert wait_until(lambda: len(received(em1, "cdrs")) == 4 and len(received(em1, "locations")) > before["locations"])
+        # The replayed deliveries show up in /metrics for EM1, and only for EM1.
+        replayed = wait_until(lambda: (lambda m: m if traffic(m, "IN/EM1/EMSP").get(
+            ("hub_delivery_delivered_total", "cdrs")) == 4 else None)(scrape(hub.url)))
+        assert replayed, scrape(hub.url).text
+        em1_after = traffic(replayed, "IN/EM1/EMSP")
+        grown = {key: em1_after[key] - em1_before.get(key, 0) for key in em1_after}
+        assert grown[("hub_delivery_attempts_total", "cdrs")] == 2
+        assert grown[("hub_delivery_delivered_total", "cdrs")] == 2
+        assert grown[("hub_delivery_attempts_total", "locations")] == 1
+        assert grown[("hub_delivery_delivered_total", "locations")] == 1
+        assert grown[("hub_delivery_failed_total", "cdrs")] == grown[("hub_delivery_failed_total", "locations")] == 0
+        assert traffic(replayed, "IN/EM2/EMSP") == em2_before
+        # The trace of the replay shows the operator's action beside what it sent.
+        steps = json.loads(run_hub(settings, "audit", "trace", done["correlation_id"], "--json").stdout)
+        action = [s for s in steps if s["step"] == "operator action"]
+        assert len(action) == 1 and "deliveries replay --party IN/EM1" in action[0]["what"]
+        assert action[0]["who"].startswith("operator ")
+        delivered = [s for s in steps if s["step"] == "delivered"]
+        assert len(delivered) == 3 and all(s["who"] == "hub -> IN/EM1/EMSP" for s in delivered)
         resent = received(em1, "locations")[-1]
         assert resent.method == "PUT" and resent.path.endswith("/IN/ECP/L1")
         assert resent.body["evses"][0]["status"] == "CHARGING" and resent.body["last_updated"] == stamp(2)
@@ -264,3 +298,55 @@ def test_replay_resends_the_current_state_and_every_cdr(hub, worker, settings):
     finally:
         for partner in (em1, em2, cpo_partner):
             partner.stop()
+
+
+def test_stats_show_queue_depth_age_and_failure_rate_per_party(hub, worker, settings):
+    """`hub deliveries stats` for an eMSP that is down and one that refuses, keyed as /metrics keys parties."""
+    import json
+
+    from tests.partner import envelope
+    from tests.test_observability import scrape
+
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+    refusing = hub.connect_partner([role("EMSP", "IN", "EMR")])
+    original = refusing.answer
+    refusing.answer = lambda record: (envelope(None, 2001, "not this tariff")
+                                      if "/tariffs/" in record.path else original(record))
+    down = hub.connect_partner([role("EMSP", "IN", "EMD")])
+    down.stop()  # registered, then gone: what the hub owes it waits and is retried
+    try:
+        cpo = Cpo(hub, cpo_partner)
+        for n in (1, 2):
+            assert cpo.push("PUT", f"tariffs/receiver/IN/ECP/T{n}", ex.tariff(id=f"T{n}")).status_code == 201
+
+        def settled():
+            rows = {r["party"]: r for r in json.loads(run_hub(settings, "deliveries", "stats", "--json").stdout)}
+            emr, emd = rows.get("IN/EMR/EMSP"), rows.get("IN/EMD/EMSP")
+            done = (emr and emr["failed"] == 2 and emr["pending"] == 0
+                    and emd and emd["pending"] >= 2 and emd["retries"] >= 1)
+            return rows if done else None
+
+        rows = wait_until(settled, timeout=40, interval=0.5)
+        assert rows, run_hub(settings, "deliveries", "stats", "--json").stdout
+        # One key per party, always CC/PID/ROLE (platform-wide HubClientInfo rows included).
+        assert set(rows) == {"IN/ECP/CPO", "IN/EMR/EMSP", "IN/EMD/EMSP"}
+        # Down: both tariffs (and ClientInfo) wait, the oldest for a while, nothing parked yet.
+        emd = rows["IN/EMD/EMSP"]
+        assert emd["pending"] >= 2 and emd["oldest_pending_s"] > 0
+        assert emd["failed"] == 0 and emd["failure_rate"] == 0
+        # Refusing: both tariffs parked, its other deliveries went through.
+        emr = rows["IN/EMR/EMSP"]
+        assert emr["failed"] == 2 and emr["delivered"] >= 1 and emr["oldest_pending_s"] == 0
+        assert emr["failure_rate"] == round(2 / (emr["delivered"] + 2), 4) > 0
+        assert rows["IN/ECP/CPO"]["failed"] == 0 and rows["IN/ECP/CPO"]["failure_rate"] == 0
+        # The same parties, keyed the same way, as /metrics shows them.
+        m = scrape(hub.url)
+        assert {s.labels["party"] for s in m.matching("hub_deliveries_pending")} == set(rows)
+        assert m.value("hub_deliveries_failed", party="IN/EMR/EMSP") == 2
+        table = run_hub(settings, "deliveries", "stats").stdout.splitlines()
+        assert table[0].split() == ["PARTY", "PENDING", "OLDEST_PENDING_S", "RETRIES", "DELIVERED", "FAILED",
+                                    "FAILURE_RATE"]
+        assert sorted(line.split()[0] for line in table[1:]) == sorted(rows)
+    finally:
+        cpo_partner.stop()
+        refusing.stop()

@@ -133,9 +133,10 @@ class FollowerState:
 
     @property
     def running(self) -> bool:
-        """Caught up, or moved within the last FOLLOWER_STALE_AFTER seconds."""
-        return self.lag <= 0 or (self.seconds_since_update is not None
-                                 and self.seconds_since_update <= FOLLOWER_STALE_AFTER)
+        """A worker moved it or confirmed it caught up within the last FOLLOWER_STALE_AFTER
+        seconds (``hub worker`` stamps every follower every few seconds, idle or not): a
+        follower at lag 0 whose worker is gone is not running either."""
+        return self.seconds_since_update is not None and self.seconds_since_update <= FOLLOWER_STALE_AFTER
 
 
 _FOLLOWER_NAMES: tuple[str, ...] | None = None
@@ -346,7 +347,8 @@ class DatabaseCollector:
 
 # Readiness ---------------------------------------------------------------------------
 def readiness(pool) -> tuple[bool, dict]:
-    """Database answers, schema is current, followers are running (caught up or moving)."""
+    """Database answers, schema is current, followers are running: a worker stamped each
+    one within FOLLOWER_STALE_AFTER seconds (see :attr:`FollowerState.running`)."""
     from hub.schema import SCHEMA_VERSION
 
     checks: dict[str, dict] = {}

@@ -264,6 +264,48 @@ def test_ready_fails_when_followers_are_stale(hub, settings):
         emsp.stop()
 
 
+def test_ready_needs_a_running_worker_even_when_the_log_is_idle(hub, settings):
+    """Nothing to do is no proof of life: without a worker's recent stamp, followers are not running."""
+    from hub.application import Hub
+    from hub.eventlog import EventLog
+    from projections import all_projections
+    from scheduler.worker import Worker, dispatchers
+
+    def ready():
+        return requests.get(hub.url + "/ready", timeout=10)
+
+    # A fresh hub, an empty log, no worker: nothing lags, and nothing runs.
+    answer = ready()
+    assert answer.status_code == 503 and answer.json()["failed"] == ["followers"]
+    stale = answer.json()["checks"]["followers"]["stale"]
+    assert {f["name"] for f in stale} == FOLLOWERS and all(f["lag"] == 0 for f in stale)
+
+    # Some history, every follower caught up, then the worker went away a minute ago.
+    hub.onboard("EMSP", "IN", "EMP")
+    app = Hub(settings, settings.database_url, pool_size=2)
+    try:
+        log = EventLog(app)
+        for follower in [*all_projections(), *dispatchers()]:
+            log.catch_up(follower)
+    finally:
+        app.close()
+    sql(settings, "UPDATE hub_tracking SET updated_at = now() - interval '60 seconds'")
+    answer = ready()
+    assert answer.status_code == 503 and answer.json()["failed"] == ["followers"]
+    stale = answer.json()["checks"]["followers"]["stale"]
+    assert {f["name"] for f in stale} == FOLLOWERS and all(f["lag"] == 0 for f in stale)
+
+    # A worker starts: it stamps every follower, idle or not.
+    worker = Worker(settings, settings.database_url)
+    worker.start()
+    try:
+        answer = wait_until(lambda: (lambda a: a if a.status_code == 200 else None)(ready()), timeout=20)
+        assert answer, ready().text
+        assert answer.json()["status"] == "ready" and answer.json()["checks"]["followers"]["stale"] == []
+    finally:
+        worker.stop()
+
+
 def test_ready_fails_when_the_schema_is_old_or_missing(hub, settings, database_url):
     from handlers.app import create_app
     from handlers.context import WebContext

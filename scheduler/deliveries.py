@@ -56,6 +56,7 @@ from hub.ocpi.client import OcpiClient, PartnerCallError
 from hub.ocpi.envelope import format_datetime
 
 log = logging.getLogger(__name__)
+attempt_log = logging.getLogger("hub.deliveries")  # one line per delivery attempt
 
 LEASE_SECONDS = 60
 BACKOFF_BASE = 1.0
@@ -257,7 +258,7 @@ class Sender:
             )
         except PartnerCallError as exc:
             self._record(row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),
-                         exc.elapsed_ms)
+                         exc.elapsed_ms, failure=_failure_kind(exc))
             status = exc.http_status
             if status is None or status >= 500 or status in RETRY_HTTP:
                 self._retry(row, str(exc), status, None, unreachable=status is None or status >= 500)
@@ -271,7 +272,8 @@ class Sender:
             f"{str(response.body.get('status_message', ''))[:200]}"
         )
         self._record(row, method, url, sent_at, response.request_id, response.http_status,
-                     response.status_code, error, response.elapsed_ms)
+                     response.status_code, error, response.elapsed_ms,
+                     failure=None if response.ok else "refused")
         if response.ok:
             note = f"collapsed {upto - row['id']} later updates into the current state" if upto > row["id"] else None
             self._finish(row, "DELIVERED", http_status=response.http_status,
@@ -288,13 +290,30 @@ class Sender:
                          status_code=response.status_code, upto=upto)
 
     def _record(self, row, method, url, sent_at, request_id, http_status, status_code, error,
-                elapsed) -> None:
+                elapsed, *, failure: str | None = None) -> None:
+        """Keep the attempt in the log (``Call.Made``) and write its log line.
+
+        The log line names no URL (a ``response_url`` may carry the partner's own
+        secret) and no error text from the client (it quotes the URL): ``failure``
+        says what went wrong in a word instead.
+        """
         self.app.save(Call(
             platform_id=str(row["platform_id"]), purpose="delivery", module=row["module"],
             method=method, url=url, request_id=request_id, correlation_id=row["correlation_id"],
             http_status=http_status, status_code=status_code, error=error, sent_at=sent_at,
             duration_ms=elapsed, delivery_id=row["id"], attempt=row["attempts"],
         ))
+        delivered = error is None
+        attempt_log.log(
+            logging.INFO if delivered else logging.WARNING,
+            "delivery %s attempt %s: %s", row["id"], row["attempts"], "delivered" if delivered else "failed",
+            extra={"request_id": request_id, "correlation_id": row["correlation_id"],
+                   "delivery_id": row["id"], "attempt": row["attempts"], "recipient": row["recipient"],
+                   "platform_id": str(row["platform_id"]), "ocpi_module": row["module"], "method": method,
+                   "outcome": "delivered" if delivered else "failed",
+                   "failure": None if delivered else failure, "http_status": http_status,
+                   "status_code": status_code, "duration_ms": round(float(elapsed), 1)},
+        )
 
     def _finish(self, row: dict, state: str, *, error: str | None = None, http_status: int | None = None,
                 status_code: int | None = None, upto: int | None = None, note: str | None = None) -> None:
@@ -358,6 +377,13 @@ class Sender:
                 (int(older_than_seconds), older_than_seconds),
             )
             return cur.rowcount
+
+
+def _failure_kind(exc: PartnerCallError) -> str:
+    """``PartnerTimeout`` -> ``timeout``: what went wrong, without the message (it names the URL)."""
+    name = type(exc).__name__.removeprefix("Partner")
+    return {"Timeout": "timeout", "Unreachable": "unreachable", "BadResponse": "not an OCPI answer"}.get(
+        name, "call failed")
 
 
 def _endpoint(platform: dict, module: str, interface: str) -> str | None:

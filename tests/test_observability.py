@@ -376,6 +376,49 @@ def test_request_log_lines_carry_ids_and_never_a_token(hub, worker):
     assert refused and refused[0]["party"] == "unknown" and refused[0]["request_id"]
 
 
+def test_delivery_attempts_are_logged_with_ids_and_never_a_token(hub, worker):
+    with CapturedLogs() as logs:
+        cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
+        emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+        refusing = hub.connect_partner([role("EMSP", "IN", "EMR")])
+        original = refusing.answer
+        refusing.answer = lambda record: (envelope(None, 2001, "not this tariff")
+                                          if "/tariffs/" in record.path else original(record))
+        try:
+            correlation = str(uuid.uuid4())
+            cpo = Cpo(hub, cpo_partner)
+            pushed = cpo.push("PUT", "tariffs/receiver/IN/ECP/T1", ex.tariff(id="T1"), correlation_id=correlation)
+            assert pushed.status_code == 201
+
+            def attempts():
+                lines = [json.loads(x) for x in logs.text.splitlines() if x.startswith("{")]
+                found = [x for x in lines if x.get("logger") == "hub.deliveries"
+                         and x.get("correlation_id") == correlation]
+                return found if {x["recipient"] for x in found} >= {"IN/EMP/EMSP", "IN/EMR/EMSP"} else None
+
+            lines = wait_until(attempts, timeout=20)
+            assert lines, logs.text
+        finally:
+            for partner in (cpo_partner, emsp, refusing):
+                partner.stop()
+        text = logs.text
+    taken = next(x for x in lines if x["recipient"] == "IN/EMP/EMSP")
+    sent = emsp.requests_to("/ocpi/2.2.1/tariffs/receiver", "PUT")[0]
+    assert taken["request_id"] == sent.header("X-Request-ID") and taken["request_id"]
+    assert taken["outcome"] == "delivered" and taken["level"] == "INFO" and taken["failure"] is None
+    assert (taken["ocpi_module"], taken["method"], taken["http_status"], taken["status_code"]) == (
+        "tariffs", "PUT", 200, 1000)
+    assert taken["duration_ms"] >= 0 and taken["delivery_id"] and taken["attempt"] == 1
+    refused = next(x for x in lines if x["recipient"] == "IN/EMR/EMSP")
+    assert refused["outcome"] == "failed" and refused["failure"] == "refused" and refused["status_code"] == 2001
+    assert refused["level"] == "WARNING"
+    for line in lines:  # no URL (a response_url may hold a partner's secret), no token
+        assert "http://" not in json.dumps(line)
+    for secret in tokens_of(cpo_partner, emsp, refusing):
+        assert secret not in text, "a token reached the logs"
+    assert '"delivery ' not in text or "failed unexpectedly" not in text
+
+
 # Under gunicorn --------------------------------------------------------------------------------
 def test_counters_add_up_across_gunicorn_workers(gunicorn_hub, processes, settings):
     hub = gunicorn_hub

@@ -134,8 +134,72 @@ def cmd_worker(args) -> int:
     return 0
 
 
+#: A child that exits this soon after starting did not start; this many in a row and serve gives up.
+QUICK_EXIT_SECONDS = 20.0
+QUICK_EXITS_TO_GIVE_UP = 3
+
+
+def _bind_host_port(bind: str) -> tuple[str, int] | None:
+    """Host and port of a gunicorn ``--bind`` (None for a unix socket or file descriptor)."""
+    bind = bind.split(",")[0].strip()
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    host, sep, port = bind.rpartition(":")
+    if not sep:
+        host, port = bind, "8000"
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def _address_in_use(bind: str) -> bool:
+    import errno
+    import socket
+
+    address = _bind_host_port(bind)
+    if address is None:
+        return False
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _health_url(bind: str) -> str | None:
+    """``/health`` of the web server as this machine reaches it (None: cannot tell)."""
+    address = _bind_host_port(bind)
+    if address is None:
+        return None
+    host, port = address
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as answer:
+            return answer.status == 200
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_serve(args) -> int:
-    """Database, schema, then one web and one worker process, supervised."""
+    """Database, schema, then one web and one worker process, supervised.
+
+    "hub serving" is printed once ``/health`` answers. A child that keeps
+    failing as it starts (a port already taken, a bad setting) is not
+    restarted for ever: serve stops and exits non-zero.
+    """
+    if _address_in_use(args.bind):
+        return fail(f"cannot listen on {args.bind}: the address is already in use"
+                    " (another hub or program runs there; pick another with --bind)")
     rt = Runtime()
     rt.migrate()
     env = dict(os.environ)
@@ -154,24 +218,41 @@ def cmd_serve(args) -> int:
         "worker": [sys.executable, "-m", "hub", "worker"],
     }
     children: dict[str, subprocess.Popen] = {}
+    started: dict[str, float] = {}
+    quick_exits = dict.fromkeys(commands, 0)
     stopping = False
 
     def stop(signum, frame) -> None:
         nonlocal stopping
         stopping = True
 
+    def launch(name: str) -> None:
+        children[name] = subprocess.Popen(commands[name], env=env)
+        started[name] = time.monotonic()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for name, command in commands.items():
-        children[name] = subprocess.Popen(command, env=env)
-    print(f"hub serving {rt.settings.base_url}/ocpi/versions on {args.bind}", file=sys.stderr, flush=True)
-    while not stopping:
+    for name in commands:
+        launch(name)
+    health = _health_url(args.bind)
+    announced, given_up = False, None
+    while not stopping and given_up is None:
+        if not announced and (health is None or _answers(health)):
+            announced = True
+            print(f"hub serving {rt.settings.base_url}/ocpi/versions on {args.bind}", file=sys.stderr,
+                  flush=True)
         time.sleep(0.2)
         for name, child in list(children.items()):
-            if child.poll() is not None and not stopping:
-                print(f"hub: {name} exited with {child.returncode}; restarting", file=sys.stderr)
-                time.sleep(1.0)
-                children[name] = subprocess.Popen(commands[name], env=env)
+            if stopping or child.poll() is None:
+                continue
+            quick = time.monotonic() - started[name] < QUICK_EXIT_SECONDS
+            quick_exits[name] = quick_exits[name] + 1 if quick else 0
+            if quick_exits[name] >= QUICK_EXITS_TO_GIVE_UP:
+                given_up = name
+                break
+            print(f"hub: {name} exited with {child.returncode}; restarting", file=sys.stderr)
+            time.sleep(1.0)
+            launch(name)
     for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -182,6 +263,10 @@ def cmd_serve(args) -> int:
             child.kill()
     cleanup.close()
     rt.close()
+    if given_up is not None:
+        hint = f" (can it listen on {args.bind}?)" if given_up == "web" else ""
+        return fail(f"{given_up} failed {QUICK_EXITS_TO_GIVE_UP} times in a row as it started{hint};"
+                    " giving up, see its messages above")
     print("hub stopped", file=sys.stderr)
     return 0
 

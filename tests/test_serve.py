@@ -1,4 +1,5 @@
-"""``hub serve``: one command, embedded PostgreSQL, clean stop on SIGTERM."""
+"""``hub serve``: one command, embedded PostgreSQL, ready when it says so, clean stop on
+SIGTERM/SIGINT, and a clear exit when it cannot serve."""
 
 from __future__ import annotations
 
@@ -46,3 +47,63 @@ def test_serve_with_embedded_postgres(tmp_path):
         output, _ = serve.communicate(timeout=60)
     assert serve.returncode == 0, output.decode(errors="replace")[-2000:]
     assert b"hub stopped" in output
+
+
+def _serve_env(settings, port: int) -> dict:
+    env = {**os.environ, **{k: v for k, v in settings.extra.items() if k.startswith("HUB_")}}
+    env["HUB_BASE_URL"] = f"http://127.0.0.1:{port}"
+    return env
+
+
+def test_serving_is_announced_once_ready_and_sigint_stops_cleanly(settings):
+    import threading
+
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--bind", f"127.0.0.1:{port}",
+                              "--workers", "1"], cwd=ROOT, env=_serve_env(settings, port),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(serve.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert wait_until(lambda: any("hub serving" in line for line in lines), timeout=90), lines
+        # Announced means ready: /health answers at once, no waiting.
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=60)
+        reader.join(timeout=10)
+    assert serve.returncode == 0, "".join(lines)[-2000:]
+    assert any("hub stopped" in line for line in lines), "".join(lines)[-2000:]
+    try:  # serve waited for its children
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        raise AssertionError("the web server outlived hub serve")
+    except requests.ConnectionError:
+        pass
+
+
+def test_serve_on_a_port_already_taken_exits_with_a_message(settings):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "hub", "serve", "--bind", f"127.0.0.1:{port}"],
+                              cwd=ROOT, env=_serve_env(settings, port), capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port}" in done.stderr and "already in use" in done.stderr, done.stderr
+    assert "hub serving" not in done.stderr
+
+
+def test_serve_gives_up_on_a_web_server_that_cannot_start(settings):
+    """An address gunicorn cannot bind (not this machine's): a few quick failures, then a clear exit."""
+    port = free_port()
+    bind = f"192.0.2.1:{port}"  # TEST-NET-1: never a local address
+    done = subprocess.run([sys.executable, "-m", "hub", "serve", "--bind", bind, "--workers", "1"],
+                          cwd=ROOT, env=_serve_env(settings, port), capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert f"web failed 3 times in a row as it started (can it listen on {bind}?)" in done.stderr
+    assert "hub serving" not in done.stderr

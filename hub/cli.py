@@ -386,16 +386,32 @@ def _change_party(args, action: str) -> int:
     return 0
 
 
+PARTNER_TOKEN_ENV = "HUB_PARTNER_TOKEN"
+
+
+def _partner_token(args) -> str:
+    """The token the partner issued: ``--token -`` reads it from stdin, no
+    ``--token`` takes HUB_PARTNER_TOKEN (neither shows it in ps or shell history)."""
+    if args.token == "-":
+        return sys.stdin.readline().strip()
+    if args.token is not None:
+        return args.token.strip()
+    return os.environ.get(PARTNER_TOKEN_ENV, "").strip()
+
+
 def cmd_parties_connect(args) -> int:
     from hub.errors import OcpiError
     from hub.ocpi.client import OcpiClient
     from hub.registration import Registration
 
+    token = _partner_token(args)
+    if not token:
+        return fail(f"the partner's token is missing: set {PARTNER_TOKEN_ENV}, or pipe it to --token -", 2)
     rt = Runtime()
     client = OcpiClient(read_timeout=rt.settings.forward_timeout)
     try:
         platform, parties = Registration(rt.app, client).connect(
-            args.versions_url, args.token, rt.catch_up,
+            args.versions_url, token, rt.catch_up,
             UUID(args.platform) if args.platform else None)
     except OcpiError as exc:
         return fail(f"handshake failed ({exc.status_code}): {exc.message}")
@@ -1093,7 +1109,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     p = parties.add_parser("connect", help="start the credentials handshake towards a partner")
     p.add_argument("--versions-url", required=True)
-    p.add_argument("--token", required=True, help="the token A the partner issued to the hub")
+    p.add_argument("--token", help="the token A the partner issued to the hub; '-' reads it from stdin;"
+                   f" left out, it comes from {PARTNER_TOKEN_ENV} (either keeps it out of ps and history)")
     p.add_argument("--platform", help="reconnect this existing platform")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_parties_connect)

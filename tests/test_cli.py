@@ -166,3 +166,36 @@ def test_audit_and_deliveries_commands_refuse_bad_input(hub, settings, tmp_path)
     typo = run_hub(settings, "audit", "export", "--module", "location", ok=False)
     assert typo.returncode == 2 and "invalid choice: 'location'" in typo.stderr and not typo.stdout
     assert run_hub(settings, "audit", "export", "--module", "credentials").returncode == 0
+
+
+def test_parties_connect_takes_the_token_from_stdin_or_the_environment(hub, settings):
+    """The partner's token need not be on the command line (ps, shell history)."""
+    from tests.partner import Partner
+
+    env = {**os.environ, **{k: v for k, v in settings.extra.items() if k.startswith("HUB_")}}
+    env.pop("HUB_PARTNER_TOKEN", None)
+    by_stdin = Partner(roles=[role("EMSP", "IN", "STD")]).start()
+    by_env = Partner(roles=[role("EMSP", "IN", "ENV")]).start()
+    try:
+        def connect(partner, extra_env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "hub", "parties", "connect", "--versions-url",
+                                   partner.versions_url, *args, "--json"], cwd=ROOT, env={**env, **extra_env},
+                                  input=stdin, capture_output=True, text=True, timeout=120)
+
+        missing = connect(by_env, {})
+        assert missing.returncode == 2 and "HUB_PARTNER_TOKEN" in missing.stderr
+        assert not by_env.requests_to("/ocpi/")
+
+        done = connect(by_stdin, {}, "--token", "-", stdin="token-from-stdin\n")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)[0]["status"] == "CONNECTED"
+        assert by_stdin.requests_to("/ocpi/2.2.1/credentials", "POST")[0].token == "token-from-stdin"
+
+        done = connect(by_env, {"HUB_PARTNER_TOKEN": "token-from-env"})
+        assert done.returncode == 0, done.stderr
+        assert by_env.requests_to("/ocpi/2.2.1/credentials", "POST")[0].token == "token-from-env"
+        for output in (done.stdout, done.stderr):
+            assert "token-from-env" not in output
+    finally:
+        by_stdin.stop()
+        by_env.stop()

@@ -219,11 +219,12 @@ class OcpiMiddleware:
 
 
 def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):
-    for role in sorted(roles):
-        party = caller.party(cc, pid, role)
-        if party is not None:
-            return party.role, party.status
-    return None
+    """The caller's party with these ids in one of ``roles``; a registered one
+    (not PLANNED, not SUSPENDED) before the others, so an extra role the
+    operator onboarded never hides the one the platform uses."""
+    found = [p for p in (caller.party(cc, pid, role) for role in sorted(roles)) if p is not None]
+    found.sort(key=lambda p: p.status in ("PLANNED", "SUSPENDED"))
+    return (found[0].role, found[0].status) if found else None
 
 
 def _header_id(req: falcon.Request, name: str) -> str:

@@ -429,3 +429,18 @@ def test_base64_of_unprintable_bytes_is_only_tried_raw():
     assert header_token_candidates(f"Token {binary}") == [binary]
     not_utf8 = base64.b64encode(b"\xff\xfe\xfd").decode()
     assert header_token_candidates(f"Token {not_utf8}") == [not_utf8]
+
+
+def test_a_registered_role_is_chosen_before_a_planned_one_with_the_same_ids():
+    from uuid import uuid4
+
+    from handlers.middleware import _own_party
+    from projections.queries import Caller, PartyRef
+
+    caller = Caller(platform_id=uuid4(), state="REGISTERED", token_kind="CREDENTIALS", token="t", parties=(
+        PartyRef("IN", "EMP", "EMSP", "PLANNED", False),
+        PartyRef("IN", "EMP", "NSP", "CONNECTED", False),
+    ))
+    assert _own_party(caller, "IN", "EMP", frozenset({"EMSP", "NSP"})) == ("NSP", "CONNECTED")
+    assert _own_party(caller, "IN", "EMP", frozenset({"EMSP"})) == ("EMSP", "PLANNED")
+    assert _own_party(caller, "IN", "XXX", frozenset({"EMSP", "NSP"})) is None

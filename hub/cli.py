@@ -725,27 +725,40 @@ def cmd_projections_status(args) -> int:
 
 
 def cmd_projections_rebuild(args) -> int:
-    from hub.eventlog import EventLog
+    """Each projection built afresh beside its live tables, then swapped in (EventLog.rebuild)."""
+    from hub.eventlog import EventLog, RebuildRefused
     from projections import all_projections
 
-    rt = Runtime()
-    log = EventLog(rt.app)
     chosen = [p for p in all_projections() if args.name in (None, p.name)]
     if not chosen:
         return fail(f"no projection named {args.name}")
-    for projection in chosen:
-        started = time.perf_counter()
+    show = sys.stderr.isatty() or args.progress
+    rt = Runtime()
+    refused = 0
+    try:
+        log = EventLog(rt.app)
+        for projection in chosen:
+            started = time.perf_counter()
 
-        def progress(position: int, head: int, name=projection.name) -> None:
-            if sys.stderr.isatty() or args.progress:
-                share = 100.0 if not head else min(100.0, 100.0 * position / head)
-                print(f"\r{name}: {position}/{head} ({share:5.1f}%)", end="", file=sys.stderr)
+            def progress(position: int, head: int, name=projection.name) -> None:
+                if show:
+                    share = 100.0 if not head else min(100.0, 100.0 * position / head)
+                    print(f"\r{name}: {position}/{head} ({share:5.1f}%)", end="", file=sys.stderr)
 
-        applied = log.rebuild(projection, progress)
-        print(file=sys.stderr)
-        print(f"{projection.name}: rebuilt from {applied} events in {time.perf_counter() - started:.2f}s")
-    rt.close()
-    return 0
+            try:
+                done = log.rebuild(projection, progress)
+            except RebuildRefused as exc:
+                refused += 1
+                fail(str(exc))
+                continue
+            finally:
+                if show:
+                    print(file=sys.stderr)
+            print(f"{projection.name}: rebuilt from {done.events} events in {time.perf_counter() - started:.2f}s;"
+                  f" swapped in, {done.rows_changed} rows differed from the live view")
+    finally:
+        rt.close()
+    return 1 if refused else 0
 
 
 DELIVERY_COLUMNS = ["id", "state", "module", "method", "object_key", "recipient", "attempts",
@@ -1226,7 +1239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = projections.add_parser("status", help="position and lag of every follower")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_projections_status)
-    p = projections.add_parser("rebuild", help="rebuild projections from the event log")
+    p = projections.add_parser("rebuild", help="build projections afresh from the event log beside the live"
+                               " views, then swap them in (reads keep working)")
     p.add_argument("name", nargs="?")
     p.add_argument("--progress", action="store_true", help="show progress even without a terminal")
     p.set_defaults(func=cmd_projections_rebuild)

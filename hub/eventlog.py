@@ -8,6 +8,10 @@ crash never applies an event twice or skips one. The tracking row is locked
 up for read-your-writes, several ``hub worker`` nodes) can drive the same
 follower without doing the same work twice.
 
+A rebuild (:meth:`EventLog.rebuild`) builds the follower's tables afresh
+beside the live ones and swaps the result in with one transaction; partners'
+reads never wait for it and never see a partial view.
+
 Gap safety: every insert into the log holds one transaction-level lock from
 before it takes notification ids until it commits (the hub's recorder, see
 :mod:`hub.audit_chain`), so ids commit in order; the highest committed id
@@ -16,11 +20,16 @@ therefore bounds a complete prefix of the log.
 
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
+import queue
+import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
@@ -40,12 +49,27 @@ CREATE TABLE IF NOT EXISTS hub_tracking (
 """
 
 
+# The follower's events after a position, up to a head, in log order (LIMIT NULL: all).
+EVENTS_SQL = (
+    "SELECT notification_id, originator_id, originator_version, topic, state"
+    " FROM hub_events WHERE notification_id > %s AND notification_id <= %s"
+    " AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
+)
+
+REBUILD_LOCK = 0x5242  # "RB": advisory lock class of rebuilds, one per schema and follower
+
+
+class RebuildRefused(Exception):
+    """Another rebuild of the same follower is running."""
+
+
 class Follower:
     """Base class: subclasses set ``name`` and ``event_classes`` and implement ``apply``."""
 
     name: str = ""
     event_classes: Sequence[type] = ()
     batch_size: int = 500
+    rebuild_batch_size: int = 5_000  # a rebuild writes private tables: big transactions are fine
 
     @property
     def topics(self) -> list[str]:
@@ -55,8 +79,9 @@ class Follower:
         """Idempotent CREATE statements for the follower's own tables."""
         return []
 
-    def reset(self, cur: psycopg.Cursor) -> None:
-        """Empty the follower's tables (before a rebuild from position zero)."""
+    def tables(self) -> list[str]:
+        """The tables :meth:`ddl` creates: what a rebuild builds afresh and swaps in."""
+        return re.findall(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)", "\n".join(self.ddl()), re.I)
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         """Apply ``(position, domain_event)`` pairs inside the caller's transaction."""
@@ -72,9 +97,12 @@ class EventLog:
         self._locks: dict[str, threading.Lock] = {}
 
     # Reading ---------------------------------------------------------------
-    def head(self) -> int:
-        with self.pool.connection() as conn:
-            row = conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()
+    def head(self, conn: psycopg.Connection | None = None) -> int:
+        """The highest notification id (in ``conn``'s transaction if given)."""
+        if conn is None:
+            with self.pool.connection() as conn:
+                return self.head(conn)
+        row = conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()
         return int(row[0] or 0)
 
     def decode(self, row: Sequence[Any]) -> Any:
@@ -107,12 +135,7 @@ class EventLog:
             if head <= position:
                 return 0, True
             topics = follower.topics
-            rows = conn.execute(
-                "SELECT notification_id, originator_id, originator_version, topic, state"
-                " FROM hub_events WHERE notification_id > %s AND notification_id <= %s"
-                " AND topic = ANY(%s) ORDER BY notification_id LIMIT %s",
-                (position, head, topics, follower.batch_size),
-            ).fetchall()
+            rows = conn.execute(EVENTS_SQL, (position, head, topics, follower.batch_size)).fetchall()
             full = len(rows) == follower.batch_size
             new_position = rows[-1][0] if full else head
             if rows:
@@ -144,26 +167,199 @@ class EventLog:
         finally:
             lock.release()
 
-    def rebuild(self, follower: Follower, progress=None) -> int:
-        """Empty the follower's tables and apply the whole log again."""
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "INSERT INTO hub_tracking (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
-                (follower.name,),
-            )
-            conn.execute("SELECT 1 FROM hub_tracking WHERE name = %s FOR UPDATE", (follower.name,))
-            with conn.cursor() as cur:
-                follower.reset(cur)
-            conn.execute("UPDATE hub_tracking SET position = 0 WHERE name = %s", (follower.name,))
-        head = self.head()
-        done = 0
-        while True:
-            applied, caught_up = self.run_batch(follower)
-            done += applied
-            if progress is not None:
-                progress(self.position(follower.name), head)
-            if caught_up:
-                return done
+    def rebuild(self, follower: Follower, progress=None) -> Rebuilt:
+        """Build the follower's tables afresh from position zero beside the live ones, then swap.
+
+        The new tables are temporary tables of one session, named like the live
+        ones: ``pg_temp`` comes first on a session's search path, so the
+        follower's own ``apply`` fills them unchanged while partners' reads and
+        the live follower keep using the live tables. The swap is one
+        transaction: lock the tracking row (as :meth:`run_batch` does, so live
+        followers and read-your-writes catch-ups wait), apply the events that
+        came meanwhile, make each live table's rows equal the new table's
+        (deleting and inserting only the rows that differ), set the tracking
+        position, commit. Readers see the old rows until the commit and the new
+        ones after it, and never wait. A crash leaves the live tables as they
+        were; the temporary tables end with the session.
+
+        ``progress(position, head)`` is called after every batch. Raises
+        :class:`RebuildRefused` while another rebuild of ``follower`` runs.
+        """
+        schema = self.app.settings.database_schema
+        lock = (REBUILD_LOCK, f"{schema}.{follower.name}")
+        with self._session() as conn:
+            (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", lock).fetchone()
+            if not locked:
+                raise RebuildRefused(f"a rebuild of {follower.name} is already running; "
+                                     "try again once it has finished")
+            try:
+                with _few_collections():
+                    return self._rebuild(conn, schema, follower, progress)
+            finally:  # now, not whenever the server notices the session ended
+                with suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", lock)
+
+    def _rebuild(self, conn: psycopg.Connection, schema: str, follower: Follower, progress) -> Rebuilt:
+        tables = follower.tables()
+        for table in tables:
+            _create_beside(conn, schema, table)
+        position, applied, analyzed, head = 0, 0, 0, self.head()
+        for passes in itertools.count(1):  # again over what came meanwhile, until that is little
+            with closing(self._read_ahead(follower, position, head)) as batches:
+                for events, reached in batches:
+                    if events:
+                        with conn.transaction(), conn.cursor() as cur:
+                            follower.apply(cur, events)
+                    if (applied + len(events)) // 100_000 > applied // 100_000:
+                        gc.collect()  # see _few_collections
+                    position, applied = reached, applied + len(events)
+                    if applied >= 2 * analyzed + follower.rebuild_batch_size:
+                        # Statistics as the tables grow; ANALYZE also replans the
+                        # prepared statements planned while they were small.
+                        _analyze(conn, tables)
+                        analyzed = applied
+                    if progress is not None:
+                        progress(position, head)
+            head = self.head()
+            if head - position <= follower.rebuild_batch_size or passes == 5:
+                break  # the rest is applied in the swap
+        _analyze(conn, tables)
+        with conn.transaction(), conn.cursor() as cur:  # the swap
+            cur.execute("INSERT INTO hub_tracking (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                        (follower.name,))
+            cur.execute("SELECT 1 FROM hub_tracking WHERE name = %s FOR UPDATE", (follower.name,))
+            head = self.head(conn)
+            rows = cur.execute(EVENTS_SQL, (position, head, follower.topics, None), binary=True).fetchall()
+            if rows:
+                follower.apply(cur, [(row[0], self.decode(row[1:])) for row in rows])
+            applied += len(rows)
+            changed = sum(_swap_rows(cur, schema, table) for table in tables)
+            cur.execute("UPDATE hub_tracking SET position = %s, updated_at = now() WHERE name = %s",
+                        (head, follower.name))
+        if progress is not None:
+            progress(head, head)
+        return Rebuilt(applied, changed)
+
+    def _session(self, **kwargs) -> psycopg.Connection:
+        """A connection of its own (autocommit) for a rebuild."""
+        from hub.database import connect
+
+        conn = connect(self.app.database_url, self.app.settings.database_schema, autocommit=True, **kwargs)
+        conn.execute("SET temp_buffers = '256MB'")  # before the session's first temporary table
+        # Walk the log along its primary key: a planner misled by stale statistics
+        # (a log just loaded is not analyzed yet) would sort whole ranges on disk.
+        conn.execute("SET enable_sort = off")
+        return conn
+
+    def _read_ahead(self, follower: Follower, position: int, head: int) -> Iterator[tuple[list, int]]:
+        """The follower's events in (position, head] as ``(batch, position after it)``.
+
+        A thread reads and decodes the next batch while the caller applies this
+        one, so the database's work on both sides overlaps with Python's.
+        """
+        batches: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def put(item) -> None:
+            while not stop.is_set():
+                try:
+                    batches.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def read() -> None:
+            try:
+                with self._session() as conn:
+                    # Small batches first, so that applying starts early, then full ones.
+                    at, size = position, min(1_000, follower.rebuild_batch_size)
+                    while at < head and not stop.is_set():
+                        rows = conn.execute(EVENTS_SQL, (at, head, follower.topics, size),
+                                            binary=True).fetchall()  # bytea as it is, not in hex
+                        at = rows[-1][0] if len(rows) == size else head
+                        put(([(row[0], self.decode(row[1:])) for row in rows], at))
+                        size = min(2 * size, follower.rebuild_batch_size)
+                put(None)
+            except BaseException as exc:  # handed to the caller's thread
+                put(exc)
+
+        thread = threading.Thread(target=read, name=f"rebuild-{follower.name}", daemon=True)
+        thread.start()
+        try:
+            while (item := batches.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _create_beside(conn: psycopg.Connection, schema: str, table: str) -> None:
+    """A temporary table of the session like the live ``table`` (same name, columns, keys)."""
+    new = f'pg_temp."{table}"'
+    conn.execute(f'CREATE TEMPORARY TABLE "{table}" (LIKE "{schema}"."{table}" INCLUDING ALL)')
+    # Only the unique indexes matter while building (conflict targets, lookups by key).
+    for (index,) in conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = %s::regclass AND NOT i.indisunique", (new,)).fetchall():
+        conn.execute(f'DROP INDEX pg_temp."{index}"')
+
+
+def _analyze(conn: psycopg.Connection, tables: list[str]) -> None:
+    for table in tables:
+        conn.execute(f'ANALYZE pg_temp."{table}"')
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """The cyclic garbage collector paused: decoded batches stay alive until applied, and
+    its passes over them would cost a rebuild a third of its time. Reference counting
+    still frees them; the caller collects now and then."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class Rebuilt(NamedTuple):
+    events: int  # events applied to the new tables
+    rows_changed: int  # rows of the live tables the swap deleted, inserted or replaced
+
+
+def _swap_rows(cur: psycopg.Cursor, schema: str, table: str) -> int:
+    """Make the live table's rows equal the session's table of the same name.
+
+    Rows are matched by primary key and compared column by column (``json`` and
+    ``xml`` have no equality: as text): only rows that differ are deleted and
+    inserted, so an unchanged view costs no writes and leaves no dead rows.
+    Returns how many keys changed.
+    """
+    live, new = f'"{schema}"."{table}"', f'pg_temp."{table}"'
+    columns = cur.execute(
+        "SELECT quote_ident(a.attname), a.atttypid IN ('json'::regtype, 'xml'::regtype),"
+        " coalesce(a.attnum = ANY(i.indkey), false) FROM pg_attribute a"
+        " LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary"
+        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (live,)).fetchall()
+    keys = [name for name, _, key in columns if key]
+    names = ", ".join(name for name, _, _ in columns)
+    copy = f"INSERT INTO {live} ({names}) SELECT {', '.join(f'n.{name}' for name, _, _ in columns)} FROM {new} AS n"
+    if not keys:  # nothing to match rows by: replace them all
+        deleted = cur.execute(f"DELETE FROM {live}").rowcount
+        return deleted + cur.execute(copy).rowcount
+    same_key = " AND ".join(f"n.{k} = l.{k}" for k in keys)
+    same_row = " AND ".join(f"n.{c}::text IS NOT DISTINCT FROM l.{c}::text" if as_text
+                            else f"n.{c} IS NOT DISTINCT FROM l.{c}" for c, as_text, key in columns if not key)
+    returning = ", ".join(keys)
+    deleted = cur.execute(f"DELETE FROM {live} AS l WHERE NOT EXISTS (SELECT FROM {new} AS n"
+                          f" WHERE {same_key} AND {same_row or 'true'}) RETURNING {returning}").fetchall()
+    inserted = cur.execute(f"{copy} WHERE NOT EXISTS (SELECT FROM {live} AS l WHERE {same_key})"
+                           f" RETURNING {returning}").fetchall()
+    return len(set(deleted) | set(inserted))
 
 
 class Waker:

@@ -54,9 +54,6 @@ class CommandsProjection(Follower):
                 WHERE state = 'ANSWERED' AND response = 'ACCEPTED'""",
         ]
 
-    def reset(self, cur: psycopg.Cursor) -> None:
-        cur.execute("DELETE FROM view_commands")
-
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         for position, e in events:
             if isinstance(e, Command.Requested):

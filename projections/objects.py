@@ -15,8 +15,10 @@ partner crawls.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Json, Jsonb
 
@@ -94,9 +96,6 @@ class ObjectsProjection(Follower):
                 ON view_objects (module, emsp_country_code, emsp_party_id, seq)""",
         ]
 
-    def reset(self, cur: psycopg.Cursor) -> None:
-        cur.execute("DELETE FROM view_objects")
-
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         # Load every row the batch touches once, apply in memory, write back once.
         rows = self._load(cur, {e.originator_id for _, e in events})
@@ -120,9 +119,9 @@ class ObjectsProjection(Follower):
             row["audience"] = _audience(row["audience"], event.message)
             row["position"] = position
             row["dirty"] = True
-        for row in rows.values():
-            if row.get("dirty") and row["body"] is not None:
-                self._write(cur, row)
+        written = [self._values(row) for row in rows.values() if row.get("dirty") and row["body"] is not None]
+        if written:
+            cur.executemany(UPSERT, written)  # pipelined: one round trip for the batch
 
     @staticmethod
     def _load(cur: psycopg.Cursor, ids: set) -> dict:
@@ -136,26 +135,36 @@ class ObjectsProjection(Follower):
         return {r[0]: dict(zip(names, r, strict=True)) for r in found}
 
     @staticmethod
-    def _write(cur: psycopg.Cursor, row: dict) -> None:
+    def _values(row: dict) -> tuple:
         body = row["body"]
         token = body.get("cdr_token") if row["module"] in ("sessions", "cdrs") else None
         token = token if isinstance(token, dict) else {}
         emsp_cc = str(token["country_code"]).upper() if token.get("country_code") else None
         emsp_pid = str(token["party_id"]).upper() if token.get("party_id") else None
         publish = body.get("publish") if row["module"] == "locations" else None
-        cur.execute(
-            "INSERT INTO view_objects (object_uuid, module, country_code, party_id, object_id, seq, body,"
-            " last_updated, deleted, emsp_country_code, emsp_party_id, publish, audience, position)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (object_uuid) DO UPDATE SET"
-            " body = excluded.body, last_updated = excluded.last_updated, deleted = excluded.deleted,"
-            " emsp_country_code = excluded.emsp_country_code, emsp_party_id = excluded.emsp_party_id,"
-            " publish = excluded.publish, audience = excluded.audience, position = excluded.position",
-            (row["object_uuid"], row["module"], row["country_code"], row["party_id"], row["object_id"],
-             row["seq"], Json(body), parse_datetime(body["last_updated"]), row["deleted"], emsp_cc,
-             emsp_pid, publish, None if row["audience"] is None else Jsonb(row["audience"]),
-             row["position"]),
-        )
+        return (row["object_uuid"], row["module"], row["country_code"], row["party_id"], row["object_id"],
+                row["seq"], Json(body, dumps=_dumps),
+                parse_datetime(body["last_updated"]), row["deleted"], emsp_cc, emsp_pid, publish,
+                None if row["audience"] is None else Jsonb(row["audience"]), row["position"])
+
+
+def _dumps(body: dict) -> bytes | str:
+    """The body as JSON text in the partner's key order; orjson is the fast way."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(body)
+
+
+UPSERT = (
+    "INSERT INTO view_objects (object_uuid, module, country_code, party_id, object_id, seq, body,"
+    " last_updated, deleted, emsp_country_code, emsp_party_id, publish, audience, position)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    " ON CONFLICT (object_uuid) DO UPDATE SET"
+    " body = excluded.body, last_updated = excluded.last_updated, deleted = excluded.deleted,"
+    " emsp_country_code = excluded.emsp_country_code, emsp_party_id = excluded.emsp_party_id,"
+    " publish = excluded.publish, audience = excluded.audience, position = excluded.position"
+)
 
 
 def _audience(current: list | None, message: dict) -> list | None:

@@ -38,9 +38,6 @@ class RulesProjection(Follower):
             )""",
         ]
 
-    def reset(self, cur: psycopg.Cursor) -> None:
-        cur.execute("DELETE FROM view_routing_rules")
-
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         for _, e in events:
             if isinstance(e, RoutingRule.Removed):

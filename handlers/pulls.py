@@ -26,9 +26,13 @@ PER_EMSP = frozenset({"sessions", "cdrs"})
 
 
 def _filters(ctx: WebContext, req: falcon.Request, module: str) -> dict:
+    """What the caller may see; a request addressed to one CPO (``OCPI-to``) sees only its objects."""
     routing = req.context.routing
     viewer = routing.sender_key
     owners = visible_owners(ctx.app.pool, module, viewer)
+    if routing.scenario == "directed":
+        addressed = (routing.to_country_code, routing.to_party_id)
+        owners = [addressed] if owners is None else [o for o in owners if o == addressed]
     if module in PER_EMSP:
         # Only the caller's own Sessions/CDRs, and only from CPOs the rules let through.
         return {"emsp": (routing.from_country_code, routing.from_party_id), "viewer": None, "owners": owners}
@@ -73,12 +77,8 @@ class ObjectItem:
 
         routing = req.context.routing
         filters = _filters(self.ctx, req, self.module)
-        owners = filters.get("owners")
-        if routing.scenario == "directed":  # OCPI-to names the CPO that owns the object
-            addressed = (routing.to_country_code, routing.to_party_id)
-            owners = [addressed] if owners is None else [o for o in owners if o == addressed]
         with self.ctx.app.pool.connection() as conn:
-            found = find_objects(conn, self.module, object_id, owners=owners, viewer=filters["viewer"],
+            found = find_objects(conn, self.module, object_id, owners=filters["owners"], viewer=filters["viewer"],
                                  emsp=filters.get("emsp"))
             if self.module == "locations" and any(body.get("publish") is False for body in found):
                 tokens = emsp_tokens(conn, routing.sender_key)

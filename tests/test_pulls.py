@@ -435,3 +435,45 @@ def test_rebuilt_objects_view_serves_the_same_pulls(hub, worker, settings, conne
     assert "objects: rebuilt" in done.stdout
     assert snapshot_views(settings) == views
     assert pulls() == pages
+
+
+def test_gets_addressed_to_one_cpo_see_only_that_cpo(hub, worker, settings, connect):
+    """A list GET with ``OCPI-to`` = one CPO lists only that CPO's objects, as a single GET finds
+    only that CPO's; an OFFLINE CPO is fine (the hub answers from its store), a SUSPENDED one is 4003."""
+    em1 = connect("EMSP", "EM1")
+    ecp, cp2 = connect("CPO", "ECP"), connect("CPO", "CP2")
+    mine = [put_location(ecp, f"LOC-E{n}", stamp(n)) for n in range(3)]
+    theirs = put_location(cp2, "LOC-C1", stamp(5))
+    put_tariff(ecp, "TRF-E", stamp(6))
+    put_tariff(cp2, "TRF-C", stamp(7))
+    settle(worker)
+
+    assert sorted(keys(em1.listed("locations"))) == sorted(keys([*mine, theirs]))
+    addressed = em1.get("locations/sender", to=("IN", "ECP"))
+    assert addressed.status_code == 200 and addressed.json()["status_code"] == 1000, addressed.text
+    assert sorted(keys(addressed.json()["data"])) == sorted(keys(mine))
+    assert addressed.headers["X-Total-Count"] == "3"
+    tariffs = em1.get("tariffs/sender", to=("IN", "CP2")).json()["data"]
+    assert [(t["party_id"], t["id"]) for t in tariffs] == [("CP2", "TRF-C")]
+    refused(em1.get("locations/sender/LOC-C1", to=("IN", "ECP")), 2003, http_status=404)
+
+    # OFFLINE: still answered from the store (emsp-guide, "Single objects").
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        (platform_id,) = conn.execute("SELECT platform_id FROM view_parties WHERE party_id = 'ECP'").fetchone()
+    worker.still_alive.unreachable(platform_id, "test: the CPO went away")
+
+    def ecp_status() -> str:
+        listed = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", em1.partner.hub_token).json()["data"]
+        return next(c["status"] for c in listed if c["party_id"] == "ECP")
+
+    assert wait_until(lambda: ecp_status() == "OFFLINE")
+    single = em1.get("locations/sender/LOC-E1", to=("IN", "ECP"))
+    assert single.status_code == 200 and single.json()["data"] == mine[1], single.text
+    assert sorted(keys(em1.get("locations/sender", to=("IN", "ECP")).json()["data"])) == sorted(keys(mine))
+
+    # SUSPENDED: refused, for lists and single objects alike.
+    run_hub(settings, "parties", "suspend", "IN", "CP2")
+    settle(worker)
+    refused(em1.get("locations/sender/LOC-C1", to=("IN", "CP2")), 4003, mentions="SUSPENDED")
+    refused(em1.get("locations/sender", to=("IN", "CP2")), 4003, mentions="SUSPENDED")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -197,14 +198,24 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 class Processes:
+    """``hub`` commands as child processes; their stderr goes to files (a pipe that
+    nobody reads fills up and blocks the child once it has logged enough)."""
+
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
+        self.logs = Path(tempfile.mkdtemp(prefix="hub-test-procs-"))
 
     def start(self, args: list[str], env: dict) -> subprocess.Popen:
-        child = subprocess.Popen([sys.executable, "-m", "hub", *args], env=env, cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.logs / f"{len(self.children)}-{args[0]}.log", "wb") as stderr:
+            child = subprocess.Popen([sys.executable, "-m", "hub", *args], env=env, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=stderr)
         self.children.append(child)
         return child
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of every child's stderr, for a failing test's message."""
+        return "\n".join(f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                         for path in sorted(self.logs.glob("*.log")))
 
     def stop_all(self) -> None:
         for child in self.children:
@@ -222,6 +233,7 @@ def processes():
     procs = Processes()
     yield procs
     procs.stop_all()
+    shutil.rmtree(procs.logs, ignore_errors=True)
 
 
 @pytest.fixture
@@ -234,7 +246,7 @@ def gunicorn_hub(settings, processes):
     processes.start(["worker"], env)
     url = f"http://127.0.0.1:{port}"
     ready = wait_until(lambda: _answers(url + "/health"), timeout=30)
-    assert ready, "hub web did not come up"
+    assert ready, "hub web did not come up\n" + processes.log_tail()
     return HubUnderTest(settings, url)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -29,13 +28,6 @@ VIEW_TABLES = ("view_objects", "view_parties", "view_platforms", "view_platform_
                "view_routing_rules", "view_commands")
 # Moves with the worker's health probes of the partners, rebuild or not.
 VOLATILE = {("view_platforms", "last_seen_at")}
-
-
-@pytest.fixture
-def settings(settings):
-    """Quiet servers: hundreds of request logs would fill the stderr pipe of ``gunicorn_hub``'s
-    processes, which nobody reads while the test runs, and stall them."""
-    return replace(settings, extra={**settings.extra, "HUB_LOG_LEVEL": "WARNING"})
 
 
 # Helpers ---------------------------------------------------------------------------

@@ -56,6 +56,11 @@ EVENTS_SQL = (
     " AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
 )
 
+TRACKING_AND_HEAD_SQL = (
+    "SELECT position, (SELECT coalesce(max(notification_id), 0) FROM hub_events)"
+    " FROM hub_tracking WHERE name = %s FOR UPDATE OF hub_tracking"
+)
+
 REBUILD_LOCK = 0x5242  # "RB": advisory lock class of rebuilds, one per schema and follower
 
 
@@ -120,16 +125,15 @@ class EventLog:
     def run_batch(self, follower: Follower, until: int | None = None) -> tuple[int, bool]:
         """Apply one batch. Returns (events applied, caught up)."""
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "INSERT INTO hub_tracking (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
-                (follower.name,),
-            )
-            (position,) = conn.execute(
-                "SELECT position FROM hub_tracking WHERE name = %s FOR UPDATE", (follower.name,)
-            ).fetchone()
+            # The follower's row, locked for this batch, and the log's head: one round trip.
+            row = conn.execute(TRACKING_AND_HEAD_SQL, (follower.name,)).fetchone()
+            if row is None:  # a follower's first run
+                conn.execute("INSERT INTO hub_tracking (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                             (follower.name,))
+                row = conn.execute(TRACKING_AND_HEAD_SQL, (follower.name,)).fetchone()
+            position, head = row
             if until is not None and position >= until:
                 return 0, True
-            (head,) = conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()
             if until is not None:
                 head = min(head, until)
             if head <= position:
@@ -147,6 +151,13 @@ class EventLog:
                 (new_position, follower.name),
             )
             return len(rows), not full
+
+    def min_position(self, names: Sequence[str]) -> int:
+        """The lowest tracking position among these followers (0 if one never ran)."""
+        with self.pool.connection() as conn:
+            low, count = conn.execute("SELECT min(position), count(*) FROM hub_tracking WHERE name = ANY(%s)",
+                                      (list(names),)).fetchone()
+        return int(low) if low is not None and count == len(set(names)) else 0
 
     def catch_up(self, follower: Follower, until: int | None = None) -> int:
         """Run batches until the follower reached ``until`` (or the head)."""

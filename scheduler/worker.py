@@ -4,6 +4,8 @@
   loop also runs every second as the safety net.
 - APScheduler drives the periodic jobs: sending due deliveries, still-alive
   checks, the give-up sweep, command timeouts.
+- The delivery loop hands due rows to the sender's lanes (one per recipient
+  platform, several at a time) and never waits for a partner itself.
 - Several workers may run against one database: followers serialise on their
   tracking rows, senders lease rows with SKIP LOCKED.
 """
@@ -24,7 +26,7 @@ from hub.ocpi.client import OcpiClient
 from projections import all_projections
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
 from scheduler.commands import CommandResultDispatcher, CommandTimeouts
-from scheduler.deliveries import Sender
+from scheduler.deliveries import LANES, Sender
 from scheduler.forwarding import ForwardingDispatcher, render_current
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def dispatchers(settings: Settings | None = None) -> list:
 class Worker:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
-        self.app = Hub(settings, database_url)
+        self.app = Hub(settings, database_url, pool_size=8 + LANES // 2)  # lanes write their outcomes too
         self.log = EventLog(self.app)
         self.client = OcpiClient(read_timeout=settings.forward_timeout)
         self.projections = all_projections()
@@ -55,6 +57,7 @@ class Worker:
             {"hubclientinfo": render_client_info(self.app), "locations": current, "tariffs": current,
              "sessions": current, "tokens": current},
             on_unreachable=self._unreachable,
+            on_idle=self._lane_done,
         )
         self.waker = Waker(database_url)
         self.deliver_now = threading.Event()
@@ -66,7 +69,7 @@ class Worker:
         applied = 0
         for projection in self.projections:
             applied += self.log.try_catch_up(projection)
-        views_position = min(self.log.position(p.name) for p in self.projections)
+        views_position = self.log.min_position([p.name for p in self.projections])
         for dispatcher in self.dispatchers:
             before = applied
             applied += self.log.catch_up(dispatcher, until=views_position) if views_position else 0
@@ -108,13 +111,22 @@ class Worker:
                 self.stopping.wait(1.0)
             self.waker.wait(1.0)
 
+    def _lane_done(self) -> None:
+        self.deliver_now.set()  # more may be due for the platform whose lane just ended
+
     def _deliver_loop(self) -> None:
+        """Hands due rows to the sender's lanes; does not wait for them (a slow partner
+        must not hold up deliveries to the others)."""
         while not self.stopping.is_set():
             self.deliver_now.wait(1.0)
             self.deliver_now.clear()
-            self.deliver()
+            try:
+                self.sender.dispatch()
+            except Exception:
+                log.exception("delivery round failed")
 
     def deliver(self) -> None:
+        """Send everything due now and wait until it is sent (operators' one-off runs, tests)."""
         try:
             self.sender.send_due()
         except Exception:
@@ -188,6 +200,7 @@ class Worker:
         self.deliver_now.set()
         for thread in getattr(self, "threads", []):
             thread.join(timeout=15)
+        self.sender.close()
         self.client.close()
         self.app.close()
 

@@ -48,6 +48,7 @@ from hub.database import connect
 from hub.domain import objects as o
 from hub.domain.audit import Call, OperatorAction, Request
 from hub.domain.commands import Command
+from hub.domain.deliveries import Delivery
 from hub.domain.parties import Party, Platform, party_key
 from hub.domain.rules import RoutingRule
 from hub.eventlog import EventLog
@@ -134,6 +135,8 @@ OBJECT_CLASSES: dict[str, type[o.PushedObject]] = {
 }
 REQUEST_TOPIC = get_topic(Request.Answered)
 CALL_TOPIC = get_topic(Call.Made)
+DELIVERY_EVENTS = (Delivery.Parked, Delivery.Collapsed)
+DELIVERY_TOPICS = [get_topic(cls) for cls in DELIVERY_EVENTS]
 PARTY_ROLES = ("CPO", "EMSP", "NSP", "NAP", "SCSP", "OTHER")
 # Events are created a little before they are committed (and several hosts may
 # write), so notification order and timestamps may disagree by this much at
@@ -352,6 +355,10 @@ class AuditLog:
         elif isinstance(event, Call.Made):
             module, correlation = event.module, event.correlation_id
             parties |= self.platform_parties(conn, event.platform_id)
+        elif isinstance(event, DELIVERY_EVENTS):  # rows of several pushes: trace finds it by any of them
+            module, object_key = event.module, event.object_key
+            correlation = next(iter(event.correlation_ids), None)
+            parties |= {event.recipient} if event.recipient else self.platform_parties(conn, event.platform_id)
         elif isinstance(event, Party.Event):
             if isinstance(first, Party.Onboarded):
                 parties.add(party_key(first.country_code, first.party_id, first.role))
@@ -434,7 +441,8 @@ class AuditLog:
         if filters.object_uuid is not None and event.originator_id != filters.object_uuid:
             return
         record = self.record(conn, position, topic, event)
-        if filters.correlation_id is not None and record["correlation_id"] != filters.correlation_id:
+        if filters.correlation_id is not None and record["correlation_id"] != filters.correlation_id \
+                and filters.correlation_id not in (record["data"].get("correlation_ids") or ()):
             return
         if filters.module is not None and record["module"] not in (filters.module.lower(), "*"):
             return
@@ -483,10 +491,15 @@ class AuditLog:
             about = _ObjectUrl(module, events[0][2])
             correlations = {r["correlation_id"] for r in records if r["correlation_id"]}
             seen = {r["position"] for r in records}
-            for batch in self._scan(conn, after=events[0][0], topics=[REQUEST_TOPIC, CALL_TOPIC],
+            key = o.object_key(module, country_code, party_id, object_id)
+            for batch in self._scan(conn, after=events[0][0], topics=[REQUEST_TOPIC, CALL_TOPIC, *DELIVERY_TOPICS],
                                     needles=correlations | about.needles()):
                 for position, topic, event in batch:
                     if position in seen or event.module != module:
+                        continue
+                    if isinstance(event, DELIVERY_EVENTS):  # parked or collapsed deliveries of it
+                        if event.object_key == key:
+                            records.append(self.record(conn, position, topic, event))
                         continue
                     text = event.path if isinstance(event, Request.Answered) else event.url
                     if about.mentioned_in(text) or (module == "cdrs" and event.correlation_id in correlations):
@@ -746,6 +759,14 @@ def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
             outcome = f"result {result.get('result')}"
         elif topic == "Command.TimedOut":
             outcome = f"no result by {data.get('at')}"
+    elif topic in ("Delivery.Parked", "Delivery.Collapsed"):
+        ids = ", ".join(str(i) for i in data.get("delivery_ids") or [])
+        who = f"hub -> {data.get('recipient') or ','.join(record['parties']) or '?'}"
+        what = f"{data.get('module')} {data.get('object_key')} (deliveries {ids})"
+        if topic == "Delivery.Parked":
+            step, outcome = "parked", f"left for the operator: {data.get('reason')}"
+        else:
+            step, outcome = "collapsed", str(data.get("reason"))
     elif record.get("object"):
         message = data.get("message") if isinstance(data.get("message"), dict) else {}
         step = {"StalePushIgnored": "ignored (stale)", "RepeatIgnored": "ignored (repeat)"}.get(

@@ -185,10 +185,14 @@ class StillAlive:
         return alive
 
     def drain(self, platform_id) -> None:
-        """A platform is back: its waiting deliveries are due now, not after their backoff."""
+        """A platform is back: deliveries that waited for it are due now, not after their backoff.
+
+        Rows the platform answered (HTTP 5xx or 429 for one object, say) keep their own
+        backoff: the platform being reachable again changes nothing for them.
+        """
         with self.app.pool.connection() as conn:
             conn.execute("UPDATE hub_deliveries SET next_attempt_at = now() WHERE platform_id = %s"
-                         " AND state = 'PENDING'", (platform_id,))
+                         " AND state = 'PENDING' AND last_http_status IS NULL", (platform_id,))
 
     def unreachable(self, platform_id, reason: str) -> None:
         """Deliveries keep failing: the platform's parties become OFFLINE."""

@@ -28,7 +28,7 @@ from hub.routing import BROADCAST, DIRECTED, EMSP_LIKE
 from hub.rules import publish_visible
 from projections.objects import CHANGE_EVENTS, emsp_tokens, module_of
 from projections.rules import load_rules_from
-from scheduler.deliveries import Outgoing, enqueue
+from scheduler.deliveries import NotCaughtUp, Outgoing, enqueue
 
 PER_EMSP = frozenset({"sessions", "cdrs"})
 BROADCAST_RECEIVERS = ("EMSP", "NSP", "OTHER")
@@ -129,25 +129,35 @@ def _parties(cur: psycopg.Cursor) -> dict[str, dict]:
 
 
 def render_current(app):
-    """Current state of a Location/Tariff/Session for a collapsed backlog or a refused PATCH."""
+    """Current state of a Location/Tariff/Session/Token for a current-state send.
+
+    Returns ``(method, path, body, position)``: ``position`` is the log position of
+    the last change the state includes. Raises :class:`NotCaughtUp` while this
+    dispatcher has not queued the deliveries of every change the view holds: a
+    state sent then would include changes whose own deliveries come later (a
+    Session's charging periods would then arrive twice).
+    """
 
     def render(row: dict):
         module, cc, pid, oid = row["object_key"].split("/", 3)
         with app.pool.connection() as conn:
             found = conn.execute(
-                "SELECT body, deleted FROM view_objects WHERE module = %s AND country_code = %s"
-                " AND party_id = %s AND object_id = %s", (module, cc, pid, oid),
+                "SELECT body, deleted, position, (SELECT position FROM hub_tracking WHERE name = %s)"
+                " FROM view_objects WHERE module = %s AND country_code = %s AND party_id = %s AND object_id = %s",
+                (ForwardingDispatcher.name, module, cc, pid, oid),
             ).fetchone()
         if found is None:
             return None
-        body, deleted = found
+        body, deleted, position, dispatched = found
+        if dispatched is None or position > dispatched:
+            raise NotCaughtUp(f"{row['object_key']}: the view is at {position}, deliveries at {dispatched}")
         owner = f"/{body.get('country_code', cc)}/{body.get('party_id', pid)}/"
         if module == "tokens":
             path = owner + f"{body['uid']}?type={body['type']}"
         else:
             path = owner + str(body.get("id", oid))
         if deleted:
-            return "DELETE", path, None
-        return "PUT", path, body
+            return "DELETE", path, None, position
+        return "PUT", path, body, position
 
     return render

@@ -8,13 +8,13 @@
 | HUB_BASE_URL | public base URL partners use | http://127.0.0.1:8000 |
 | HUB_SECRET_KEY | key encrypting tokens partners issued to the hub | generated once under HUB_DATA_DIR |
 | HUB_PAGE_LIMIT | largest page a list endpoint returns (X-Limit) | 100 |
-| HUB_FORWARD_TIMEOUT | seconds the hub waits on a partner it calls synchronously | 5 |
+| HUB_FORWARD_TIMEOUT | seconds (0 < t <= 30) the hub waits on a partner it calls; a real-time call's one deadline for connecting, sending and the whole answer | 5 |
 | HUB_STILL_ALIVE_AFTER | seconds of silence before the hub GETs a party's versions | 300 |
 | HUB_DELIVERY_GIVE_UP_AFTER | seconds after which an undeliverable message is parked | 86400 |
 | HUB_AUDIT_KEY | HMAC key that signs audit checkpoints (keep a copy away from the database) | derived from HUB_SECRET_KEY |
 | HUB_CHECKPOINT_EVERY | seconds between automatic signed checkpoints | 3600 |
 | HUB_CHECKPOINT_EVENTS | events after which a checkpoint is taken sooner | 10000 |
-| HUB_COMMAND_RESULT_MARGIN | seconds a command's response_url outlives the CPO's timeout | 60 |
+| HUB_COMMAND_RESULT_MARGIN | seconds (0 to 86400) a command's response_url outlives the CPO's timeout | 60 |
 | HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
 """
 
@@ -28,6 +28,10 @@ from pathlib import Path
 
 from hub import OCPI_VERSION
 
+#: A charger waits for the hub; a longer synchronous call than this is a misconfiguration.
+MAX_FORWARD_TIMEOUT = 30.0
+MAX_COMMAND_RESULT_MARGIN = 24 * 3600.0
+
 
 def _float(env: dict[str, str], key: str, default: float) -> float:
     value = env.get(key)
@@ -37,6 +41,17 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
         return float(value)
     except ValueError as exc:
         raise SystemExit(f"{key} must be a number, got {value!r}") from exc
+
+
+def _bounded(env: dict[str, str], key: str, default: float, low: float, high: float, *,
+             low_inclusive: bool = False) -> float:
+    """``key`` as a number within (``low``, ``high``] (``[low, high]`` if ``low_inclusive``)."""
+    value = _float(env, key, default)
+    above_low = value >= low if low_inclusive else value > low
+    if not (above_low and value <= high):  # also refuses nan
+        bound = f"{low:g} <= {key}" if low_inclusive else f"{low:g} < {key}"
+        raise SystemExit(f"{key} must satisfy {bound} <= {high:g} (seconds), got {env.get(key)!r}")
+    return value
 
 
 def _switch(env: dict[str, str], key: str, default: bool) -> bool:
@@ -82,13 +97,14 @@ class Settings:
             base_url=base_url,
             secret_key=env.get("HUB_SECRET_KEY") or None,
             page_limit=int(_float(env, "HUB_PAGE_LIMIT", 100)),
-            forward_timeout=_float(env, "HUB_FORWARD_TIMEOUT", 5.0),
+            forward_timeout=_bounded(env, "HUB_FORWARD_TIMEOUT", 5.0, 0, MAX_FORWARD_TIMEOUT),
             still_alive_after=_float(env, "HUB_STILL_ALIVE_AFTER", 300.0),
             delivery_give_up_after=_float(env, "HUB_DELIVERY_GIVE_UP_AFTER", 24 * 3600.0),
             audit_key=env.get("HUB_AUDIT_KEY") or None,
             checkpoint_every=_float(env, "HUB_CHECKPOINT_EVERY", 3600.0),
             checkpoint_events=int(_float(env, "HUB_CHECKPOINT_EVENTS", 10000)),
-            command_result_margin=_float(env, "HUB_COMMAND_RESULT_MARGIN", 60.0),
+            command_result_margin=_bounded(env, "HUB_COMMAND_RESULT_MARGIN", 60.0, 0, MAX_COMMAND_RESULT_MARGIN,
+                                           low_inclusive=True),
             command_timeout_result=_switch(env, "HUB_COMMAND_TIMEOUT_RESULT", True),
         )
 

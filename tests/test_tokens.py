@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
+
+import pytest
 
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until
 from tests.partner import envelope, role
+from tests.test_cli import run_hub
 from tests.test_forwarding import received
 
 
@@ -162,3 +166,11 @@ def test_authorize_refused_by_rules_or_missing_module(hub, settings):
     finally:
         for partner in (cpo, emsp_partner, no_tokens):
             partner.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "31", "nan"])
+def test_the_forward_timeout_is_range_checked_at_start_up(settings, value):
+    bad = replace(settings, extra={**settings.extra, "HUB_FORWARD_TIMEOUT": value})
+    done = run_hub(bad, "migrate", ok=False)
+    assert done.returncode != 0
+    assert f"HUB_FORWARD_TIMEOUT must satisfy 0 < HUB_FORWARD_TIMEOUT <= 30 (seconds), got '{value}'" in done.stderr

@@ -7,8 +7,10 @@ and turns what can go wrong into the hub's 4xxx codes:
 
 - 4001 unknown receiver (no such party, or the owner cannot be resolved);
 - 4003 receiver not CONNECTED, or it could not be reached;
-- 4002 no answer within ``HUB_FORWARD_TIMEOUT``;
-- 4000 the routing rules refuse it, or the receiver lacks the module.
+- 4002 no complete answer within ``HUB_FORWARD_TIMEOUT``, one deadline for
+  connecting, sending and reading the whole answer;
+- 4000 the routing rules refuse it, the receiver lacks the module, or its
+  answer is not an OCPI envelope (a JSON object with an integer ``status_code``).
 
 The partner's answer (HTTP status, envelope) goes back unchanged. The call is
 recorded as a ``Call.Made`` in the same unit of work as the request's record.
@@ -94,23 +96,26 @@ class Realtime:
             "OCPI-to-party-id": receiver.party_id,
         }
         sent_at = format_datetime(datetime.now(UTC))
-        # Connecting and answering together stay within the hub's timeout.
-        total = self.app.settings.forward_timeout
-        connect = min(1.0, total / 2)
+        timeout = self.app.settings.forward_timeout
         try:
             response = self.client.request(method, url, receiver.token, json=body, headers=headers,
-                                           correlation_id=correlation_id, params=params,
-                                           timeout=(connect, total - connect))
+                                           correlation_id=correlation_id, params=params, deadline=timeout)
         except PartnerCallError as exc:
-            uow.add(self._call(receiver, module, method, url, exc.request_id, correlation_id,
-                               exc.http_status, None, str(exc), sent_at, exc.elapsed_ms))
             if isinstance(exc, PartnerTimeout):
-                raise HubError(OcpiStatus.FORWARD_TIMEOUT,
-                               f"{receiver.key} did not answer within {self.app.settings.forward_timeout:g} s") from None
-            if exc.http_status is not None:
-                raise HubError(OcpiStatus.HUB_ERROR,
-                               f"{receiver.key} answered HTTP {exc.http_status} without an OCPI envelope") from None
-            raise HubError(OcpiStatus.CONNECTION_PROBLEM, f"{receiver.key} could not be reached") from None
+                error = HubError(OcpiStatus.FORWARD_TIMEOUT,
+                                 f"{receiver.key} did not answer within {timeout:g} s")
+            elif exc.http_status is not None:
+                error = not_an_envelope(receiver, exc.http_status)
+            else:
+                error = HubError(OcpiStatus.CONNECTION_PROBLEM, f"{receiver.key} could not be reached")
+            uow.add(self._call(receiver, module, method, url, exc.request_id, correlation_id,
+                               exc.http_status, None, f"{exc} ({error.message})", sent_at, exc.elapsed_ms))
+            raise error from None
+        if response.status_code is None:  # e.g. an empty body, or JSON that is no envelope
+            error = not_an_envelope(receiver, response.http_status)
+            uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
+                               response.http_status, None, error.message, sent_at, response.elapsed_ms))
+            raise error
         uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
                            response.http_status, response.status_code, None, sent_at, response.elapsed_ms))
         return response
@@ -121,3 +126,9 @@ class Realtime:
         return Call(platform_id=str(receiver.platform_id), purpose="realtime", module=module, method=method,
                     url=url, request_id=request_id, correlation_id=correlation_id, http_status=http_status,
                     status_code=status_code, error=error, sent_at=sent_at, duration_ms=elapsed)
+
+
+def not_an_envelope(receiver: Receiver, http_status: int) -> HubError:
+    return HubError(OcpiStatus.HUB_ERROR,
+                    f"the answer of {receiver.key} (HTTP {http_status}) was not an OCPI envelope: "
+                    "no JSON object with an integer status_code")

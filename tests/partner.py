@@ -85,6 +85,7 @@ class Partner:
     hub_token: str | None = None  # the token the hub issued to this partner (token C)
     fail_with: int | None = None  # answer every request with this HTTP status
     delay: float = 0.0
+    trickle: float = 0.0  # send the answer's headers, then its body one byte every ``trickle`` seconds
     version_list: list | None = None
 
     def __post_init__(self) -> None:
@@ -139,7 +140,18 @@ class Partner:
         answer = self.answer(record)
         if isinstance(answer, tuple):  # (HTTP status, body)
             resp.status, answer = answer
-        resp.data = orjson.dumps(answer)
+        resp.data = answer if isinstance(answer, bytes) else orjson.dumps(answer)
+        if self.trickle and resp.data:
+            data, resp.data = resp.data, None
+            resp.content_length = len(data)
+            resp.stream = self._trickled(data, self.trickle)
+
+    def _trickled(self, data: bytes, pause: float):
+        for index in range(len(data)):
+            if self._server is None:
+                return
+            yield data[index:index + 1]
+            time.sleep(pause)
 
     def answer(self, record: Received) -> dict:
         if record.path == "/ocpi/versions":

@@ -411,3 +411,27 @@ def test_invalid_commands_and_routing_errors(hub, worker, settings):
     finally:
         for partner in (cpo, emsp, no_commands):
             partner.stop()
+
+
+def test_a_cpo_that_trickles_or_answers_no_envelope(hub, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        cpo.trickle = 0.25
+        slow = send(hub, emsp, "UNLOCK_CONNECTOR", body_of("UNLOCK_CONNECTOR", emsp_url(emsp, "U")))
+        assert slow.status_code == 200 and slow.json()["status_code"] == 4002
+        assert slow.json()["status_message"] == f"IN/ECP/CPO did not answer within {settings.forward_timeout:g} s"
+        events = story(settings, forwarded(cpo, "UNLOCK_CONNECTOR")[-1].body["response_url"])
+        assert [name for name, _ in events] == ["Requested", "Failed"] and events[1][1]["status_code"] == 4002
+
+        cpo.trickle = 0
+        cpo.command_response = b""
+        empty = send(hub, emsp, "UNLOCK_CONNECTOR", body_of("UNLOCK_CONNECTOR", emsp_url(emsp, "U")))
+        assert empty.status_code == 200 and empty.json()["status_code"] == 4000
+        assert empty.json()["status_message"] == ("the answer of IN/ECP/CPO (HTTP 200) was not an OCPI "
+                                                  "envelope: no JSON object with an integer status_code")
+        events = story(settings, forwarded(cpo, "UNLOCK_CONNECTOR")[-1].body["response_url"])
+        assert [name for name, _ in events] == ["Requested", "Failed"] and events[1][1]["status_code"] == 4000
+    finally:
+        cpo.stop()
+        emsp.stop()

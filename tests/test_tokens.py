@@ -6,8 +6,10 @@ import time
 import uuid
 from dataclasses import replace
 
+import orjson
 import pytest
 
+from hub.domain.parties import Party
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until
 from tests.partner import envelope, role
@@ -158,14 +160,109 @@ def test_authorize_refused_by_rules_or_missing_module(hub, settings):
     emsp_partner = emsp_answering(hub)
     no_tokens = hub.connect_partner([role("EMSP", "IN", "NTK")], modules=("credentials", "locations"))
     try:
-        assert authorize(hub, cpo, "ALLOW1", to=("IN", "NTK")).json()["status_code"] == 4000
+        lacking = authorize(hub, cpo, "ALLOW1", to=("IN", "NTK")).json()
+        assert lacking["status_code"] == 4000
+        assert lacking["status_message"] == "receiver IN/NTK/EMSP does not offer the tokens sender interface"
         run_hub(settings, "routing", "deny", "IN/ECP", "IN/EMP", "--module", "tokens")
         refused = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP")).json()
-        assert refused["status_code"] == 4000 and "refused" in refused["status_message"]
+        assert refused["status_code"] == 4000
+        assert refused["status_message"].startswith("routing to IN/EMP/EMSP refused: deny by rule IN/ECP/CPO")
         assert not emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")
     finally:
         for partner in (cpo, emsp_partner, no_tokens):
             partner.stop()
+
+
+def authorize_answers(partner, answer_for) -> None:
+    """The eMSP's authorize endpoint answers ``answer_for(record)`` (body, (HTTP status, body) or bytes)."""
+    original = partner.answer
+    partner.answer = lambda record: (answer_for(record) if record.path.endswith("/authorize")
+                                     else original(record))
+
+
+def test_the_forward_timeout_is_one_deadline_for_the_whole_answer(hub, settings):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    try:
+        # Headers at once, then the body one byte at a time: far longer than the timeout in all,
+        # although no single read waits long. The CPO gets the hub's 4002, not a charger-long wait.
+        emsp_partner.trickle = 0.25
+        trickled = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert trickled.status_code == 200 and trickled.json()["status_code"] == 4002
+        assert trickled.json()["status_message"] == f"IN/EMP/EMSP did not answer within {settings.forward_timeout:g} s"
+        assert trickled.headers["OCPI-from-party-id"] == "CIH"
+        # The eMSP has the whole budget to answer: most of it is fine.
+        emsp_partner.trickle = 0
+        emsp_partner.delay = settings.forward_timeout * 0.8
+        late_but_in_time = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert late_but_in_time.json()["status_code"] == 1000
+        assert late_but_in_time.json()["data"]["allowed"] == "ALLOWED"
+    finally:
+        cpo.stop()
+        emsp_partner.stop()
+
+
+@pytest.mark.parametrize("answer", [
+    b"",
+    (404, b""),
+    b"{}",
+    orjson.dumps({"data": {"allowed": "ALLOWED"}, "timestamp": "2026-01-01T00:00:00Z"}),
+    orjson.dumps({"status_code": "1000", "data": {"allowed": "ALLOWED"}}),
+    b"[1000]",
+    b"<html>ok</html>",
+], ids=["empty", "empty-404", "empty-object", "no-status-code", "string-status-code", "array", "html"])
+def test_an_answer_that_is_no_envelope_is_4000(hub, answer):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    authorize_answers(emsp_partner, lambda record: answer)
+    try:
+        got = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")
+        assert got.status_code == 200 and got.json()["status_code"] == 4000
+        http_status = answer[0] if isinstance(answer, tuple) else 200
+        assert got.json()["status_message"] == (
+            f"the answer of IN/EMP/EMSP (HTTP {http_status}) was not an OCPI envelope: "
+            "no JSON object with an integer status_code")
+        assert "data" not in got.json()
+    finally:
+        cpo.stop()
+        emsp_partner.stop()
+
+
+def test_2002_passes_through_unchanged(hub):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    authorize_answers(emsp_partner, lambda record: envelope(None, 2002, "location_id needed for this token"))
+    try:
+        got = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert got.status_code == 200
+        assert got.json()["status_code"] == 2002
+        assert got.json()["status_message"] == "location_id needed for this token"
+        assert got.headers["OCPI-from-party-id"] == "EMP"
+    finally:
+        cpo.stop()
+        emsp_partner.stop()
+
+
+def test_an_offline_emsp_gets_no_authorization_requests(hub):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    try:
+        assert authorize(hub, cpo, "ALLOW1", to=("IN", "EMP")).json()["data"]["allowed"] == "ALLOWED"
+        # The hub has marked the eMSP OFFLINE (its still-alive checks failed); its server is up.
+        app = hub.ctx.app
+        party = app.repository.get(Party.create_id("IN", "EMP", "EMSP"))
+        party.go_offline("still-alive check failed")
+        app.save(party)
+        hub.ctx.log.catch_up(hub.ctx.parties)
+        calls = len(emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/"))
+        offline = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert offline.status_code == 200 and offline.json()["status_code"] == 4003
+        assert offline.json()["status_message"] == "receiver IN/EMP/EMSP is OFFLINE"
+        assert len(emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/")) == calls
+    finally:
+        cpo.stop()
+        emsp_partner.stop()
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "31", "nan"])
@@ -174,3 +271,28 @@ def test_the_forward_timeout_is_range_checked_at_start_up(settings, value):
     done = run_hub(bad, "migrate", ok=False)
     assert done.returncode != 0
     assert f"HUB_FORWARD_TIMEOUT must satisfy 0 < HUB_FORWARD_TIMEOUT <= 30 (seconds), got '{value}'" in done.stderr
+
+
+def test_tokens_and_authorization_under_gunicorn(gunicorn_hub):
+    hub = gunicorn_hub
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp_partner = emsp_answering(hub)
+    try:
+        token = ex.token(uid="ALLOW1")
+        put = Emsp(hub, emsp_partner).push("PUT", "tokens/receiver/IN/EMP/ALLOW1", token)
+        assert put.status_code == 201 and put.json()["status_code"] == 1000
+        got = wait_until(lambda: received(cpo, "tokens", "PUT"), timeout=30)
+        assert got and got[0].body == token and got[0].path == "/ocpi/2.2.1/tokens/receiver/IN/EMP/ALLOW1"
+
+        allowed = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), body={"location_id": "LOC1"})
+        assert allowed.status_code == 200 and allowed.json()["data"]["allowed"] == "ALLOWED"
+        assert allowed.headers["OCPI-from-party-id"] == "EMP"
+        # Open routing, once the worker process has the token in its view.
+        answer = wait_until(lambda: (a := authorize(hub, cpo, "ALLOW1")).json()["status_code"] == 1000 and a,
+                            timeout=30)
+        assert answer and answer.json()["data"]["authorization_reference"] == "REF-ALLOW1"
+        assert emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")[0].body == {
+            "location_id": "LOC1"}
+    finally:
+        cpo.stop()
+        emsp_partner.stop()

@@ -4,10 +4,19 @@ Every outgoing request carries ``Authorization: Token base64(token)``, a new
 ``X-Request-ID`` and the given (or a new) ``X-Correlation-ID``. Answers are
 parsed into :class:`OcpiResponse`; transport failures raise
 :class:`PartnerUnreachable` or :class:`PartnerTimeout`.
+
+A call made with ``deadline`` (the real-time paths) gets one budget for all of
+it: connecting, sending, the status line, the headers and the whole body. A
+socket timeout alone bounds each read, so a partner sending a byte now and then
+could hold the call open for ever; here every read of the answer is given only
+the time left (:class:`_DeadlineReader`).
 """
 
 from __future__ import annotations
 
+import http.client
+import io
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +24,8 @@ from dataclasses import dataclass, field
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from hub.security import encode_header_token
 
@@ -66,12 +77,85 @@ class OcpiResponse:
         return 200 <= self.http_status < 300 and self.status_code is not None and 1000 <= self.status_code < 2000
 
 
+_call = threading.local()  # ``deadline``: time.monotonic() by which this thread's call must end
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket reads of one answer, each allowed only the time left before the deadline."""
+
+    def __init__(self, raw: io.RawIOBase, sock, deadline: float) -> None:
+        super().__init__()
+        self.raw, self.sock, self.deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the call's deadline passed")
+        self.sock.settimeout(left)
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock, *args, **kwargs) -> None:
+        super().__init__(sock, *args, **kwargs)
+        deadline = getattr(_call, "deadline", None)
+        if deadline is not None:  # nothing was read yet: swap the buffered socket file for ours
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+
+class _DeadlineSending:
+    response_class = _DeadlineResponse
+
+    def request(self, *args, **kwargs) -> None:
+        deadline = getattr(_call, "deadline", None)
+        if deadline is not None:  # connecting (plain HTTP) and sending get the time left too
+            left = deadline - time.monotonic()
+            current = self.timeout if isinstance(self.timeout, int | float) else left
+            self.timeout = max(0.001, min(current, left))
+        super().request(*args, **kwargs)
+
+
+class _DeadlineConnection(_DeadlineSending, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineSending, HTTPSConnection):
+    pass
+
+
+class _DeadlinePool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """Pooled keep-alive connections whose answers honour a call's deadline."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
+
+
 class OcpiClient:
     def __init__(self, *, connect_timeout: float = 3.0, read_timeout: float = 10.0,
                  pool_size: int = 32, user_agent: str = "ChargeIndia-Hub") -> None:
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        adapter = _DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = user_agent
@@ -90,7 +174,9 @@ class OcpiClient:
         correlation_id: str | None = None,
         timeout: float | tuple[float, float] | None = None,
         params: dict | None = None,
+        deadline: float | None = None,
     ) -> OcpiResponse:
+        """One call. ``deadline``: seconds the whole call may take (overrides ``timeout``)."""
         request_id = str(uuid.uuid4())
         correlation_id = correlation_id or str(uuid.uuid4())
         all_headers = {
@@ -105,17 +191,26 @@ class OcpiClient:
         if headers:
             all_headers.update(headers)
         started = time.perf_counter()
+        ends = None
+        if deadline is not None:
+            ends = time.monotonic() + deadline
+            timeout = (deadline, deadline)
+            _call.deadline = ends
         try:
             response = self.session.request(
                 method, url, data=data, headers=all_headers, params=params,
                 timeout=timeout or self.timeout, allow_redirects=False,
             )
-        except requests.Timeout as exc:
-            raise PartnerTimeout(f"{method} {url}: no answer in time", request_id=request_id,
-                                 elapsed_ms=_ms(started)) from exc
         except requests.RequestException as exc:
+            # Past the deadline, whatever broke off the call (a read timeout mid-body
+            # surfaces as a ConnectionError) is the partner not answering in time.
+            if isinstance(exc, requests.Timeout) or (ends is not None and time.monotonic() >= ends):
+                raise PartnerTimeout(f"{method} {url}: no answer in time", request_id=request_id,
+                                     elapsed_ms=_ms(started)) from exc
             raise PartnerUnreachable(f"{method} {url}: {type(exc).__name__}", request_id=request_id,
                                      elapsed_ms=_ms(started)) from exc
+        finally:
+            _call.deadline = None
         elapsed = _ms(started)
         try:
             body = orjson.loads(response.content) if response.content else {}

@@ -12,13 +12,12 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import falcon
-from psycopg.rows import dict_row
 
 from handlers.context import WebContext
 from handlers.pulls import ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Token
-from hub.errors import HubError, InvalidParameters, NotFound
+from hub.errors import InvalidParameters, NotFound
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.status import OcpiStatus
@@ -89,16 +88,14 @@ class Authorize:
         if routing.scenario == DIRECTED:
             return routing.to_country_code, routing.to_party_id
         # Open routing (or addressed to the hub): the eMSP that pushed this token decides.
-        with self.ctx.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            owners = cur.execute(
+        with self.ctx.app.pool.connection() as conn:
+            owners = conn.execute(
                 "SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'tokens'"
-                " AND object_id = %s", (Token.object_id_of(token_uid, token_type),),
+                " AND object_id = %s ORDER BY 1, 2", (Token.object_id_of(token_uid, token_type),),
             ).fetchall()
-        if len(owners) != 1:
-            why = "no eMSP has pushed" if not owners else "several eMSPs have pushed"
-            raise HubError(OcpiStatus.UNKNOWN_RECEIVER,
-                           f"{why} token {token_uid} ({token_type}); address the eMSP with OCPI-to")
-        return owners[0]["country_code"], owners[0]["party_id"]
+        return self.ctx.realtime.sole_owner(
+            owners, role="EMSP", module="tokens", rule_pair=lambda key: (routing.sender_key, key),
+            what=f"pushed token {token_uid} ({token_type})")
 
     def on_post(self, req, resp, token_uid) -> None:
         token_type = token_type_of(req)
@@ -115,7 +112,8 @@ class Authorize:
         response = self.ctx.realtime.forward(
             req.context.uow, receiver, routing, method="POST", url=url, body=body, module="tokens",
             params={"type": req.get_param("type")} if req.get_param("type") else None,
-            correlation_id=req.context.correlation_id)
+            correlation_id=req.context.correlation_id, sent={"location_references": body},
+            answer_fields=("allowed", "authorization_reference"))
         relay(req, resp, response, receiver)
 
 

@@ -34,6 +34,7 @@ credentials tokens) and masks the capability segment of any
 from __future__ import annotations
 
 import heapq
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -733,7 +734,11 @@ def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
                                               data.get("status_message"), data.get("duration_ms"))
     elif topic == "Call.Made":
         at = data.get("sent_at") or at
-        ok = (data.get("http_status") or 0) // 100 == 2 and data.get("status_code") == 1000
+        realtime = data.get("purpose") == "realtime"
+        if realtime:  # the partner's envelope was relayed, whatever its status code: it answered
+            ok = data.get("http_status") is not None and data.get("status_code") is not None
+        else:
+            ok = (data.get("http_status") or 0) // 100 == 2 and data.get("status_code") == 1000
         step = CALL_STEPS.get(data.get("purpose"), data.get("purpose") or "called")
         if not ok:
             step = {"delivered": "delivery failed", "forwarded": "forward failed"}.get(step, step + " (failed)")
@@ -744,6 +749,12 @@ def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
             what += f" (delivery {data['delivery_id']}, attempt {data.get('attempt')})"
         outcome = _ocpi_outcome(data.get("http_status"), data.get("status_code"), data.get("error"),
                                 data.get("duration_ms"))
+        if realtime and ok:
+            outcome = "answered " + outcome
+        facts = [f"{k} {v if isinstance(v, str) else json.dumps(v)}" for part in ("answer", "sent")
+                 if isinstance(data.get(part), dict) for k, v in data[part].items()]
+        if facts:
+            outcome += ": " + ", ".join(facts)
     elif topic in COMMAND_STEPS:
         step = COMMAND_STEPS[topic]
         if topic == "Command.Requested":

@@ -13,7 +13,9 @@ and turns what can go wrong into the hub's 4xxx codes:
   answer is not an OCPI envelope (a JSON object with an integer ``status_code``).
 
 The partner's answer (HTTP status, envelope) goes back unchanged. The call is
-recorded as a ``Call.Made`` in the same unit of work as the request's record.
+recorded as a ``Call.Made`` in the same unit of work as the request's record,
+with what was decided: the body's facts the caller names (``sent``) and the
+named fields of the answer's ``data`` (``answer``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from psycopg.rows import dict_row
 
 from hub.application import Hub, UnitOfWork
 from hub.domain.audit import Call
+from hub.domain.parties import party_key
 from hub.errors import HubError
 from hub.ocpi.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
@@ -85,10 +88,37 @@ class Realtime:
         return Receiver(row["country_code"], row["party_id"], row["role"], row["platform_id"],
                         endpoint, self.app.cipher.decrypt(row["partner_token"]))
 
+    def sole_owner(self, owners: list[tuple[str, str]], *, role: str, module: str, rule_pair,
+                   what: str) -> tuple[str, str]:
+        """Open routing: the one party of ``owners`` (country code, party id; ``role``)
+        to send ``module`` to, counting only those the routing rules let receive it.
+
+        ``what``: a participle phrase, "no CPO has {what}" (``pushed location LOC1``). None
+        found or several allowed: 4001. Several, all refused: 4000. A single owner
+        is returned as is; :meth:`receiver` then says why the rules refuse it.
+        """
+        kind = "eMSP" if role == "EMSP" else role
+        if len(owners) > 1:
+            rules: RuleSet = self.rules_loader()
+            allowed = [o for o in owners
+                       if rules.decide(*rule_pair(party_key(o[0], o[1], role)), module).allowed]
+            if not allowed:
+                raise HubError(OcpiStatus.HUB_ERROR, f"routing refused: the routing rules allow none of "
+                                                     f"the {kind}s that {what}")
+            owners = allowed
+        if len(owners) != 1:
+            why = f"no {kind} has" if not owners else f"several {kind}s have"
+            raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"{why} {what}; address the {kind} with OCPI-to")
+        return owners[0]
+
     def forward(self, uow: UnitOfWork, receiver: Receiver, routing: Routing, *, method: str, url: str,
                 correlation_id: str, module: str, body: object = None,
-                params: dict | None = None) -> OcpiResponse:
-        """Send the request now; the answer comes back as the partner gave it."""
+                params: dict | None = None, sent: dict | None = None,
+                answer_fields: tuple[str, ...] = ()) -> OcpiResponse:
+        """Send the request now; the answer comes back as the partner gave it.
+
+        ``sent`` and the ``answer_fields`` of the answer's data are recorded with the call.
+        """
         headers = {
             "OCPI-from-country-code": routing.from_country_code,
             "OCPI-from-party-id": routing.from_party_id,
@@ -109,23 +139,29 @@ class Realtime:
             else:
                 error = HubError(OcpiStatus.CONNECTION_PROBLEM, f"{receiver.key} could not be reached")
             uow.add(self._call(receiver, module, method, url, exc.request_id, correlation_id,
-                               exc.http_status, None, f"{exc} ({error.message})", sent_at, exc.elapsed_ms))
+                               exc.http_status, None, f"{exc} ({error.message})", sent_at, exc.elapsed_ms,
+                               sent, None))
             raise error from None
         if response.status_code is None:  # e.g. an empty body, or JSON that is no envelope
             error = not_an_envelope(receiver, response.http_status)
             uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
-                               response.http_status, None, error.message, sent_at, response.elapsed_ms))
+                               response.http_status, None, error.message, sent_at, response.elapsed_ms,
+                               sent, None))
             raise error
+        data = response.data
+        answer = {f: data[f] for f in answer_fields if f in data} if isinstance(data, dict) else None
         uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
-                           response.http_status, response.status_code, None, sent_at, response.elapsed_ms))
+                           response.http_status, response.status_code, None, sent_at, response.elapsed_ms,
+                           sent, answer if answer_fields else None))
         return response
 
     @staticmethod
     def _call(receiver: Receiver, module, method, url, request_id, correlation_id, http_status,
-              status_code, error, sent_at, elapsed) -> Call:
+              status_code, error, sent_at, elapsed, sent, answer) -> Call:
         return Call(platform_id=str(receiver.platform_id), purpose="realtime", module=module, method=method,
                     url=url, request_id=request_id, correlation_id=correlation_id, http_status=http_status,
-                    status_code=status_code, error=error, sent_at=sent_at, duration_ms=elapsed)
+                    status_code=status_code, error=error, sent_at=sent_at, duration_ms=elapsed,
+                    sent=sent, answer=answer)
 
 
 def not_an_envelope(receiver: Receiver, http_status: int) -> HubError:

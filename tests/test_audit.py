@@ -18,6 +18,7 @@ from tests.partner import Partner, envelope, role
 from tests.test_cli import run_hub
 from tests.test_commands import ACCEPTED, SENT_TO, cpo_answering, emsp_url, forwarded, post_result, send
 from tests.test_forwarding import Cpo, received, stamp
+from tests.test_tokens import authorize, authorize_answers, emsp_answering
 
 SECRET_WORDS = ("partner_token", "token_hash", "hub_response_url", "result_id", "Authorization")
 
@@ -239,7 +240,7 @@ def test_trace_of_a_command(hub, worker, settings):
         assert request["what"] == "POST /ocpi/2.2.1/commands/receiver/START_SESSION"
         assert request["who"] == "IN/EMP/EMSP -> IN/ECP/CPO" and "HTTP 200, status 1000" in request["outcome"]
         assert stored["who"] == "IN/EMP/EMSP -> IN/ECP/CPO" and stored["what"] == "START_SESSION"
-        assert forward["who"] == "hub -> IN/ECP/CPO" and forward["outcome"].startswith("HTTP 200, status 1000")
+        assert forward["who"] == "hub -> IN/ECP/CPO" and forward["outcome"].startswith("answered HTTP 200, status 1000")
         assert forward["what"].endswith("/ocpi/2.2.1/commands/receiver/START_SESSION")
         assert answered["outcome"] == "HTTP 200, status 1000, result ACCEPTED"
         assert result_post["what"] == "POST /ocpi/2.2.1/commands/sender/[redacted]"
@@ -250,6 +251,42 @@ def test_trace_of_a_command(hub, worker, settings):
         result_id = hub_url.rsplit("/", 1)[1]
         for output in (json.dumps(steps), run_hub(settings, "audit", "trace", correlation).stdout):
             assert result_id not in output and "hub_response_url" not in output
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_trace_of_an_authorization_shows_the_answer(hub, settings):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp = emsp_answering(hub)
+    try:
+        correlation = str(uuid.uuid4())
+        references = {"location_id": "LOC1", "evse_uids": ["E1"]}
+        allowed = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), body=references, correlation_id=correlation)
+        assert allowed.json()["data"]["allowed"] == "ALLOWED"
+        steps = timeline(settings, "trace", correlation)
+        assert [s["step"] for s in steps] == ["received", "forwarded"]
+        request, forward = steps
+        assert request["what"] == "POST /ocpi/2.2.1/tokens/sender/ALLOW1/authorize"
+        assert forward["who"] == "hub -> IN/EMP/EMSP"
+        data = forward["record"]["data"]
+        assert data["answer"] == {"allowed": "ALLOWED", "authorization_reference": "REF-ALLOW1"}
+        assert data["sent"] == {"location_references": references}
+        assert forward["outcome"].startswith("answered HTTP 200, status 1000 (")
+        assert forward["outcome"].endswith("): allowed ALLOWED, authorization_reference REF-ALLOW1, "
+                                           'location_references {"location_id": "LOC1", "evse_uids": ["E1"]}')
+
+        # The eMSP's OCPI answers are answers, whatever their code; only the hub's own 4xxx failed.
+        authorize_answers(emsp, lambda record: envelope(None, 2002, "location_id needed"))
+        for expected_step, outcome in (("forwarded", "answered HTTP 200, status 2002 ("),
+                                       ("forward failed", "HTTP -, status -: POST ")):
+            correlation = str(uuid.uuid4())
+            authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), correlation_id=correlation)
+            forward = timeline(settings, "trace", correlation)[1]
+            assert forward["step"] == expected_step and forward["outcome"].startswith(outcome)
+            assert forward["outcome"].endswith("location_references null")
+            emsp.trickle = 0.25  # the next answer never completes in time: 4002
+        assert "did not answer within" in forward["record"]["data"]["error"]
     finally:
         cpo.stop()
         emsp.stop()

@@ -265,6 +265,40 @@ def test_an_offline_emsp_gets_no_authorization_requests(hub):
         emsp_partner.stop()
 
 
+def test_open_routing_counts_only_the_emsps_the_rules_allow(hub, worker, settings):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    em1 = emsp_answering(hub, pid="EM1")
+    em2 = emsp_answering(hub, pid="EM2")
+    try:
+        for pid, partner in (("EM1", em1), ("EM2", em2)):
+            put = Emsp(hub, partner, pid=pid).push("PUT", f"tokens/receiver/IN/{pid}/ALLOW1",
+                                                   ex.token(uid="ALLOW1", party_id=pid))
+            assert put.status_code == 201
+        pull_headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP",
+                        "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
+        assert wait_until(lambda: len(hub.call("GET", "/ocpi/2.2.1/tokens/sender", cpo.hub_token,
+                                               headers=pull_headers).json()["data"]) == 2)
+        several = authorize(hub, cpo, "ALLOW1").json()
+        assert several["status_code"] == 4001
+        assert several["status_message"] == "several eMSPs have pushed token ALLOW1 (RFID); address the eMSP with OCPI-to"
+
+        run_hub(settings, "routing", "deny", "IN/ECP", "IN/EM1", "--module", "tokens")
+        # Only EM2 may be asked: it is, and EM1 is not.
+        answer = wait_until(lambda: (a := authorize(hub, cpo, "ALLOW1")).json()["status_code"] == 1000 and a)
+        assert answer and answer.json()["data"]["allowed"] == "ALLOWED"
+        assert answer.headers["OCPI-from-party-id"] == "EM2"
+        assert not em1.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")
+
+        run_hub(settings, "routing", "deny", "IN/ECP", "IN/EM2", "--module", "tokens")
+        refused = wait_until(lambda: (a := authorize(hub, cpo, "ALLOW1").json())["status_code"] == 4000 and a)
+        assert refused and refused["status_message"] == (
+            "routing refused: the routing rules allow none of the eMSPs that pushed token ALLOW1 (RFID)")
+        assert len(em2.requests_to("/ocpi/2.2.1/tokens/sender/ALLOW1/authorize")) == 1
+    finally:
+        for partner in (cpo, em1, em2):
+            partner.stop()
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "31", "nan"])
 def test_the_forward_timeout_is_range_checked_at_start_up(settings, value):
     bad = replace(settings, extra={**settings.extra, "HUB_FORWARD_TIMEOUT": value})

@@ -50,7 +50,13 @@ class Request(Aggregate):
 
 
 class Call(Aggregate):
-    """An OCPI request the hub made to a partner (delivery, probe, handshake)."""
+    """An OCPI request the hub made to a partner (delivery, probe, handshake, real-time).
+
+    A real-time call also keeps what was decided: ``sent``, the facts of the
+    request the answer depends on (an authorization's LocationReferences), and
+    ``answer``, the deciding fields of the answer's data (``allowed`` and
+    ``authorization_reference``; a CommandResponse's ``result`` and ``timeout``).
+    """
 
     @event("Made")
     def __init__(
@@ -69,6 +75,8 @@ class Call(Aggregate):
         duration_ms: float,
         delivery_id: int | None = None,
         attempt: int | None = None,
+        sent: dict | None = None,
+        answer: dict | None = None,
     ) -> None:
         self.platform_id = platform_id
         self.purpose = purpose
@@ -84,6 +92,8 @@ class Call(Aggregate):
         self.duration_ms = duration_ms
         self.delivery_id = delivery_id
         self.attempt = attempt
+        self.sent = sent
+        self.answer = answer
 
 
 class OperatorAction(Aggregate):

@@ -1,9 +1,12 @@
 """Commands module.
 
 RECEIVER (eMSPs): ``POST /commands/receiver/{command}``. The hub validates the
-command, finds the CPO (``OCPI-to``, or the owner of ``location_id``, or of
-``session_id`` for STOP_SESSION), replaces ``response_url`` with a hub URL of
-its own, forwards at once and relays the CPO's CommandResponse unchanged.
+command (``response_url``: an absolute http(s) URL on a host of the eMSP's own
+registered URLs, see :func:`check_response_url`), finds the CPO (``OCPI-to``,
+or the owner of ``location_id``, or of ``session_id`` for STOP_SESSION, or the
+CPO that received the RESERVE_NOW for a CANCEL_RESERVATION), replaces
+``response_url`` with a hub URL of its own, forwards at once and relays the
+CPO's CommandResponse unchanged.
 
 SENDER (CPOs): ``POST /commands/sender/{result_id}``, the hub's
 ``response_url``. Only the command's CPO may post a CommandResult there; the
@@ -15,18 +18,18 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-
-from psycopg.rows import dict_row
+from urllib.parse import urlsplit
 
 from handlers.context import WebContext
 from handlers.tokens import relay
-from hub.domain.commands import Command, record
+from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, record
 from hub.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
 from hub.routing import DIRECTED
+from projections.queries import platform_hosts
 
 COMMAND_TYPES = tuple(c.value for c in models.CommandType)
 WITH_TOKEN = frozenset({"START_SESSION", "RESERVE_NOW"})
@@ -53,6 +56,14 @@ class CommandReceiver:
                 if value.upper() != own:
                     raise InvalidParameters(f"token.{field}: {value!r} is not the calling eMSP's ({own!r}); "
                                             "an eMSP may only use its own tokens")
+        check_response_url(body["response_url"], platform_hosts(self.ctx.app.pool, req.context.caller.platform_id))
+        now = datetime.now(UTC)
+        expiry = None
+        if command == "RESERVE_NOW":
+            expiry = parse_datetime(body["expiry_date"])
+            if expiry > now + MAX_RESERVATION_AHEAD:
+                raise InvalidParameters(f"expiry_date: {body['expiry_date']!r} is more than "
+                                        f"{MAX_RESERVATION_AHEAD.days} days ahead")
         req.context.keep = True  # the command and the forwarded call are recorded whatever comes back
         country_code, party_id = self._cpo(routing, command, body)
         receiver = self.ctx.realtime.receiver(
@@ -69,53 +80,73 @@ class CommandReceiver:
             correlation_id=req.context.correlation_id, request_id=req.context.request_id,
             requested_at=req.context.received_at))
         margin = timedelta(seconds=self.ctx.settings.command_result_margin)
+        # A reservation's URL stays valid until its expiry (plus the margin), whatever else happens.
+        reserved_until = expiry + margin if expiry is not None else None
         try:
             response = self.ctx.realtime.forward(
                 req.context.uow, receiver, routing, method="POST",
                 url=f"{receiver.endpoint.rstrip('/')}/{command}", body=body_sent, module="commands",
-                correlation_id=req.context.correlation_id)
+                correlation_id=req.context.correlation_id, answer_fields=("result", "timeout"))
         except HubError as exc:
-            reason, code, until = exc.message, exc.status_code, format_datetime(datetime.now(UTC) + margin)
-            record(self.ctx.app, result_id, lambda c: c.fail(reason, code, until))
+            until = max(filter(None, (datetime.now(UTC) + margin, reserved_until)))
+            reason, code = exc.message, exc.status_code
+            record(self.ctx.app, result_id, lambda c: c.fail(reason, code, format_datetime(until)))
             raise
         data = response.data if isinstance(response.data, dict) else {}
         result = data.get("result") if isinstance(data.get("result"), str) else None
         timeout = data.get("timeout") if type(data.get("timeout")) is int else None
-        answered = datetime.now(UTC)
-        due = answered + timedelta(seconds=max(timeout or 0, 0)) + margin
-        valid_until = due
-        if command == "RESERVE_NOW":
-            valid_until = max(due, parse_datetime(body["expiry_date"]) + margin)
+        # The CPO's timeout counts for at most MAX_RESULT_WAIT (a huge one must not overflow the dates).
+        seconds = data.get("timeout") if isinstance(data.get("timeout"), int | float) else 0
+        wait = timedelta(seconds=min(max(seconds, 0), MAX_RESULT_WAIT.total_seconds()))
+        due = datetime.now(UTC) + wait + margin
+        valid_until = max(filter(None, (due, reserved_until)))
         record(self.ctx.app, result_id, lambda c: c.answer(
             response.http_status, response.status_code, result, timeout, format_datetime(valid_until),
             format_datetime(due) if response.ok and result == "ACCEPTED" else None))
         relay(req, resp, response, receiver)
 
     def _cpo(self, routing, command: str, body: dict) -> tuple[str, str]:
-        """The addressed CPO, or (open routing) the owner of the location or session."""
+        """The addressed CPO, or (open routing) the owner of the location or session,
+        or the CPO that received this eMSP's RESERVE_NOW with the reservation_id."""
         if routing.scenario == DIRECTED:
             return routing.to_country_code, routing.to_party_id
         if command == "CANCEL_RESERVATION":
-            raise HubError(OcpiStatus.UNKNOWN_RECEIVER,
-                           "CANCEL_RESERVATION needs OCPI-to-country-code/OCPI-to-party-id: the hub "
-                           "does not know which CPO holds a reservation_id")
-        if command == "STOP_SESSION":
-            what, object_id = "session", body["session_id"]
+            reservation_id = body["reservation_id"]
+            what = f"received a RESERVE_NOW from {routing.sender_key} with reservation_id {reservation_id}"
+            query = ("SELECT DISTINCT split_part(cpo, '/', 1), split_part(cpo, '/', 2) FROM view_commands"
+                     " WHERE command = 'RESERVE_NOW' AND emsp = %s AND reservation_id = %s ORDER BY 1, 2")
+            params = (routing.sender_key, reservation_id.upper())
+        elif command == "STOP_SESSION":
+            what = f"pushed session {body['session_id']}"
             query = ("SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'sessions'"
-                     " AND object_id = %s AND emsp_country_code = %s AND emsp_party_id = %s")
-            params = (object_id.upper(), routing.from_country_code, routing.from_party_id)
+                     " AND object_id = %s AND emsp_country_code = %s AND emsp_party_id = %s ORDER BY 1, 2")
+            params = (body["session_id"].upper(), routing.from_country_code, routing.from_party_id)
         else:
-            what, object_id = "location", body["location_id"]
+            what = f"pushed location {body['location_id']}"
             query = ("SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'locations'"
-                     " AND object_id = %s")
-            params = (object_id.upper(),)
-        with self.ctx.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            owners = cur.execute(query, params).fetchall()
-        if len(owners) != 1:
-            why = "no CPO has pushed" if not owners else "several CPOs have pushed"
-            raise HubError(OcpiStatus.UNKNOWN_RECEIVER,
-                           f"{why} {what} {object_id}; address the CPO with OCPI-to")
-        return owners[0]["country_code"], owners[0]["party_id"]
+                     " AND object_id = %s ORDER BY 1, 2")
+            params = (body["location_id"].upper(),)
+        with self.ctx.app.pool.connection() as conn:
+            owners = conn.execute(query, params).fetchall()
+        return self.ctx.realtime.sole_owner(
+            owners, role="CPO", module="commands", rule_pair=lambda key: (key, routing.sender_key), what=what)
+
+
+def check_response_url(url: str, hosts: set[str]) -> None:
+    """2001 unless ``url`` is an absolute http(s) URL on one of ``hosts`` (the host names of
+    the eMSP platform's registered versions URL and endpoints): the hub POSTs the result
+    there with the eMSP's token, so it must not be sent anywhere else."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidParameters(f"response_url: {url[:80]!r} is not an absolute http or https URL")
+    if parts.hostname.lower() not in hosts:
+        raise InvalidParameters(
+            f"response_url: host {parts.hostname!r} is not a host of your platform's registered URLs "
+            f"({', '.join(sorted(hosts)) or 'none'}); results are only sent to your own hosts")
 
 
 class CommandResultReceiver:

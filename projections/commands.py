@@ -6,7 +6,8 @@ could not forward it), ``RESULT_RECEIVED`` (``result`` is the last
 CommandResult), ``TIMED_OUT``. ``result_due`` (ACCEPTED answers only) is when
 a missing result counts as a timeout; ``valid_until`` is how long the hub's
 ``response_url`` takes results. The dispatcher reads the eMSP's own
-``response_url`` and the correlation id from here.
+``response_url`` and the correlation id from here; a CANCEL_RESERVATION
+without ``OCPI-to`` finds its CPO by the RESERVE_NOW's ``reservation_id``.
 """
 
 from __future__ import annotations
@@ -52,17 +53,23 @@ class CommandsProjection(Follower):
             )""",
             """CREATE INDEX IF NOT EXISTS view_commands_due ON view_commands (result_due)
                 WHERE state = 'ANSWERED' AND response = 'ACCEPTED'""",
+            # Added later: filled for commands recorded since (``hub projections rebuild`` fills the rest).
+            "ALTER TABLE view_commands ADD COLUMN IF NOT EXISTS reservation_id text",
+            """CREATE INDEX IF NOT EXISTS view_commands_reservation ON view_commands (emsp, reservation_id)
+                WHERE command = 'RESERVE_NOW'""",
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         for position, e in events:
             if isinstance(e, Command.Requested):
+                reservation_id = (e.body_sent or {}).get("reservation_id") if e.command == "RESERVE_NOW" else None
                 cur.execute(
                     "INSERT INTO view_commands (result_id, command_uuid, command, emsp, cpo, state,"
-                    " emsp_response_url, correlation_id, requested_at, position)"
-                    " VALUES (%s,%s,%s,%s,%s,'REQUESTED',%s,%s,%s,%s) ON CONFLICT (result_id) DO NOTHING",
+                    " emsp_response_url, correlation_id, requested_at, position, reservation_id)"
+                    " VALUES (%s,%s,%s,%s,%s,'REQUESTED',%s,%s,%s,%s,%s) ON CONFLICT (result_id) DO NOTHING",
                     (e.result_id, e.originator_id, e.command, e.emsp, e.cpo, e.original_response_url,
-                     e.correlation_id, _at(e.requested_at), position))
+                     e.correlation_id, _at(e.requested_at), position,
+                     str(reservation_id).upper() if reservation_id is not None else None))
             elif isinstance(e, Command.Answered):
                 # A result may have come in before the answer was recorded: keep its state.
                 cur.execute(

@@ -241,6 +241,8 @@ def test_trace_of_a_command(hub, worker, settings):
         assert request["who"] == "IN/EMP/EMSP -> IN/ECP/CPO" and "HTTP 200, status 1000" in request["outcome"]
         assert stored["who"] == "IN/EMP/EMSP -> IN/ECP/CPO" and stored["what"] == "START_SESSION"
         assert forward["who"] == "hub -> IN/ECP/CPO" and forward["outcome"].startswith("answered HTTP 200, status 1000")
+        assert forward["outcome"].endswith(": result ACCEPTED, timeout 30")  # the CommandResponse, recorded
+        assert forward["record"]["data"]["answer"] == {"result": "ACCEPTED", "timeout": 30}
         assert forward["what"].endswith("/ocpi/2.2.1/commands/receiver/START_SESSION")
         assert answered["outcome"] == "HTTP 200, status 1000, result ACCEPTED"
         assert result_post["what"] == "POST /ocpi/2.2.1/commands/sender/[redacted]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -49,12 +50,16 @@ def body_of(command: str, response_url: str) -> dict:
     if command == "STOP_SESSION":
         return {"response_url": response_url, "session_id": "SES-20240315-0001"}
     if command == "RESERVE_NOW":
-        return {"response_url": response_url, "token": ex.token(), "expiry_date": "2030-01-01T10:00:00Z",
+        return {"response_url": response_url, "token": ex.token(), "expiry_date": in_an_hour(),
                 "reservation_id": "RES-1", "location_id": "LOC-BLR-0001", "evse_uid": "EVSE-BLR-0001-1"}
     if command == "CANCEL_RESERVATION":
         return {"response_url": response_url, "reservation_id": "RES-1"}
     return {"response_url": response_url, "location_id": "LOC-BLR-0001", "evse_uid": "EVSE-BLR-0001-1",
             "connector_id": "1"}
+
+
+def in_an_hour() -> str:
+    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def send(hub, emsp, command: str, body, to=("IN", "ECP"), correlation_id=None, pid="EMP"):
@@ -413,6 +418,149 @@ def test_invalid_commands_and_routing_errors(hub, worker, settings):
             partner.stop()
 
 
+def test_command_dates_are_bounded(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        for expiry in ("9999-12-31T23:59:59Z", "2099-01-01T00:00:00Z"):
+            far = body_of("RESERVE_NOW", emsp_url(emsp, "R"))
+            answer = send(hub, emsp, "RESERVE_NOW", {**far, "expiry_date": expiry})
+            assert answer.status_code == 200 and answer.json()["status_code"] == 2001
+            assert answer.json()["status_message"] == f"expiry_date: {expiry!r} is more than 30 days ahead"
+        assert not forwarded(cpo, "RESERVE_NOW")
+
+        # A CPO's absurd timeout reaches the eMSP as sent; the hub waits for a result at most a day.
+        huge = b'{"status_code": 1000, "data": {"result": "ACCEPTED", "timeout": %s}}'
+        for timeout in (b"1000000000000", b"1e300"):
+            cpo.command_response = huge % timeout
+            original_url = emsp_url(emsp, "START_SESSION")
+            answer = send(hub, emsp, "START_SESSION", body_of("START_SESSION", original_url))
+            assert answer.status_code == 200 and answer.content == huge % timeout
+            hub_url = forwarded(cpo, "START_SESSION")[-1].body["response_url"]
+            events = dict(story(settings, hub_url))
+            waited = (datetime.fromisoformat(events["Answered"]["result_due"].rstrip("Z"))
+                      - datetime.fromisoformat(events["Requested"]["requested_at"].rstrip("Z")))
+            assert timedelta(hours=24) <= waited <= timedelta(hours=24, seconds=settings.command_result_margin + 60)
+            # The command works as any other: its result reaches the eMSP.
+            assert post_result(hub, cpo, hub_url, {"result": "ACCEPTED"}).json()["status_code"] == 1000
+            assert emsp.wait_for(lambda r, u=original_url: r.path == u.removeprefix(emsp.base))
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+@pytest.mark.parametrize("url", [
+    "not a url", "/relative/results/1", "file:///etc/passwd", "ftp://x/y", "http:///no-host",
+    "http://127.0.0.1:port/x", "http://169.254.169.254/latest/meta-data/", "https://results.example.com/r/1",
+])
+def test_response_url_must_be_an_http_url_on_the_emsps_own_hosts(hub, url):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        answer = send(hub, emsp, "STOP_SESSION", body_of("STOP_SESSION", url))
+        assert answer.status_code == 200 and answer.json()["status_code"] == 2001
+        message = answer.json()["status_message"]
+        assert message.startswith("response_url: ")
+        if url.startswith(("http://169", "https://results")):
+            assert "is not a host of your platform's registered URLs (127.0.0.1)" in message
+        else:
+            assert "is not an absolute http or https URL" in message
+        assert not forwarded(cpo, "STOP_SESSION")
+        # Any http(s) URL on the eMSP's registered host is fine, whatever its port or path.
+        fine = send(hub, emsp, "STOP_SESSION", body_of("STOP_SESSION", "https://127.0.0.1:1/other/result"))
+        assert fine.json()["status_code"] == 1000
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_cancel_reservation_finds_the_cpo_of_the_reservation(hub, worker, settings):
+    cpo = cpo_answering(hub)
+    other_cpo = cpo_answering(hub, pid="CP2")
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    try:
+        reserve = {**body_of("RESERVE_NOW", emsp_url(emsp, "R")), "reservation_id": "RES-7"}
+        assert send(hub, emsp, "RESERVE_NOW", reserve).json()["status_code"] == 1000
+        cancel = {**body_of("CANCEL_RESERVATION", emsp_url(emsp, "C")), "reservation_id": "res-7"}
+        answer = wait_until(lambda: (a := send(hub, emsp, "CANCEL_RESERVATION", cancel, to=None)).json()[
+            "status_code"] == 1000 and a)
+        assert answer and answer.json()["data"] == ACCEPTED and answer.headers["OCPI-from-party-id"] == "ECP"
+        got = forwarded(cpo, "CANCEL_RESERVATION")[-1]
+        assert got.body["reservation_id"] == "res-7" and got.header("OCPI-to-party-id") == "ECP"
+        assert not forwarded(other_cpo, "CANCEL_RESERVATION")
+
+        # Only the eMSP that made the reservation finds it; an unknown one is 4001.
+        theirs = send(hub, em2, "CANCEL_RESERVATION", {**cancel, "response_url": emsp_url(em2, "C")},
+                      to=None, pid="EM2").json()
+        assert theirs["status_code"] == 4001
+        assert theirs["status_message"] == ("no CPO has received a RESERVE_NOW from IN/EM2/EMSP with "
+                                            "reservation_id res-7; address the CPO with OCPI-to")
+        unknown = send(hub, emsp, "CANCEL_RESERVATION", {**cancel, "reservation_id": "RES-8"}, to=None).json()
+        assert unknown["status_code"] == 4001 and "RES-8" in unknown["status_message"]
+        assert len(forwarded(cpo, "CANCEL_RESERVATION")) == 1
+    finally:
+        for partner in (cpo, other_cpo, emsp, em2):
+            partner.stop()
+
+
+def test_a_reservation_takes_results_until_it_expires(quick_hub, worker, settings):
+    hub = quick_hub
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        cpo.command_response = envelope({"result": "ACCEPTED", "timeout": 1})
+        original_url = emsp_url(emsp, "RESERVE_NOW")
+        send(hub, emsp, "RESERVE_NOW", body_of("RESERVE_NOW", original_url))
+        hub_url = forwarded(cpo, "RESERVE_NOW")[-1].body["response_url"]
+        path = original_url.removeprefix(emsp.base)
+        # No first result in time: the eMSP is told TIMEOUT, as for any command ...
+        assert emsp.wait_for(lambda r: r.path == path, timeout=20)[0].body["result"] == "TIMEOUT"
+        # ... but the reservation lasts: the CPO may still cancel it, and the eMSP hears of it.
+        canceled = {"result": "CANCELED_RESERVATION"}
+        assert post_result(hub, cpo, hub_url, canceled).json()["status_code"] == 1000
+        assert emsp.wait_for(lambda r: r.path == path and r.body == canceled)
+        assert [r.body["result"] for r in emsp.requests_to(path)] == ["TIMEOUT", "CANCELED_RESERVATION"]
+        assert names(settings, hub_url) == ["Requested", "Answered", "TimedOut", "ResultReceived"]
+
+        # A reservation that has expired (plus the margin) takes nothing after its timeout.
+        expired = {**body_of("RESERVE_NOW", emsp_url(emsp, "R")), "reservation_id": "RES-OLD",
+                   "expiry_date": (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        send(hub, emsp, "RESERVE_NOW", expired)
+        old_url = forwarded(cpo, "RESERVE_NOW")[-1].body["response_url"]
+        assert wait_until(lambda: names(settings, old_url)[-1] == "TimedOut", timeout=20)
+        late = post_result(hub, cpo, old_url, canceled).json()
+        assert late["status_code"] == 2001 and "too late" in late["status_message"]
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_open_routing_counts_only_the_cpos_the_rules_allow(hub, worker, settings):
+    cpo_partner = cpo_answering(hub)
+    other_cpo = cpo_answering(hub, pid="CP2")
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        start = body_of("START_SESSION", emsp_url(emsp, "START_SESSION"))
+        assert Cpo(hub, cpo_partner).push("PUT", "locations/receiver/IN/ECP/LOC-BLR-0001",
+                                          ex.location()).status_code == 201
+        assert wait_until(lambda: send(hub, emsp, "START_SESSION", start, to=None).json()["status_code"] == 1000)
+        assert Cpo(hub, other_cpo, pid="CP2").push(
+            "PUT", "locations/receiver/IN/CP2/LOC-BLR-0001", ex.location(party_id="CP2")).status_code == 201
+        several = wait_until(lambda: (a := send(hub, emsp, "START_SESSION", start, to=None).json())[
+            "status_code"] == 4001 and a)
+        assert several and several["status_message"] == (
+            "several CPOs have pushed location LOC-BLR-0001; address the CPO with OCPI-to")
+        run_hub(settings, "routing", "deny", "IN/CP2", "IN/EMP", "--module", "commands")
+        answer = wait_until(lambda: (a := send(hub, emsp, "START_SESSION", start, to=None)).json()[
+            "status_code"] == 1000 and a)
+        assert answer and answer.headers["OCPI-from-party-id"] == "ECP"
+        assert not forwarded(other_cpo, "START_SESSION")
+    finally:
+        for partner in (cpo_partner, other_cpo, emsp):
+            partner.stop()
+
+
 def test_a_cpo_that_trickles_or_answers_no_envelope(hub, settings):
     cpo = cpo_answering(hub)
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
@@ -432,6 +580,29 @@ def test_a_cpo_that_trickles_or_answers_no_envelope(hub, settings):
                                                   "envelope: no JSON object with an integer status_code")
         events = story(settings, forwarded(cpo, "UNLOCK_CONNECTOR")[-1].body["response_url"])
         assert [name for name, _ in events] == ["Requested", "Failed"] and events[1][1]["status_code"] == 4000
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+def test_a_command_round_trip_under_gunicorn(gunicorn_hub, settings):
+    hub = gunicorn_hub
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        original_url = emsp_url(emsp, "START_SESSION")
+        correlation = str(uuid.uuid4())
+        answer = send(hub, emsp, "START_SESSION", body_of("START_SESSION", original_url), correlation_id=correlation)
+        assert answer.status_code == 200 and answer.json()["data"] == ACCEPTED
+        assert answer.headers["OCPI-from-party-id"] == "ECP"
+        hub_url = forwarded(cpo, "START_SESSION")[-1].body["response_url"]
+        assert hub_url.startswith(settings.module_url("commands/sender/"))
+        result = {"result": "ACCEPTED", "message": [{"language": "en", "text": "charging"}]}
+        assert post_result(hub, cpo, hub_url, result).json()["status_code"] == 1000
+        got = emsp.wait_for(lambda r: r.path == original_url.removeprefix(emsp.base), timeout=30)
+        assert got and got[0].body == result
+        assert got[0].header("OCPI-from-party-id") == "ECP" and got[0].header("OCPI-to-party-id") == "EMP"
+        assert got[0].header("X-Correlation-ID") == correlation and got[0].token == emsp.token_for_hub
     finally:
         cpo.stop()
         emsp.stop()

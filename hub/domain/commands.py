@@ -14,18 +14,22 @@ nothing else does. Events, all under that one originator id:
 - ``ResultReceived``: a CommandResult the CPO posted to the hub's URL;
 - ``TimedOut``: no result by the CPO's ``timeout`` plus the hub's margin.
 
-An auditor follows one command from request to result with one query::
+An auditor follows one command from request to result with one command,
+``hub audit trace <X-Correlation-ID of the eMSP's request>``: the request the
+eMSP sent, these events, the call to the CPO (with its CommandResponse), the
+CPO's POST of each result and every delivery of it to the eMSP, in order,
+with the capability in the hub's URL redacted.
 
-    SELECT originator_version, topic, state FROM hub_events
-    WHERE originator_id = '<command uuid>' ORDER BY originator_version;
-
-(the calls the hub made for it, ``Call.Made``, share its ``correlation_id``).
+Bounds that keep the hub's own bookkeeping sane whatever a partner sends:
+``MAX_RESULT_WAIT`` (a CPO's CommandResponse ``timeout`` longer than this
+counts as this long) and ``MAX_RESERVATION_AHEAD`` (a RESERVE_NOW whose
+``expiry_date`` lies further ahead is refused with 2001).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError
@@ -36,6 +40,8 @@ from hub.ocpi.envelope import parse_datetime
 
 COMMAND_NAMESPACE = uuid5(NAMESPACE_URL, "https://chargeindia-hub/ocpi/command")
 TIMEOUT_MESSAGE = "no result from the CPO within its timeout"
+MAX_RESULT_WAIT = timedelta(hours=24)
+MAX_RESERVATION_AHEAD = timedelta(days=30)
 
 
 def command_uuid(result_id: str) -> UUID:
@@ -91,12 +97,16 @@ class Command(Aggregate):
 
         Awaiting its first result, an ACCEPTED command takes one until the
         timeout is recorded; otherwise the URL is valid until ``valid_until``.
+        A timed-out RESERVE_NOW still takes results (a later
+        CANCELED_RESERVATION) until ``valid_until``: the reservation's expiry
+        plus the margin.
         """
-        if self.timed_out_at:
+        expired = self.valid_until is not None and now > parse_datetime(self.valid_until)
+        if self.timed_out_at and (self.command != "RESERVE_NOW" or expired):
             return (f"too late: the command timed out at {self.timed_out_at} "
                     "and the eMSP was told so")
-        awaiting = self.response == "ACCEPTED" and not self.results
-        if self.valid_until and not awaiting and now > parse_datetime(self.valid_until):
+        awaiting = self.response == "ACCEPTED" and not self.results and not self.timed_out_at
+        if expired and not awaiting:
             return f"too late: this response_url was valid until {self.valid_until}"
         return None
 

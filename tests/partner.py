@@ -82,6 +82,7 @@ class Partner:
     port: int = field(default_factory=free_port)
     token_for_hub: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     received: list[Received] = field(default_factory=list)
+    finished: list[Received] = field(default_factory=list)  # requests whose answer (after ``delay``) is ready
     hub_token: str | None = None  # the token the hub issued to this partner (token C)
     fail_with: int | None = None  # answer every request with this HTTP status
     delay: float = 0.0
@@ -130,6 +131,8 @@ class Partner:
             self.received.append(record)
         if self.delay:
             time.sleep(self.delay)
+        with self._lock:
+            self.finished.append(record)
         resp.content_type = "application/json"
         if self.fail_with:
             resp.status = self.fail_with

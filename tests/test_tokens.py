@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import replace
 
@@ -139,11 +138,11 @@ def test_authorize_timeout_and_unreachable(hub, settings):
     emsp_partner = emsp_answering(hub)
     try:
         emsp_partner.delay = settings.forward_timeout + 2
-        started = time.monotonic()
         slow = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
-        took = time.monotonic() - started
         assert slow.status_code == 200 and slow.json()["status_code"] == 4002
-        assert took < settings.forward_timeout + 1.5  # answered by the hub, not after the eMSP
+        # The hub answered while the eMSP was still working on it: the CPO never waits for a hung eMSP.
+        asked = emsp_partner.requests_to("/ocpi/2.2.1/tokens/sender")
+        assert asked and not any(record is asked[0] for record in emsp_partner.finished)
         emsp_partner.delay = 0
         emsp_partner.stop()
         down = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))

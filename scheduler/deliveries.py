@@ -227,7 +227,7 @@ class Sender:
         self.on_idle = on_idle
         # Unique per sender: two workers in one process must not take each other's leases for their own.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
-        timeout = getattr(client, "timeout", None)
+        timeout = getattr(client, "timeout", None)  # (connect, read): one call's budget in all
         self.call_seconds = float(sum(timeout)) if isinstance(timeout, tuple) else 15.0
         self._lanes = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="hub-lane")
         self._lock = threading.Lock()
@@ -477,6 +477,7 @@ class Sender:
             response = self.client.request(
                 method, url, self.app.cipher.decrypt(token_sealed), json=body,
                 headers=row["headers"] or None, correlation_id=row["correlation_id"],
+                deadline=self.call_seconds,  # the whole call, so it never outlasts the lease it started under
             )
         except PartnerCallError as exc:
             self._record(lane, row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),

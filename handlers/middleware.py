@@ -117,6 +117,32 @@ class OcpiMiddleware:
         if caller is None:
             self._observe(req, resp, resource, None)
             return
+        if getattr(resource, "record_after_answer", False):
+            # A real-time relay: the partner's answer is final whatever the hub records, so the
+            # charger does not wait for the hub's disk; the WSGI server runs the record right
+            # after sending the answer (milliseconds later), in this request's thread.
+            req.context.duration_ms = _elapsed_ms(req)
+            body = resp.render_body() or b""
+            resp.data = resp.media = None
+            resp.content_length = len(body)
+            resp.stream = _ThenRun(body, lambda: self._record_answer(req, resp, resource, routing, caller))
+            self._observe(req, resp, resource, caller)
+            return
+        req.context.duration_ms = None
+        self._record(req, resp, resource, routing, caller, req_succeeded)
+        self._observe(req, resp, resource, caller)
+
+    def _record_answer(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller) -> None:
+        try:
+            self._commit(req, resp, resource, routing, caller, True)
+        except Exception:
+            log.exception("could not record %s %s after answering", req.method, redact(req.path))
+        finally:
+            req.context.uow.release()
+
+    def _record(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
+                req_succeeded: bool) -> None:
+        """Commit the request's record (retrying a push that lost a write race) before answering."""
         try:
             for attempt in range(CONFLICT_RETRIES + 1):
                 try:
@@ -138,7 +164,6 @@ class OcpiMiddleware:
                 break
         finally:
             req.context.uow.release()
-        self._observe(req, resp, resource, caller)
 
     def _commit(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
                 req_succeeded: bool) -> None:
@@ -162,7 +187,7 @@ class OcpiMiddleware:
             status_code=status_code,
             status_message=_status_message(resp, req),
             received_at=req.context.received_at,
-            duration_ms=round((time.perf_counter() - req.context.started) * 1000, 3),
+            duration_ms=getattr(req.context, "duration_ms", None) or _elapsed_ms(req),
         )
         uow.commit(record)
 
@@ -216,6 +241,24 @@ class OcpiMiddleware:
                 self.metrics.observe(req, resp, resource, party, status_code)
             except Exception:  # metrics never change an answer
                 log.exception("could not record metrics for %s %s", req.method, req.path)
+
+
+class _ThenRun:
+    """A response body whose ``close()`` (called by the WSGI server once the body is
+    sent) runs ``then``."""
+
+    def __init__(self, body: bytes, then) -> None:
+        self.body, self.then = body, then
+
+    def __iter__(self):
+        yield self.body
+
+    def close(self) -> None:
+        self.then()
+
+
+def _elapsed_ms(req: falcon.Request) -> float:
+    return round((time.perf_counter() - req.context.started) * 1000, 3)
 
 
 def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):

@@ -79,6 +79,7 @@ class Authorize:
 
     module = "tokens"
     interface = "SENDER"
+    record_after_answer = True  # the call and the request are recorded once the answer is sent
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx

@@ -44,6 +44,14 @@ def timeline(settings, command: str, *args: str) -> list[dict]:
     return json.loads(run_hub(settings, "audit", command, *args, "--json").stdout)
 
 
+def recorded(settings, correlation_id: str) -> None:
+    """Wait for the record of a real-time request: the hub writes it just after answering."""
+    from tests.test_transport import answered_requests
+
+    assert wait_until(lambda: any(r["correlation_id"] == correlation_id
+                                  for r in answered_requests(settings).values())), correlation_id
+
+
 def settle(worker) -> None:
     worker.follow_once()
     worker.deliver()
@@ -266,6 +274,7 @@ def test_trace_of_an_authorization_shows_the_answer(hub, settings):
         references = {"location_id": "LOC1", "evse_uids": ["E1"]}
         allowed = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), body=references, correlation_id=correlation)
         assert allowed.json()["data"]["allowed"] == "ALLOWED"
+        recorded(settings, correlation)
         steps = timeline(settings, "trace", correlation)
         assert [s["step"] for s in steps] == ["received", "forwarded"]
         request, forward = steps
@@ -284,6 +293,7 @@ def test_trace_of_an_authorization_shows_the_answer(hub, settings):
                                        ("forward failed", "HTTP -, status -: POST ")):
             correlation = str(uuid.uuid4())
             authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"), correlation_id=correlation)
+            recorded(settings, correlation)
             forward = timeline(settings, "trace", correlation)[1]
             assert forward["step"] == expected_step and forward["outcome"].startswith(outcome)
             assert forward["outcome"].endswith("location_references null")

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import logging
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -422,10 +421,6 @@ def test_delivery_attempts_are_logged_with_ids_and_never_a_token(hub, worker):
 # Under gunicorn --------------------------------------------------------------------------------
 def test_counters_add_up_across_gunicorn_workers(gunicorn_hub, processes, settings):
     hub = gunicorn_hub
-    web = processes.children[0]
-    output: list[bytes] = []
-    drain = threading.Thread(target=lambda: output.extend(web.stderr), daemon=True)
-    drain.start()  # keep the pipe empty: a full pipe would block the workers' log writes
     directories = list((Path(settings.data_dir) / "metrics").glob("web-*"))
     assert len(directories) == 1, directories
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
@@ -449,8 +444,7 @@ def test_counters_add_up_across_gunicorn_workers(gunicorn_hub, processes, settin
     finally:
         emsp.stop()
         processes.stop_all()
-    drain.join(timeout=10)
-    text = b"".join(output).decode(errors="replace")
+    text = next(processes.logs.glob("*-web.log")).read_text(errors="replace")  # hub web's stderr
     assert not directories[0].exists(), "hub web left its metrics directory behind"
     lines = request_lines(text)
     served_by = {line["pid"] for line in lines if line.get("ocpi_module") == "locations"}

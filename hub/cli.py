@@ -112,7 +112,7 @@ def cmd_web(args) -> int:
             for name, value in vars(gunicorn_config).items():
                 if name in self.cfg.settings:
                     self.cfg.set(name, value)
-            self.cfg.set("bind", [args.bind])
+            self.cfg.set("bind", [part.strip() for part in args.bind.split(",") if part.strip()])
             self.cfg.set("workers", args.workers)
             self.cfg.set("threads", args.threads)
             self.cfg.set("worker_class", "gthread" if args.threads > 1 else "sync")
@@ -1084,7 +1084,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def server_options(p) -> None:
         p.add_argument("--bind", default=os.environ.get("HUB_BIND", "127.0.0.1:8000"))
-        p.add_argument("--workers", type=int, default=int(os.environ.get("HUB_WEB_WORKERS", "2")))
+        p.add_argument("--workers", type=int,
+                       default=int(os.environ.get("HUB_WEB_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2))
         p.add_argument("--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "8")),
                        help="threads per worker (default 8, gthread; 1: sync workers)")
 

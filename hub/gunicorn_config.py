@@ -43,7 +43,7 @@ preload_app = False
 timeout = _int("HUB_WEB_TIMEOUT", 60)
 # On SIGTERM a worker finishes the requests in hand; systemd's TimeoutStopSec is longer.
 graceful_timeout = _int("HUB_WEB_GRACEFUL_TIMEOUT", 15)
-keepalive = 5  # gthread only; behind a proxy, keep this below the proxy's idle timeout
+keepalive = 5  # gthread only; behind a proxy, keep the proxy's idle timeout for upstream connections below this
 
 accesslog = None
 errorlog = "-"

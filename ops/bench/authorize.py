@@ -138,7 +138,7 @@ def run(db, size: str) -> Result:
         result.note(f"{threads} client threads, {cfg['rate']:.0f} requests/s in total, "
                     f"{len(hub_lat)} requests through the hub and {len(direct_lat)} direct; the eMSP "
                     f"server answers after {DELAY * 1000:.0f} ms; hub web = gunicorn {cfg['web_workers']} "
-                    f"sync workers, plus hub worker")
+                    f"workers × 8 threads (gthread), plus hub worker")
         result.note(f"{len(errors)} answers were not status 1000 / ALLOWED"
                     + (f" (first: {errors[0]})" if errors else ""))
         result.note(cpu + " (during the blocks through the hub and the direct blocks between them)")

@@ -164,7 +164,7 @@ def run(db, size: str) -> Result:
             Row("hub answer latency p50", percentile(lat, 50), unit="ms"),
             Row("hub answer latency p99", percentile(lat, 99), unit="ms"),
         )
-        result.note(f"{clients} concurrent clients; hub web = gunicorn {cfg['web_workers']} sync workers, "
+        result.note(f"{clients} concurrent clients; hub web = gunicorn {cfg['web_workers']} workers × 8 threads (gthread), "
                     f"plus hub worker; {len(times)} PATCHes accepted in {elapsed:.1f} s "
                     f"(half EVSE status, half Session), {len(refused)} not accepted"
                     + (f" (first: {refused[0]})" if refused else ""))

@@ -77,6 +77,13 @@ def child_exit(server, worker):
     forget_worker(server, worker)
 
 
+def post_worker_init(worker):
+    """Build the app in the new worker before it accepts requests (hub/wsgi.py)."""
+    warm = getattr(worker.wsgi, "warm", None)
+    if warm is not None:
+        warm()
+
+
 def worker_exit(server, worker):
     """Close the worker's database pools when it stops."""
     app = getattr(worker, "wsgi", None)

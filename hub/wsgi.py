@@ -1,7 +1,8 @@
 """The WSGI entry point: ``gunicorn hub.wsgi:app``.
 
-The Falcon app (and its database pools) is built on the first request inside
-each worker, never at import: connections and pool threads do not survive
+The Falcon app (and its database pools) is built inside each worker after
+the fork (gunicorn's ``post_worker_init`` calls :meth:`LazyApp.warm`; else on
+the first request), never at import: connections and pool threads do not survive
 gunicorn's fork. Schema set-up is not done here; run ``hub migrate`` first.
 
 One short connection is made when the app object is created (in each worker
@@ -60,6 +61,19 @@ class LazyApp:
             raise RuntimeError("HUB_DATABASE_URL must be set for web workers (hub serve sets it)")
         self._context = WebContext.open(settings, settings.database_url)
         return create_app(self._context)
+
+    def warm(self) -> None:
+        """Build the app now (gunicorn's ``post_worker_init``), so a worker's first
+        partner does not wait for imports and pools; on failure stay lazy: the
+        first request then builds it and reports the error."""
+        try:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._build()
+        except Exception:
+            import logging
+
+            logging.getLogger(__name__).exception("could not build the app at worker start; will retry")
 
     def __call__(self, environ, start_response):
         if self._app is None:

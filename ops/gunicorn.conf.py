@@ -9,4 +9,4 @@ create the schema.
 """
 
 from hub.gunicorn_config import *  # noqa: F403
-from hub.gunicorn_config import child_exit, on_exit, on_starting, worker_exit  # noqa: F401
+from hub.gunicorn_config import child_exit, on_exit, on_starting, post_worker_init, worker_exit  # noqa: F401

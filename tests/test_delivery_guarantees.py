@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import replace
 
 import psycopg
-import pytest
 
 from scheduler import deliveries
 from scheduler.worker import Worker
@@ -350,8 +349,6 @@ def test_answers_that_are_not_ocpi_are_retried_and_retry_after_is_honoured(hub, 
         cpo_partner.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="hub.ocpi.client drops the headers of an answer that is not OCPI"
-                                       " (PartnerBadResponse); the sender reads them once it keeps them")
 def test_retry_after_on_a_page_that_is_not_ocpi_is_honoured(hub, settings):
     em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
     cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])

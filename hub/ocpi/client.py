@@ -34,11 +34,12 @@ class PartnerCallError(Exception):
     """The partner could not be used (no connection, timeout, not OCPI)."""
 
     def __init__(self, message: str, *, request_id: str, elapsed_ms: float,
-                 http_status: int | None = None) -> None:
+                 http_status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
         self.elapsed_ms = elapsed_ms
         self.http_status = http_status
+        self.headers = headers  # of an answer that was not OCPI (e.g. a proxy's 429 with Retry-After)
 
 
 class PartnerUnreachable(PartnerCallError):
@@ -220,6 +221,7 @@ class OcpiClient:
             raise PartnerBadResponse(
                 f"{method} {url}: HTTP {response.status_code} without an OCPI envelope",
                 request_id=request_id, elapsed_ms=elapsed, http_status=response.status_code,
+                headers=dict(response.headers),
             )
         return OcpiResponse(
             http_status=response.status_code,

@@ -72,6 +72,9 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
     finds the positions the insert just took, and folds the links in SQL with
     the same formula as :func:`chain_link` (``sha256(previous || int8send(position)
     || digest)``); the per-event digests come from Python (:func:`event_digest`).
+    The positions and digests are gathered into arrays first, so each step of
+    the fold costs the same however many events one save writes (an inlined
+    join would re-run for every step: quadratic in the batch).
     """
 
     def __init__(self, datastore, *, events_table_name: str = "stored_events") -> None:
@@ -79,19 +82,20 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
         schema = Identifier(datastore.schema)
         self.sql_create_statements.append(SQL(CHAIN_DDL).format(schema=schema))
         self._append_links = SQL("""
-            WITH RECURSIVE new AS (
-                SELECT e.notification_id AS position, d.digest,
-                       row_number() OVER (ORDER BY e.notification_id) AS n
+            WITH RECURSIVE new AS MATERIALIZED (
+                SELECT array_agg(e.notification_id ORDER BY e.notification_id) AS positions,
+                       array_agg(d.digest ORDER BY e.notification_id) AS digests
                 FROM unnest(%s::uuid[], %s::bigint[], %s::bytea[]) AS d(originator_id, version, digest)
                 JOIN {schema}.{events} e
                   ON e.originator_id = d.originator_id AND e.originator_version = d.version
             ), chain(n, position, hash) AS (
-                SELECT 0::bigint, 0::bigint, coalesce(
+                SELECT 0, 0::bigint, coalesce(
                     (SELECT hash FROM {schema}.hub_audit_chain ORDER BY notification_id DESC LIMIT 1),
                     %s::bytea)
                 UNION ALL
-                SELECT new.n, new.position, sha256(chain.hash || int8send(new.position) || new.digest)
-                FROM chain JOIN new ON new.n = chain.n + 1
+                SELECT chain.n + 1, new.positions[chain.n + 1],
+                       sha256(chain.hash || int8send(new.positions[chain.n + 1]) || new.digests[chain.n + 1])
+                FROM chain, new WHERE chain.n < cardinality(new.positions)
             )
             INSERT INTO {schema}.hub_audit_chain (notification_id, hash)
             SELECT position, hash FROM chain WHERE n > 0""").format(

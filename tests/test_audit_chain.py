@@ -295,3 +295,26 @@ def test_the_worker_checkpoints_every_n_seconds(hub, settings):
         assert checkpoint_positions(settings) == [first, head]
     finally:
         worker.stop()
+
+
+def test_one_save_of_many_events_is_chained_in_order(settings):
+    """A save of hundreds of events (a rebuild's dataset, a batch of delivery outcomes) links
+    each of them, in the log's order, exactly as the verifier recomputes them."""
+    from hub.application import Hub
+    from hub.domain.audit import OperatorAction
+
+    app = Hub(settings, settings.database_url, pool_size=1)
+    try:
+        actions = [OperatorAction(command="test", arguments={"n": n}, operator="pytest", outcome="ok")
+                   for n in range(600)]
+        app.save(*actions[:1])
+        app.save(*actions[1:])
+    finally:
+        app.close()
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        chained = conn.execute("SELECT count(*) FROM hub_audit_chain").fetchone()[0]
+        events = conn.execute("SELECT count(*) FROM hub_events").fetchone()[0]
+    assert chained == events >= 600
+    code, verdict = verify(settings)
+    assert code == 0 and verdict["ok"] and verdict["checked"] == events

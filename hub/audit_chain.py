@@ -30,7 +30,6 @@ from typing import Any
 
 import orjson
 import psycopg
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
@@ -63,43 +62,49 @@ def link_hash(previous: bytes, position: int, originator_id: Any, version: int, 
     return chain_link(previous, position, event_digest(originator_id, version, topic, state))
 
 
-class ChainedApplicationRecorder(PostgresApplicationRecorder):
-    """The library's PostgreSQL recorder, plus the chain row of every event it inserts.
+# The chain link of every inserted event, computed by PostgreSQL in the inserting
+# transaction: the same formula as event_digest() and chain_link() above.
+CHAIN_FUNCTION_DDL = """CREATE OR REPLACE FUNCTION {schema}.hub_chain_link() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    previous bytea;
+    ident bytea := convert_to(NEW.originator_id::text, 'UTF8');
+    topic bytea := convert_to(NEW.topic, 'UTF8');
+BEGIN
+    SELECT hash INTO previous FROM {schema}.hub_audit_chain ORDER BY notification_id DESC LIMIT 1;
+    INSERT INTO {schema}.hub_audit_chain (notification_id, hash) VALUES (
+        NEW.notification_id,
+        sha256(coalesce(previous, decode(repeat('00', 32), 'hex')) || int8send(NEW.notification_id)
+               || sha256(int4send(octet_length(ident)) || ident || int8send(NEW.originator_version)
+                         || int4send(octet_length(topic)) || topic
+                         || int8send(octet_length(NEW.state)::bigint) || NEW.state)));
+    RETURN NULL;
+END $$"""
+CHAIN_TRIGGER_DDL = [
+    "DROP TRIGGER IF EXISTS hub_events_chain ON {schema}.{events}",
+    """CREATE TRIGGER hub_events_chain AFTER INSERT ON {schema}.{events}
+        FOR EACH ROW EXECUTE FUNCTION {schema}.hub_chain_link()""",
+]
 
-    The chain rows are written by one statement sent in the same pipeline as
-    the lock and the insert, so a save still costs one round trip before its
-    commit: the writer lock is held no longer than it must be. The statement
-    finds the positions the insert just took, and folds the links in SQL with
-    the same formula as :func:`chain_link` (``sha256(previous || int8send(position)
-    || digest)``); the per-event digests come from Python (:func:`event_digest`).
-    The positions and digests are gathered into arrays first, so each step of
-    the fold costs the same however many events one save writes (an inlined
-    join would re-run for every step: quadratic in the batch).
+
+class ChainedApplicationRecorder(PostgresApplicationRecorder):
+    """The library's PostgreSQL recorder, with the hash chain written by the database.
+
+    An ``AFTER INSERT`` row trigger on the events table links every event as it
+    is inserted, inside the insert's transaction and under the writers' lock
+    (rows are inserted, and their triggers fired, in position order): a save
+    costs no statement more than the library's own, and the lock every writer
+    waits for is held no longer. :func:`verify` recomputes the same links in
+    Python. A superuser who disables the table's triggers to insert an event
+    leaves it without a link, which ``hub audit verify`` reports.
     """
 
     def __init__(self, datastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        schema = Identifier(datastore.schema)
-        self.sql_create_statements.append(SQL(CHAIN_DDL).format(schema=schema))
-        self._append_links = SQL("""
-            WITH RECURSIVE new AS MATERIALIZED (
-                SELECT array_agg(e.notification_id ORDER BY e.notification_id) AS positions,
-                       array_agg(d.digest ORDER BY e.notification_id) AS digests
-                FROM unnest(%s::uuid[], %s::bigint[], %s::bytea[]) AS d(originator_id, version, digest)
-                JOIN {schema}.{events} e
-                  ON e.originator_id = d.originator_id AND e.originator_version = d.version
-            ), chain(n, position, hash) AS (
-                SELECT 0, 0::bigint, coalesce(
-                    (SELECT hash FROM {schema}.hub_audit_chain ORDER BY notification_id DESC LIMIT 1),
-                    %s::bytea)
-                UNION ALL
-                SELECT chain.n + 1, new.positions[chain.n + 1],
-                       sha256(chain.hash || int8send(new.positions[chain.n + 1]) || new.digests[chain.n + 1])
-                FROM chain, new WHERE chain.n < cardinality(new.positions)
-            )
-            INSERT INTO {schema}.hub_audit_chain (notification_id, hash)
-            SELECT position, hash FROM chain WHERE n > 0""").format(
-            schema=schema, events=Identifier(events_table_name))
+        names = {"schema": Identifier(datastore.schema), "events": Identifier(events_table_name)}
+        self.sql_create_statements.append(SQL(CHAIN_DDL).format(schema=names["schema"]))
+        self.sql_create_statements.append(SQL(CHAIN_FUNCTION_DDL).format(schema=names["schema"]))
+        self.sql_create_statements.extend(SQL(statement).format(**names) for statement in CHAIN_TRIGGER_DDL)
         # Serialise writers with a transaction-level advisory lock instead of the
         # library's LOCK TABLE ... EXCLUSIVE: the same guarantee (ids are taken and
         # committed one writer at a time, so readers never pass a gap that fills in
@@ -110,21 +115,6 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
             SQL("SELECT pg_advisory_xact_lock(hashtext({0}))").format(
                 f"{datastore.schema}.{events_table_name}"),
         ]
-
-    def _insert_stored_events(self, curs, stored_events: Sequence[StoredEvent], **kwargs) -> None:
-        super()._insert_stored_events(curs, stored_events, **kwargs)  # lock, NOTIFY, INSERT
-        if not stored_events:
-            return
-        # Queued in the same pipeline, on another cursor: the insert's cursor keeps
-        # the notification ids the library fetches after the sync.
-        with curs.connection.cursor() as chain_cursor:
-            chain_cursor.execute(self._append_links, (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [event_digest(e.originator_id, e.originator_version, e.topic, e.state)
-                 for e in stored_events],
-                GENESIS,
-            ), prepare=True)
 
 
 RECORDER_TOPIC = "hub.audit_chain:ChainedApplicationRecorder"

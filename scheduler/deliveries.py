@@ -128,6 +128,8 @@ DDL = [
     """CREATE INDEX IF NOT EXISTS hub_deliveries_due
         ON hub_deliveries (next_attempt_at) WHERE state = 'PENDING'""",
     "CREATE INDEX IF NOT EXISTS hub_deliveries_state ON hub_deliveries (state, platform_id)",
+    """CREATE INDEX IF NOT EXISTS hub_deliveries_lane
+        ON hub_deliveries (platform_id, id) WHERE state = 'PENDING'""",
 ]
 
 
@@ -248,34 +250,41 @@ class Sender:
         """Lease due rows of CONNECTED recipients, except of the ``exclude`` platforms.
 
         A row is due when it is the oldest pending one of its recipient and object
-        and no other row of that object is in flight (leased).
+        and no other row of that object is in flight (leased). Up to ``limit`` rows
+        per platform, read in order from that platform's own pending rows: the cost
+        does not grow with the backlog of a platform whose lane is busy (excluded)
+        or that is not CONNECTED.
         """
         with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(
                 """
                 WITH due AS (
-                    SELECT d.id FROM hub_deliveries d
-                    WHERE d.state = 'PENDING' AND d.next_attempt_at <= now()
-                      AND (d.lease_until IS NULL OR d.lease_until < now())
-                      AND NOT d.platform_id = ANY(%s::uuid[])
-                      AND NOT EXISTS (
-                          SELECT 1 FROM hub_deliveries e
-                          WHERE e.state = 'PENDING' AND e.platform_id = d.platform_id
-                            AND e.module = d.module AND e.object_key = d.object_key
-                            AND coalesce(e.recipient, '') = coalesce(d.recipient, '')
-                            AND (e.id < d.id OR e.lease_until > now()))
-                      AND EXISTS (
-                          SELECT 1 FROM view_parties v
-                          WHERE v.platform_id = d.platform_id AND v.status = 'CONNECTED'
-                            AND (d.recipient IS NULL
-                                 OR v.country_code || '/' || v.party_id || '/' || v.role = d.recipient))
-                    ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED)
+                    SELECT d.id FROM view_platforms p CROSS JOIN LATERAL (
+                        SELECT d.id FROM hub_deliveries d
+                        WHERE d.platform_id = p.platform_id AND d.state = 'PENDING'
+                          AND d.next_attempt_at <= now()
+                          AND (d.lease_until IS NULL OR d.lease_until < now())
+                          AND NOT EXISTS (
+                              SELECT 1 FROM hub_deliveries e
+                              WHERE e.state = 'PENDING' AND e.platform_id = d.platform_id
+                                AND e.module = d.module AND e.object_key = d.object_key
+                                AND coalesce(e.recipient, '') = coalesce(d.recipient, '')
+                                AND (e.id < d.id OR e.lease_until > now()))
+                          AND EXISTS (
+                              SELECT 1 FROM view_parties v
+                              WHERE v.platform_id = d.platform_id AND v.status = 'CONNECTED'
+                                AND (d.recipient IS NULL
+                                     OR v.country_code || '/' || v.party_id || '/' || v.role = d.recipient))
+                        ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED) d
+                    WHERE NOT p.platform_id = ANY(%s::uuid[])
+                      AND EXISTS (SELECT 1 FROM view_parties v
+                                  WHERE v.platform_id = p.platform_id AND v.status = 'CONNECTED'))
                 UPDATE hub_deliveries h SET lease_until = now() + make_interval(secs => %s), leased_by = %s
                 FROM due WHERE h.id = due.id
                 RETURNING h.*, (SELECT row_to_json(p) FROM view_platforms p
                                 WHERE p.platform_id = h.platform_id) AS platform
                 """,
-                (list(exclude), limit, LEASE_SECONDS, self.worker_id),
+                (limit, list(exclude), LEASE_SECONDS, self.worker_id),
             ).fetchall()
 
     def dispatch(self) -> int:

@@ -31,6 +31,7 @@ from scheduler.forwarding import ForwardingDispatcher, render_current
 
 log = logging.getLogger(__name__)
 
+DISPATCH_GAP = 0.01  # seconds at least between two delivery rounds (their wake-ups are merged)
 HEARTBEAT_EVERY = 5.0  # seconds; /ready calls a follower stale after 30 s without one
 
 
@@ -119,6 +120,10 @@ class Worker:
         must not hold up deliveries to the others)."""
         while not self.stopping.is_set():
             self.deliver_now.wait(1.0)
+            # Under a stream of pushes the wake-ups come hundreds of times a second; gather
+            # them into rounds DISPATCH_GAP apart, so the lease query runs a bounded number
+            # of times (each round leases everything due, for every idle recipient).
+            self.stopping.wait(DISPATCH_GAP)
             self.deliver_now.clear()
             try:
                 self.sender.dispatch()

@@ -15,7 +15,7 @@ import falcon
 from handlers.context import WebContext
 from handlers.paging import set_page_headers
 from hub.errors import InvalidParameters, NotFound
-from hub.ocpi.envelope import envelope
+from hub.ocpi.envelope import envelope, envelope_of_json_list
 from hub.ocpi.pagination import parse_page
 from hub.ocpi.status import OcpiStatus
 from hub.rules import publish_visible
@@ -57,10 +57,14 @@ class ObjectList:
             locations = self.module == "locations"
             allowed = unpublished_for(conn, filters["viewer"], filters["owners"]) if locations else None
             items, total, cursor, more = page_objects(
-                conn, self.module, page, published_only=locations, unpublished_allowed=allowed, **filters)
+                conn, self.module, page, published_only=locations, unpublished_allowed=allowed,
+                as_text=True, **filters)
         set_page_headers(req, resp, page, total=total, returned=len(items),
                          base_url=self.ctx.settings.base_url, next_cursor=cursor, has_more=more)
-        resp.media = envelope(items)
+        # The stored bodies go out as stored: a page of 100 Locations is never parsed and re-encoded.
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = envelope_of_json_list(items)
+        req.context.status_code = OcpiStatus.SUCCESS
 
 
 class ObjectItem:

@@ -37,6 +37,15 @@ def now() -> str:
     return format_datetime(datetime.now(UTC))
 
 
+def envelope_of_json_list(items: list[str], status_code: int = OcpiStatus.SUCCESS) -> bytes:
+    """The envelope of :func:`envelope` whose ``data`` is a list of objects that are
+    already JSON text (bodies kept as partners pushed them): joined, never parsed."""
+    import orjson
+
+    rest = orjson.dumps(envelope(None, status_code))  # b'{"status_code":…,"timestamp":…}'
+    return b'{"data":[' + ",".join(items).encode() + b"]," + rest[1:]
+
+
 def envelope(
     data: object = None,
     status_code: int = OcpiStatus.SUCCESS,

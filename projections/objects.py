@@ -94,10 +94,6 @@ class ObjectsProjection(Follower):
             "CREATE INDEX IF NOT EXISTS view_objects_updated ON view_objects (module, last_updated)",
             """CREATE INDEX IF NOT EXISTS view_objects_emsp
                 ON view_objects (module, emsp_country_code, emsp_party_id, seq)""",
-            # Every list page counts what the caller may see (X-Total-Count): with the
-            # visibility columns in the index that count reads no table rows.
-            """CREATE INDEX IF NOT EXISTS view_objects_visible
-                ON view_objects (module, country_code, party_id) INCLUDE (deleted, publish, audience, object_uuid)""",
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:

@@ -247,6 +247,11 @@ class EventLog:
             changed = sum(_swap_rows(cur, schema, table) for table in tables)
             cur.execute("UPDATE hub_tracking SET position = %s, updated_at = now() WHERE name = %s",
                         (head, follower.name))
+        # Fresh statistics for the live tables, or the planner serves the first reads after a
+        # rebuild of a large view with plans made for an empty one. Only the tables' owner may
+        # (PostgreSQL skips them with a warning for the application role; autovacuum follows).
+        for table in tables:
+            conn.execute(f'ANALYZE "{schema}"."{table}"')
         if progress is not None:
             progress(head, head)
         return Rebuilt(applied, changed)

@@ -222,17 +222,19 @@ def page_objects(
         params.append(page.date_to)
     clause = " AND ".join(where)
     (total,) = conn.execute(f"SELECT count(*) FROM view_objects WHERE {clause}", params).fetchone()
-    body = "body::text" if as_text else "body"
+    # The page's rows are chosen on the narrow columns first, then only they are read in
+    # full: whatever plan PostgreSQL picks (e.g. before a fresh view is analyzed), no body
+    # beyond the page is detoasted or converted.
     if page.cursor is not None:
-        rows = conn.execute(
-            f"SELECT seq, {body} FROM view_objects WHERE {clause} AND seq > %s ORDER BY seq LIMIT %s",
-            [*params, page.cursor, page.limit + 1],
-        ).fetchall()
+        chosen, page_params = f"{clause} AND seq > %s ORDER BY seq LIMIT %s", [page.cursor, page.limit + 1]
     else:
-        rows = conn.execute(
-            f"SELECT seq, {body} FROM view_objects WHERE {clause} ORDER BY seq OFFSET %s LIMIT %s",
-            [*params, page.offset, page.limit + 1],
-        ).fetchall()
+        chosen, page_params = f"{clause} ORDER BY seq OFFSET %s LIMIT %s", [page.offset, page.limit + 1]
+    body = "v.body::text" if as_text else "v.body"
+    rows = conn.execute(
+        f"WITH page AS MATERIALIZED (SELECT object_uuid, seq FROM view_objects WHERE {chosen})"
+        f" SELECT page.seq, {body} FROM page JOIN view_objects v USING (object_uuid) ORDER BY page.seq",
+        [*params, *page_params],
+    ).fetchall()
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     cursor = rows[-1][0] if rows else None

@@ -1,4 +1,7 @@
-"""``python -m ops.bench all|ingest|authorize|fanout|rebuild|pulls|memory [--size smoke|full] [--json]``.
+"""``python -m ops.bench all|NAME [NAME...] [--size smoke|full] [--json]``.
+
+NAME is one of ingest, authorize, fanout, rebuild, pulls, memory; several run
+in the order given (rebuild, pulls and memory share one large dataset, built once).
 
 The database: ``--database-url``, else ``HUB_BENCH_DATABASE_URL``,
 ``HUB_DATABASE_URL`` or ``HUB_TEST_DATABASE_URL``, else an embedded
@@ -58,14 +61,14 @@ def code_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmark", choices=["all", *BENCHMARKS])
+    parser.add_argument("benchmark", nargs="+", choices=["all", *BENCHMARKS])
     parser.add_argument("--size", choices=["smoke", "full"], default="full",
                         help="smoke: seconds, to keep the benchmarks working (CI); full: the recorded run")
     parser.add_argument("--json", action="store_true", help="also print all results as one JSON object")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args(argv)
 
-    names = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
+    names = BENCHMARKS if "all" in args.benchmark else tuple(dict.fromkeys(args.benchmark))
     db = Database(args.database_url or database_url_from_env())
     info = machine(db)
     print(f"machine: {info['cores']} cores ({info['cpu']}), {info['ram_gib']} GiB RAM, "

@@ -264,3 +264,43 @@ def test_clientinfo_pushed_on_registration_and_suspension(hub, worker):
     finally:
         emsp.stop()
         cpo.stop()
+
+
+def test_partner_calls_honour_a_proxy_only_when_one_is_configured(monkeypatch, tmp_path):
+    """Without proxy settings calls go straight to the partner; with HTTP_PROXY they go to the
+    proxy (here one that is down, so the call fails); a .netrc never replaces the Token header."""
+    from hub.ocpi.client import OcpiClient, PartnerUnreachable
+    from tests.partner import free_port
+
+    partner = Partner(roles=[role("EMSP", "IN", "NRC")])
+    partner.start()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        direct = OcpiClient()
+        try:
+            assert direct.request("GET", partner.versions_url, "the-token").http_status == 200
+        finally:
+            direct.close()
+        assert partner.requests_to("/ocpi/versions")[-1].token == "the-token"
+
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+        proxied = OcpiClient()
+        try:
+            try:
+                proxied.request("GET", partner.versions_url, "the-token")
+                raise AssertionError("the call did not go through the configured proxy")
+            except PartnerUnreachable:
+                pass
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            assert proxied.request("GET", partner.versions_url, "other-token").http_status == 200
+        finally:
+            proxied.close()
+        assert partner.requests_to("/ocpi/versions")[-1].token == "other-token"
+    finally:
+        partner.stop()

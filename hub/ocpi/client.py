@@ -10,12 +10,19 @@ it: connecting, sending, the status line, the headers and the whole body. A
 socket timeout alone bounds each read, so a partner sending a byte now and then
 could hold the call open for ever; here every read of the answer is given only
 the time left (:class:`_DeadlineReader`).
+
+Proxies and CA bundles from the environment (``HTTP(S)_PROXY``, ``NO_PROXY``,
+``REQUESTS_CA_BUNDLE``, ...) are honoured when one is set at start-up; when
+none is, the session does not look at the environment on every call (requests
+otherwise rescans it per request, a measurable share of an authorization).
+A ``.netrc`` file never replaces the hub's ``Authorization: Token`` header.
 """
 
 from __future__ import annotations
 
 import http.client
 import io
+import os
 import threading
 import time
 import uuid
@@ -160,6 +167,8 @@ class OcpiClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = user_agent
+        self.session.trust_env = uses_environment()
+        self.session.auth = _token_header_only  # never credentials from a .netrc file
 
     def close(self) -> None:
         self.session.close()
@@ -232,6 +241,20 @@ class OcpiClient:
             elapsed_ms=elapsed,
             raw=response.content,
         )
+
+
+ENVIRONMENT_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle",
+                        "curl_ca_bundle")
+
+
+def uses_environment(environ=os.environ) -> bool:
+    """Whether a proxy or CA bundle setting is in the environment (any case)."""
+    return any(name.lower() in ENVIRONMENT_SETTINGS and value for name, value in environ.items())
+
+
+def _token_header_only(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """requests' auth hook: the request keeps the Authorization header the hub set."""
+    return request
 
 
 def _ms(started: float) -> float:

@@ -61,6 +61,17 @@ TRACKING_AND_HEAD_SQL = (
     " FROM hub_tracking WHERE name = %s FOR UPDATE OF hub_tracking"
 )
 
+# The log's head, the lowest position of some followers, how many of them have a tracking
+# row, and (over a short stretch only) the topics between that position and the head.
+IDLE_SQL = (
+    "WITH h AS (SELECT coalesce(max(notification_id), 0) AS head FROM hub_events),"
+    " t AS (SELECT min(position) AS low, count(*) AS n FROM hub_tracking WHERE name = ANY(%s))"
+    " SELECT h.head, t.low, t.n, CASE WHEN t.low < h.head AND h.head - t.low <= %s THEN"
+    " ARRAY(SELECT DISTINCT topic FROM hub_events"
+    " WHERE notification_id > t.low AND notification_id <= h.head) END FROM h, t"
+)
+IDLE_WINDOW = 10_000  # events: a follower further behind than this just runs its batches
+
 REBUILD_LOCK = 0x5242  # "RB": advisory lock class of rebuilds, one per schema and follower
 
 
@@ -167,6 +178,34 @@ class EventLog:
             done += applied
             if caught_up:
                 return done
+
+    def advance_idle(self, followers: Sequence[Follower]) -> set[str]:
+        """Move the followers with nothing to apply up to the log's head; return their names.
+
+        A follower has nothing to apply when none of its topics occurs between
+        its position and the head: one query finds the topics after the lowest
+        position of ``followers``, one statement advances (and stamps) the
+        followers without any, so a round of the worker does not open a
+        transaction per follower for events that are not theirs. The head
+        bounds a complete prefix of the log (see the module's docstring), so
+        no event of theirs can commit below it later. When a follower never
+        ran or the stretch is long, nothing is skipped.
+        """
+        names = [f.name for f in followers]
+        with self.pool.connection() as conn:
+            head, low, count, present = conn.execute(IDLE_SQL, (names, IDLE_WINDOW)).fetchone()
+            if count < len(set(names)) or low is None:
+                return set()
+            if low >= head:
+                return set(names)  # every one of them is at the head already
+            if present is None:
+                return set()
+            present = set(present)
+            idle = [f.name for f in followers if present.isdisjoint(f.topics)]
+            if idle:
+                conn.execute("UPDATE hub_tracking SET position = %s, updated_at = now()"
+                             " WHERE name = ANY(%s) AND position < %s", (head, idle, head))
+            return set(idle)
 
     def try_catch_up(self, follower: Follower) -> int:
         """Like :meth:`catch_up` but skips if this process is already running it."""

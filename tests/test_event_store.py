@@ -79,3 +79,40 @@ def test_registration_is_in_the_log(hub, settings):
     # The hub's calls to the partner (versions, details) are in the same transaction as the registration.
     registered = names.index("Platform.Registered")
     assert "Call.Made" in names[registered - 3: registered + 3]
+
+
+def test_followers_with_nothing_to_apply_are_moved_to_the_head_and_the_others_still_apply(hub, settings):
+    """A worker round skips followers none of whose events came, without skipping an event."""
+    from hub.application import Hub
+    from hub.eventlog import EventLog
+    from projections import all_projections
+    from scheduler.worker import dispatchers
+
+    followers = [*all_projections(), *dispatchers()]
+    partner = hub.connect_partner([role("EMSP", "IN", "EMP")])  # takes ClientInfo pushes
+    app = Hub(settings, settings.database_url, pool_size=2)
+    try:
+        log = EventLog(app)
+        assert log.advance_idle(followers) == set()  # no follower has run yet: none is skipped
+        for follower in followers:
+            log.catch_up(follower)
+        assert log.advance_idle(followers) == {f.name for f in followers}  # all at the head
+
+        hub.onboard("EMSP", "IN", "IDL")  # Party and Platform events only
+        head = log.head()
+        idle = log.advance_idle(followers)
+        assert {"parties", "dispatch-clientinfo"}.isdisjoint(idle)
+        assert {"objects", "routing-rules", "commands", "dispatch-objects", "dispatch-commands"} <= idle
+        assert all(log.position(name) == head for name in idle)
+        assert log.position("dispatch-clientinfo") < head  # its events wait for it (the CLI ran the views)
+
+        for follower in followers:  # what the others have to apply is still there
+            log.catch_up(follower)
+        with _connect(settings) as conn:
+            keys = [k for (k,) in conn.execute(
+                "SELECT object_key FROM hub_deliveries WHERE module = 'hubclientinfo'").fetchall()]
+        assert any("IDL" in key for key in keys), keys  # the new party's ClientInfo, for EMP
+        assert all(log.position(f.name) == head for f in followers)
+    finally:
+        app.close()
+        partner.stop()

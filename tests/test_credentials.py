@@ -268,7 +268,8 @@ def test_clientinfo_pushed_on_registration_and_suspension(hub, worker):
 
 def test_partner_calls_honour_a_proxy_only_when_one_is_configured(monkeypatch, tmp_path):
     """Without proxy settings calls go straight to the partner; with HTTP_PROXY they go to the
-    proxy (here one that is down, so the call fails); a .netrc never replaces the Token header."""
+    proxy (here one that is down, so the call fails) unless NO_PROXY names the host; a CA bundle
+    is taken from the environment; a .netrc never replaces the Token header."""
     from hub.ocpi.client import OcpiClient, PartnerUnreachable
     from tests.partner import free_port
 
@@ -282,9 +283,13 @@ def test_partner_calls_honour_a_proxy_only_when_one_is_configured(monkeypatch, t
                  "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "partners-ca.pem"))
         direct = OcpiClient()
         try:
             assert direct.request("GET", partner.versions_url, "the-token").http_status == 200
+            # The CA bundle is taken once; no proxy setting, so no rescan of the environment.
+            assert direct.session.verify == str(tmp_path / "partners-ca.pem")
+            assert direct.session.trust_env is False
         finally:
             direct.close()
         assert partner.requests_to("/ocpi/versions")[-1].token == "the-token"

@@ -11,11 +11,13 @@ socket timeout alone bounds each read, so a partner sending a byte now and then
 could hold the call open for ever; here every read of the answer is given only
 the time left (:class:`_DeadlineReader`).
 
-Proxies and CA bundles from the environment (``HTTP(S)_PROXY``, ``NO_PROXY``,
-``REQUESTS_CA_BUNDLE``, ...) are honoured when one is set at start-up; when
-none is, the session does not look at the environment on every call (requests
-otherwise rescans it per request, a measurable share of an authorization).
-A ``.netrc`` file never replaces the hub's ``Authorization: Token`` header.
+The environment is read once, when the client is made: a CA bundle
+(``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``) becomes the session's
+``verify``; proxy settings (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) are
+honoured when one is set. Without a proxy setting the session does not rescan
+the environment on every call, as requests otherwise does (a measurable share
+of an authorization). A ``.netrc`` file never replaces the hub's
+``Authorization: Token`` header.
 """
 
 from __future__ import annotations
@@ -167,7 +169,10 @@ class OcpiClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = user_agent
-        self.session.trust_env = uses_environment()
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self.session.verify = bundle
+        self.session.trust_env = uses_proxy()
         self.session.auth = _token_header_only  # never credentials from a .netrc file
 
     def close(self) -> None:
@@ -243,13 +248,12 @@ class OcpiClient:
         )
 
 
-ENVIRONMENT_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle",
-                        "curl_ca_bundle")
+PROXY_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
-def uses_environment(environ=os.environ) -> bool:
-    """Whether a proxy or CA bundle setting is in the environment (any case)."""
-    return any(name.lower() in ENVIRONMENT_SETTINGS and value for name, value in environ.items())
+def uses_proxy(environ=os.environ) -> bool:
+    """Whether a proxy setting is in the environment (in either case)."""
+    return any(name.lower() in PROXY_SETTINGS and value for name, value in environ.items())
 
 
 def _token_header_only(request: requests.PreparedRequest) -> requests.PreparedRequest:

@@ -116,3 +116,18 @@ def test_followers_with_nothing_to_apply_are_moved_to_the_head_and_the_others_st
     finally:
         app.close()
         partner.stop()
+
+
+def test_json_columns_come_back_exactly_as_stored(settings):
+    """Views' JSON is read with orjson, except what it would change (integers beyond 64 bits)."""
+    import hub.database  # noqa: F401  (installs the JSON loader for every connection)
+
+    text = '{"b": 1, "a": [123456789012345678901234567890, 1.5, "x"], "c": {"z": null, "y": true}}'
+    with _connect(settings) as conn:
+        as_json, as_jsonb, plain = conn.execute(
+            "SELECT %s::json, %s::jsonb, %s::json", (text, text, '{"k": "v", "n": 9007199254740993}')
+        ).fetchone()
+    assert as_json == as_jsonb == {"b": 1, "a": [123456789012345678901234567890, 1.5, "x"],
+                                   "c": {"z": None, "y": True}}
+    assert list(as_json) == ["b", "a", "c"]  # json keeps the stored key order
+    assert plain == {"k": "v", "n": 9007199254740993}

@@ -17,8 +17,8 @@ from handlers.metrics import MetricsResource, ReadyResource, RequestMetrics
 from handlers.middleware import OcpiMiddleware
 from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
-from hub.errors import OcpiError
 from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import OcpiError
 
 MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations", "handlers.tariffs",
            "handlers.sessions", "handlers.cdrs", "handlers.tokens", "handlers.commands")

@@ -14,9 +14,9 @@ from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_owner, check_routable, message_of, read_body
 from handlers.sessions import emsp_of
 from hub.domain.objects import Cdr
-from hub.errors import NotFound
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import NotFound
 from hub.ocpi.status import OcpiStatus
 
 BASE = "cdrs/receiver"

@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 from handlers.context import WebContext
 from handlers.tokens import relay
 from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, record
-from hub.errors import HubError, InvalidParameters, NotFound
+from hub.domain.routing import DIRECTED
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
+from hub.ocpi.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
-from hub.routing import DIRECTED
 from projections.queries import platform_hosts
 
 COMMAND_TYPES = tuple(c.value for c in models.CommandType)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.application import Hub
-from hub.config import Settings
-from hub.eventlog import EventLog
-from hub.ocpi.client import OcpiClient
-from hub.pushes import Pushes
-from hub.realtime import Realtime
-from hub.registration import Registration
+from hub.infra.client import OcpiClient
+from hub.infra.config import Settings
+from hub.infra.eventlog import EventLog
+from hub.services.application import Hub
+from hub.services.pushes import Pushes
+from hub.services.realtime import Realtime
+from hub.services.registration import Registration
 from projections.parties import PartiesProjection
 from projections.rules import load_rules
 

@@ -6,7 +6,7 @@ import falcon
 
 from handlers.context import WebContext
 from hub.ocpi.envelope import envelope
-from hub.registration import hub_credentials
+from hub.services.registration import hub_credentials
 
 
 class CredentialsResource:

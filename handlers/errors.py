@@ -6,8 +6,8 @@ import logging
 
 import falcon
 
-from hub.errors import OcpiError
 from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import OcpiError
 from hub.ocpi.status import OcpiStatus
 
 log = logging.getLogger(__name__)

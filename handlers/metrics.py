@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from hub.metrics import MULTIPROC_ENV
+from hub.infra.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ class DatabaseCollector:
 def readiness(pool) -> tuple[bool, dict]:
     """Database answers, schema is current, followers are running: a worker stamped each
     one within FOLLOWER_STALE_AFTER seconds (see :attr:`FollowerState.running`)."""
-    from hub.schema import SCHEMA_VERSION
+    from hub.services.schema import SCHEMA_VERSION
 
     checks: dict[str, dict] = {}
     try:

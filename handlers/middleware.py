@@ -5,7 +5,7 @@
 2. Authentication: ``Authorization: Token …`` (Base64 per 2.2.1, raw token
    accepted too); unknown or missing -> HTTP 401; a pending token (A) only on
    versions and credentials.
-3. Routing: for functional modules, :func:`hub.routing.classify` once; the
+3. Routing: for functional modules, :func:`hub.domain.routing.classify` once; the
    result is ``req.context.routing``.
 4. Audit and commit: the request's ``Request.Answered`` record and whatever the
    handler collected in ``req.context.uow`` are saved in one transaction
@@ -32,14 +32,14 @@ from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
-from hub.application import UnitOfWork
-from hub.audit import redact
+from hub.audit.reads import redact
 from hub.domain.audit import Request
-from hub.errors import OcpiError, Unauthorized
+from hub.domain.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
+from hub.infra.security import header_token_candidates
 from hub.ocpi.envelope import envelope, format_datetime
+from hub.ocpi.errors import OcpiError, Unauthorized
 from hub.ocpi.status import OcpiStatus
-from hub.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
-from hub.security import header_token_candidates
+from hub.services.application import UnitOfWork
 from projections.queries import authenticate, find_party
 
 log = logging.getLogger("hub.requests")

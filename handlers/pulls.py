@@ -14,11 +14,11 @@ import falcon
 
 from handlers.context import WebContext
 from handlers.paging import set_page_headers
-from hub.errors import InvalidParameters, NotFound
+from hub.domain.ruleset import publish_visible
 from hub.ocpi.envelope import envelope, envelope_of_json_list
+from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.pagination import parse_page
 from hub.ocpi.status import OcpiStatus
-from hub.rules import publish_visible
 from projections.objects import emsp_tokens, find_objects, page_objects, unpublished_for
 from projections.visibility import visible_owners
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import falcon
 
-from hub.errors import HubError, InvalidParameters
+from hub.domain.routing import EMSP_LIKE
 from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import HubError, InvalidParameters
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
-from hub.pushes import PushResult
-from hub.routing import EMSP_LIKE
+from hub.services.pushes import PushResult
 from projections.rules import load_rules
 
 

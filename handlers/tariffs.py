@@ -10,9 +10,9 @@ from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Tariff
-from hub.errors import NotFound
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import NotFound
 from hub.ocpi.status import OcpiStatus
 
 

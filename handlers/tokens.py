@@ -17,12 +17,12 @@ from handlers.context import WebContext
 from handlers.pulls import ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Token
-from hub.errors import InvalidParameters, NotFound
+from hub.domain.routing import DIRECTED, EMSP_LIKE
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
-from hub.routing import DIRECTED, EMSP_LIKE
 
 TOKEN_TYPES = frozenset(t.value for t in models.TokenType)
 

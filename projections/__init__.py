@@ -1,6 +1,6 @@
 """Read models built from the event log (followers with their own tracking position).
 
-Every projection here is a :class:`hub.eventlog.Follower`; ``ALL`` lists them in
+Every projection here is a :class:`hub.infra.eventlog.Follower`; ``ALL`` lists them in
 the order ``hub projections rebuild`` and ``hub worker`` run them.
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from hub.domain.commands import Command
-from hub.eventlog import Follower
+from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import parse_datetime
 
 

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.types.json import Json, Jsonb
 
 from hub.domain import objects as o
-from hub.eventlog import Follower
+from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import parse_datetime
 
 
@@ -262,7 +262,7 @@ def emsp_tokens(conn: psycopg.Connection | psycopg.Cursor, party: str) -> list[d
 
 def unpublished_for(conn: psycopg.Connection, viewer: str, owners: list[tuple[str, str]] | None) -> list:
     """Ids of ``publish: false`` Locations the eMSP ``viewer`` holds a matching token for."""
-    from hub.rules import publish_visible
+    from hub.domain.ruleset import publish_visible
 
     tokens = emsp_tokens(conn, viewer)
     if not tokens:

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from hub.domain.audit import Call, Request
 from hub.domain.parties import Party, Platform
-from hub.eventlog import Follower
+from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
 
 PARTY_STATUS_SQL = (

@@ -9,8 +9,8 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from hub.infra.security import same_hash, token_hash
 from hub.ocpi.pagination import PageRequest
-from hub.security import same_hash, token_hash
 from projections.parties import client_info_row
 
 

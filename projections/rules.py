@@ -2,7 +2,7 @@
 
 One row per (CPO party, eMSP-side party, module or ``*``); a removed rule has
 no row (its history stays in the event log). Evaluation is in
-:mod:`hub.rules`; :func:`load_rules` gives a :class:`hub.rules.RuleSet`.
+:mod:`hub.domain.ruleset`; :func:`load_rules` gives a :class:`hub.domain.ruleset.RuleSet`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from hub.domain.rules import RoutingRule
-from hub.eventlog import Follower
-from hub.rules import RuleSet
+from hub.domain.ruleset import RuleSet
+from hub.infra.eventlog import Follower
 
 RULE_COLUMNS = ("cpo", "emsp", "module", "effect", "reason", "set_by", "updated_at")
 
@@ -71,7 +71,7 @@ def list_rules(pool: ConnectionPool) -> list[dict]:
 
 
 def load_rules(pool: ConnectionPool) -> RuleSet:
-    """The rules in force now, for :mod:`hub.rules` decisions (one query)."""
+    """The rules in force now, for :mod:`hub.domain.ruleset` decisions (one query)."""
     return RuleSet(list_rules(pool))
 
 

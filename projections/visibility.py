@@ -1,7 +1,7 @@
 """Who may see whose objects: routing rules applied to the parties views.
 
 Used by GET-all pulls and by the dispatcher, so both decide alike (the rule
-itself is evaluated in :mod:`hub.rules`, the one place rules are decided).
+itself is evaluated in :mod:`hub.domain.ruleset`, the one place rules are decided).
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from hub.application import Hub, UnitOfWork
 from hub.domain.audit import Call
 from hub.domain.parties import Party, Platform, party_key
-from hub.eventlog import Follower
-from hub.ocpi.client import OcpiClient, PartnerCallError
+from hub.infra.client import OcpiClient, PartnerCallError
+from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
+from hub.services.application import Hub, UnitOfWork
 from projections.parties import client_info_row
 from projections.rules import load_rules_from
 from scheduler.deliveries import Outgoing, enqueue

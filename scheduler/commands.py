@@ -17,10 +17,10 @@ from typing import Any
 
 import psycopg
 
-from hub.application import Hub
 from hub.domain.commands import TIMEOUT_MESSAGE, Command, record
-from hub.eventlog import Follower
+from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
+from hub.services.application import Hub
 from scheduler.deliveries import Outgoing, enqueue
 
 log = logging.getLogger(__name__)

@@ -69,11 +69,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
-from hub.application import Hub
 from hub.domain.audit import Call
 from hub.domain.deliveries import Delivery
-from hub.ocpi.client import OcpiClient, PartnerCallError
+from hub.infra.client import OcpiClient, PartnerCallError
 from hub.ocpi.envelope import format_datetime
+from hub.services.application import Hub
 
 log = logging.getLogger(__name__)
 attempt_log = logging.getLogger("hub.deliveries")  # one line per delivery attempt
@@ -765,7 +765,7 @@ def replay(pool, party: dict, *, modules: list[str], since=None, correlation_id:
     Current-state rows merge with any already waiting for the same object.
     """
     from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
-    from hub.rules import publish_visible
+    from hub.domain.ruleset import publish_visible
     from projections.objects import emsp_tokens
     from projections.rules import load_rules_from
 

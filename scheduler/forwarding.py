@@ -23,9 +23,9 @@ import psycopg
 
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.domain import objects as o
-from hub.eventlog import Follower
-from hub.routing import BROADCAST, DIRECTED, EMSP_LIKE
-from hub.rules import publish_visible
+from hub.domain.routing import BROADCAST, DIRECTED, EMSP_LIKE
+from hub.domain.ruleset import publish_visible
+from hub.infra.eventlog import Follower
 from projections.objects import CHANGE_EVENTS, emsp_tokens, module_of
 from projections.rules import load_rules_from
 from scheduler.deliveries import NotCaughtUp, Outgoing, enqueue

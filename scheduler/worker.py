@@ -19,10 +19,10 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from hub.application import Hub
-from hub.config import Settings
-from hub.eventlog import EventLog, Waker
-from hub.ocpi.client import OcpiClient
+from hub.infra.client import OcpiClient
+from hub.infra.config import Settings
+from hub.infra.eventlog import EventLog, Waker
+from hub.services.application import Hub
 from projections import all_projections
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
 from scheduler.commands import CommandResultDispatcher, CommandTimeouts
@@ -160,7 +160,7 @@ class Worker:
         """Sign the audit chain's head every HUB_CHECKPOINT_EVERY seconds or HUB_CHECKPOINT_EVENTS events."""
         from datetime import UTC, datetime
 
-        from hub.audit_chain import take_checkpoint
+        from hub.infra.chain import take_checkpoint
         from hub.ocpi.envelope import format_datetime, parse_datetime
 
         try:

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 import requests
 
-from hub.config import Settings
+from hub.infra.config import Settings
 from tests.partner import Partner, _Quiet, _ThreadingServer, free_port, role
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def database_url():
     if url:
         yield url
         return
-    from hub.database import start_embedded
+    from hub.infra.database import start_embedded
 
     data = Path(tempfile.mkdtemp(prefix="hub-test-pg-"))
     server = start_embedded(data)
@@ -56,7 +56,7 @@ def schema(database_url):
 
 @pytest.fixture
 def settings(database_url, schema, tmp_path) -> Settings:
-    from hub.cli import Runtime
+    from hub.entrypoints.cli import Runtime
 
     port = free_port()
     env = {
@@ -111,8 +111,8 @@ class HubUnderTest:
     # Operator actions, through the real application --------------------------
     def onboard(self, role_name: str, country_code: str, party_id: str, name: str = "Partner",
                 platform_id=None) -> dict:
-        from hub.application import Hub, UnitOfWork
-        from hub.eventlog import EventLog
+        from hub.infra.eventlog import EventLog
+        from hub.services.application import Hub, UnitOfWork
         from projections import all_projections
 
         app = Hub(self.settings, self.settings.database_url, pool_size=2)

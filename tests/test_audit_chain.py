@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from hub.audit_chain import link_hash
+from hub.infra.chain import link_hash
 from tests.partner import role
 from tests.test_cli import run_hub
 
@@ -300,8 +300,8 @@ def test_the_worker_checkpoints_every_n_seconds(hub, settings):
 def test_one_save_of_many_events_is_chained_in_order(settings):
     """A save of hundreds of events (a rebuild's dataset, a batch of delivery outcomes) links
     each of them, in the log's order, exactly as the verifier recomputes them."""
-    from hub.application import Hub
     from hub.domain.audit import OperatorAction
+    from hub.services.application import Hub
 
     app = Hub(settings, settings.database_url, pool_size=1)
     try:

@@ -189,10 +189,10 @@ def test_one_platform_with_several_roles(hub):
 
 def test_hub_starts_the_handshake(hub):
     """hub parties connect: the hub registers with a partner that issued it a token A."""
-    from hub.application import Hub
-    from hub.eventlog import EventLog
-    from hub.ocpi.client import OcpiClient
-    from hub.registration import Registration
+    from hub.infra.client import OcpiClient
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
+    from hub.services.registration import Registration
     from projections import all_projections
 
     partner = Partner(roles=[role("EMSP", "IN", "OUT", "Outbound eMSP")]).start()
@@ -246,7 +246,7 @@ def test_clientinfo_pushed_on_registration_and_suspension(hub, worker):
         # The newly registered CPO gets the full current list (the eMSP).
         assert cpo.wait_for(lambda r: r.method == "PUT" and r.path.endswith("/IN/EMP"))
         # Suspension by the operator reaches the others.
-        from hub.application import Hub, UnitOfWork
+        from hub.services.application import Hub, UnitOfWork
 
         app = Hub(hub.settings, hub.settings.database_url, pool_size=1)
         party = app.party("IN", "ECP", "CPO")
@@ -270,7 +270,7 @@ def test_partner_calls_honour_a_proxy_only_when_one_is_configured(monkeypatch, t
     """Without proxy settings calls go straight to the partner; with HTTP_PROXY they go to the
     proxy (here one that is down, so the call fails) unless NO_PROXY names the host; a CA bundle
     is taken from the environment; a .netrc never replaces the Token header."""
-    from hub.ocpi.client import OcpiClient, PartnerUnreachable
+    from hub.infra.client import OcpiClient, PartnerUnreachable
     from tests.partner import free_port
 
     partner = Partner(roles=[role("EMSP", "IN", "NRC")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from hub.cli import Runtime
+from hub.entrypoints.cli import Runtime
 from tests.partner import role
 
 
@@ -83,8 +83,8 @@ def test_registration_is_in_the_log(hub, settings):
 
 def test_followers_with_nothing_to_apply_are_moved_to_the_head_and_the_others_still_apply(hub, settings):
     """A worker round skips followers none of whose events came, without skipping an event."""
-    from hub.application import Hub
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
     from projections import all_projections
     from scheduler.worker import dispatchers
 
@@ -120,7 +120,7 @@ def test_followers_with_nothing_to_apply_are_moved_to_the_head_and_the_others_st
 
 def test_json_columns_come_back_exactly_as_stored(settings):
     """Views' JSON is read with orjson, except what it would change (integers beyond 64 bits)."""
-    import hub.database  # noqa: F401  (installs the JSON loader for every connection)
+    import hub.infra.database  # noqa: F401  (installs the JSON loader for every connection)
 
     text = '{"b": 1, "a": [123456789012345678901234567890, 1.5, "x"], "c": {"z": null, "y": true}}'
     with _connect(settings) as conn:

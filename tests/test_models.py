@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.errors import InvalidParameters
 from hub.ocpi import models as m
+from hub.ocpi.errors import InvalidParameters
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import MAX_REPORTED_ERRORS, partial_model, validate
 from tests import ocpi_examples as ex

@@ -74,7 +74,7 @@ class CapturedLogs:
     """Every log record of this process, formatted as hub web writes them."""
 
     def __enter__(self):
-        from hub.logging_setup import JsonFormatter
+        from hub.infra.logs import JsonFormatter
 
         self.stream = io.StringIO()
         self.handler = logging.StreamHandler(self.stream)
@@ -222,8 +222,8 @@ def test_health_and_ready_with_a_worker(hub, worker):
 
 
 def test_ready_fails_when_followers_are_stale(hub, settings):
-    from hub.application import Hub
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
     from projections import all_projections
     from scheduler.worker import dispatchers
 
@@ -265,8 +265,8 @@ def test_ready_fails_when_followers_are_stale(hub, settings):
 
 def test_ready_needs_a_running_worker_even_when_the_log_is_idle(hub, settings):
     """Nothing to do is no proof of life: without a worker's recent stamp, followers are not running."""
-    from hub.application import Hub
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
     from projections import all_projections
     from scheduler.worker import Worker, dispatchers
 
@@ -308,7 +308,7 @@ def test_ready_needs_a_running_worker_even_when_the_log_is_idle(hub, settings):
 def test_ready_fails_when_the_schema_is_old_or_missing(hub, settings, database_url):
     from handlers.app import create_app
     from handlers.context import WebContext
-    from hub.schema import SCHEMA_VERSION
+    from hub.services.schema import SCHEMA_VERSION
 
     sql(settings, "UPDATE hub_schema SET version = %s WHERE component = 'hub'", (SCHEMA_VERSION - 1,))
     answer = requests.get(hub.url + "/ready", timeout=10)

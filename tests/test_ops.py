@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from hub.config import Settings
+from hub.infra.config import Settings
 from tests import ocpi_examples as ex
 from tests.conftest import ROOT, HubUnderTest, serve_in_thread, wait_until
 from tests.partner import role
@@ -141,7 +141,7 @@ def privileges(url: str, user: str, table: str) -> set[str]:
 
 def onboard_as(settings: Settings, role_name: str, cc: str, pid: str) -> int:
     """An operator onboarding a party with the application; returns the log position."""
-    from hub.application import Hub, UnitOfWork
+    from hub.services.application import Hub, UnitOfWork
 
     app = Hub(settings, settings.database_url, pool_size=2)
     try:
@@ -154,8 +154,8 @@ def onboard_as(settings: Settings, role_name: str, cc: str, pid: str) -> int:
 
 # Tests: the roles ------------------------------------------------------------------------
 def test_the_app_role_writes_events_and_advances_followers(roles, settings):
-    from hub.application import Hub
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
     from projections import all_projections
     from projections.queries import find_party
 
@@ -340,9 +340,9 @@ def gunicorn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 
 def test_gunicorn_conf_loads_with_the_wsgi_app():
-    checked = gunicorn("--check-config", "-c", str(GUNICORN_CONF), "hub.wsgi:app")
+    checked = gunicorn("--check-config", "-c", str(GUNICORN_CONF), "hub.entrypoints.wsgi:app")
     assert checked.returncode == 0, checked.stderr + checked.stdout
-    shown = gunicorn("--print-config", "-c", str(GUNICORN_CONF), "hub.wsgi:app",
+    shown = gunicorn("--print-config", "-c", str(GUNICORN_CONF), "hub.entrypoints.wsgi:app",
                      env={"HUB_WEB_WORKERS": "3", "HUB_WEB_THREADS": "4", "HUB_BIND": "127.0.0.1:8123"})
     assert shown.returncode == 0, shown.stderr
     config = dict(re.findall(r"^(\w+)\s+= (.*)$", shown.stdout, re.M))

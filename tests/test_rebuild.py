@@ -213,8 +213,8 @@ def pulls(puller: Puller) -> dict[str, dict[tuple, dict]]:
 # Tests -------------------------------------------------------------------------------
 
 def test_rebuild_with_reads_in_flight_no_read_fails_and_views_equal(roaming, settings, monkeypatch):
-    from hub import eventlog
-    from hub.application import Hub
+    from hub.infra import eventlog
+    from hub.services.application import Hub
 
     em1, ecp = roaming
     views, answers, made = view_rows(settings), pulls(Puller(em1, {}, [])), structure(settings)
@@ -296,8 +296,8 @@ def test_rebuild_with_reads_in_flight_no_read_fails_and_views_equal(roaming, set
 
 
 def test_a_second_rebuild_of_the_same_projection_is_refused(roaming, settings):
-    from hub.application import Hub
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
 
     views = view_rows(settings)
     holding, release = threading.Event(), threading.Event()
@@ -353,8 +353,8 @@ class FailingObjects(ObjectsProjection):
 
 
 def test_a_rebuild_stopped_in_the_middle_leaves_the_live_views_and_a_rerun_works(roaming, settings):
-    from hub.application import Hub
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
+    from hub.services.application import Hub
 
     views, made = view_rows(settings), structure(settings)
     app = Hub(settings, settings.database_url, pool_size=2)

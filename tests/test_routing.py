@@ -12,9 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.errors import HubError, InvalidParameters, OcpiError
-from hub.ocpi.pagination import PageRequest, page_headers, parse_page
-from hub.routing import (
+from hub.domain.routing import (
     BROADCAST,
     DIRECTED,
     FROM_CC,
@@ -25,7 +23,9 @@ from hub.routing import (
     TO_PID,
     classify,
 )
-from hub.security import encode_header_token, header_token_candidates
+from hub.infra.security import encode_header_token, header_token_candidates
+from hub.ocpi.errors import HubError, InvalidParameters, OcpiError
+from hub.ocpi.pagination import PageRequest, page_headers, parse_page
 
 # Routing ----------------------------------------------------------------------------
 

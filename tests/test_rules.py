@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from hub.domain.rules import MODULES
-from hub.rules import DEFAULT_OPEN, Decision, RuleSet, decide
+from hub.domain.ruleset import DEFAULT_OPEN, Decision, RuleSet, decide
 from tests.test_cli import run_hub
 
 ABC, XYZ = "IN/ABC/CPO", "IN/XYZ/CPO"

@@ -3,7 +3,7 @@
 A *platform* is one partner system the hub holds credentials with; it may host
 several *parties* (``country_code``/``party_id``/``role`` triples). Tokens are
 never stored in clear: tokens the hub issued are kept as SHA-256 hashes, tokens
-a partner issued to the hub are kept encrypted (see :mod:`hub.security`).
+a partner issued to the hub are kept encrypted (see :mod:`hub.infra.security`).
 """
 
 from __future__ import annotations

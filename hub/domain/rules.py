@@ -7,7 +7,7 @@ that triple, so setting a rule again changes the same aggregate and its whole
 history stays in the log. Every event names the rule's triple, so an auditor
 reading a single event knows which pair and module it concerns.
 
-Evaluation lives in :mod:`hub.rules` (pure functions over the rules view).
+Evaluation lives in :mod:`hub.domain.ruleset` (pure functions over the rules view).
 """
 
 from __future__ import annotations

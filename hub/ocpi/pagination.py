@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from hub.errors import InvalidParameters
 from hub.ocpi.envelope import parse_datetime
+from hub.ocpi.errors import InvalidParameters
 
 #: Largest ``offset`` accepted (PostgreSQL's OFFSET is a bigint; beyond it the query fails).
 MAX_OFFSET = 2**31 - 1

@@ -2,7 +2,7 @@
 
 ``validate(Location, body)`` checks a full object (PUT/POST);
 ``validate(EVSE, body, partial=True)`` checks an OCPI PATCH. Failures raise
-:class:`hub.errors.InvalidParameters` (OCPI 2001) with a message that names
+:class:`hub.ocpi.errors.InvalidParameters` (OCPI 2001) with a message that names
 each offending field by its path, e.g.
 ``evses[0].connectors[1].max_voltage: field required``.
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, create_model
 
-from hub.errors import InvalidParameters
+from hub.ocpi.errors import InvalidParameters
 from hub.ocpi.models import (
     CI_STRING_PATTERN,
     DATETIME_PATTERN,

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from hub.config import Settings
+from hub.infra.config import Settings
 from tests.partner import Partner, free_port, role
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -309,7 +309,7 @@ class Database:
         self._server = None
         self._dir = None
         if url is None:
-            from hub.database import start_embedded
+            from hub.infra.database import start_embedded
 
             self._dir = Path(tempfile.mkdtemp(prefix="hub-bench-pg-"))
             log("no database URL set: starting an embedded PostgreSQL")
@@ -452,18 +452,18 @@ class HubProcesses:
     def app(self):
         """The hub's own application, in this process (operator actions, loading data)."""
         if self._app is None:
-            from hub.application import Hub
+            from hub.services.application import Hub
 
             self._app = Hub(self.settings, self.database_url, pool_size=4)
         return self._app
 
     def connect_db(self) -> psycopg.Connection:
-        from hub.database import connect
+        from hub.infra.database import connect
 
         return connect(self.database_url, self.schema, autocommit=True)
 
     def catch_up_views(self) -> None:
-        from hub.eventlog import EventLog
+        from hub.infra.eventlog import EventLog
         from projections import all_projections
 
         event_log = EventLog(self.app)
@@ -502,7 +502,7 @@ class HubProcesses:
     # Partners --------------------------------------------------------------------------
     def onboard(self, parties: list[dict]) -> list[str]:
         """Onboard parties (one new platform each) the operator's way; returns their tokens A."""
-        from hub.application import UnitOfWork
+        from hub.services.application import UnitOfWork
 
         tokens = []
         for p in parties:

@@ -4,7 +4,7 @@
 handshake, as is the eMSP ``IN/BEM`` that crawls them), each pushed as a
 broadcast PUT and then ``patches`` times an EVSE status PATCH: ``locations ×
 (1 + patches)`` events. They are written through the hub's own application
-(``hub.application.Hub``, the domain's ``Location`` aggregate, messages shaped
+(``hub.services.application.Hub``, the domain's ``Location`` aggregate, messages shaped
 as ``handlers.pushing.message_of`` builds them) with batched
 ``app.save(*aggregates)``, by ``loaders`` processes in parallel.
 
@@ -38,9 +38,9 @@ def message(method: str, path: str) -> dict:
 
 def load(env: dict, first: int, count: int, patches: int) -> int:
     """Write Locations ``first .. first+count-1`` and their patches; returns the events written."""
-    from hub.application import Hub
-    from hub.config import Settings
     from hub.domain.objects import Location
+    from hub.infra.config import Settings
+    from hub.services.application import Hub
     from tests import ocpi_examples as ex
 
     settings = Settings.from_env(env)

@@ -100,7 +100,7 @@ def run(db, size: str) -> Result:
         baseline_counts = [0] * clients
 
         def insert(i: int) -> None:
-            from hub.database import connect
+            from hub.infra.database import connect
 
             with connect(db.url, hub.schema) as conn:
                 source = messages(i, cfg["locations"], cfg["sessions"])

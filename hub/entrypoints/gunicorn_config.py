@@ -2,9 +2,9 @@
 
 ``hub web`` (and so ``hub serve``) loads this module as its gunicorn
 configuration and then applies its own ``--bind/--workers/--threads``;
-``ops/gunicorn.conf.py`` re-exports it for ``gunicorn hub.wsgi:app -c …``.
+``ops/gunicorn.conf.py`` re-exports it for ``gunicorn hub.entrypoints.wsgi:app -c …``.
 
-- No preload. ``hub.wsgi:app`` opens its database pools on the first request
+- No preload. ``hub.entrypoints.wsgi:app`` opens its database pools on the first request
   inside each worker; connections and pool threads do not survive the fork.
 - ``gthread`` workers by default (``HUB_WEB_THREADS``, 8): token authorization
   and commands hold a thread while the partner answers (up to
@@ -60,8 +60,8 @@ _metrics = contextlib.ExitStack()
 
 def on_starting(server):
     """In the arbiter, before any worker exists: the metrics directory for this run."""
-    from hub.config import Settings
-    from hub.metrics import multiprocess_directory
+    from hub.infra.config import Settings
+    from hub.infra.metrics import multiprocess_directory
 
     _metrics.enter_context(multiprocess_directory(Settings.from_env().data_dir))
 
@@ -72,7 +72,7 @@ def on_exit(server):
 
 def child_exit(server, worker):
     """A worker is gone: its live gauges stop counting (its counters stay in the totals)."""
-    from hub.metrics import child_exit as forget_worker
+    from hub.infra.metrics import child_exit as forget_worker
 
     forget_worker(server, worker)
 

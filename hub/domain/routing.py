@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
-from hub.errors import HubError, InvalidParameters, OcpiError
+from hub.ocpi.errors import HubError, InvalidParameters, OcpiError
 from hub.ocpi.status import OcpiStatus
 
 DIRECTED = "directed"
@@ -134,7 +134,7 @@ def classify(
     if not candidates:
         raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {to_cc}/{to_pid}")
     # OFFLINE receivers are accepted here: stored-and-forwarded messages wait for
-    # them; the real-time paths (hub.realtime) insist on CONNECTED themselves.
+    # them; the real-time paths (hub.services.realtime) insist on CONNECTED themselves.
     reachable = ("CONNECTED", "OFFLINE")
     connected = sorted((c for c in candidates if c["status"] in reachable),
                        key=lambda c: c["status"] != "CONNECTED")

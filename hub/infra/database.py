@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from hub.config import Settings
+from hub.infra.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> d
         "AGGREGATE_CACHE_MAXSIZE": "2000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",
         # Every insert also writes the tamper-evident chain (hub/audit_chain.py).
-        "APPLICATION_RECORDER_TOPIC": "hub.audit_chain:ChainedApplicationRecorder",
+        "APPLICATION_RECORDER_TOPIC": "hub.infra.chain:ChainedApplicationRecorder",
     }
 
 

@@ -36,7 +36,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from hub.security import encode_header_token
+from hub.infra.security import encode_header_token
 
 
 class PartnerCallError(Exception):

@@ -19,10 +19,10 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from psycopg_pool import ConnectionPool
 
-from hub.config import Settings
-from hub.database import eventsourcing_env, open_pool
 from hub.domain.parties import Party, Platform, party_key
-from hub.security import TokenCipher, check_secret_key, new_token, token_hash
+from hub.infra.config import Settings
+from hub.infra.database import eventsourcing_env, open_pool
+from hub.infra.security import TokenCipher, check_secret_key, new_token, token_hash
 
 log = logging.getLogger(__name__)
 

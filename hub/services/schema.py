@@ -15,10 +15,10 @@ from collections.abc import Iterable
 
 import psycopg
 
-from hub.config import Settings
-from hub.database import connect
-from hub.eventlog import TRACKING_DDL, Follower
-from hub.security import KEY_FINGERPRINT_DDL, check_secret_key
+from hub.infra.config import Settings
+from hub.infra.database import connect
+from hub.infra.eventlog import TRACKING_DDL, Follower
+from hub.infra.security import KEY_FINGERPRINT_DDL, check_secret_key
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS hub_schema (
 def migrate(settings: Settings, database_url: str, followers: Iterable[Follower],
             extra_ddl: Iterable[str] = ()) -> None:
     """Create or upgrade everything the hub needs; safe to run any number of times."""
-    from hub.application import Hub
+    from hub.services.application import Hub
 
     schema = settings.database_schema
     with psycopg.connect(database_url, autocommit=True) as lock_conn:

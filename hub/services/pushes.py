@@ -18,11 +18,11 @@ from datetime import datetime
 
 from eventsourcing.application import AggregateNotFoundError
 
-from hub.application import Hub, UnitOfWork
 from hub.domain.objects import Cdr, Location, PushedObject, Session, Tariff, Token
-from hub.errors import InvalidParameters, NotFound
 from hub.ocpi.envelope import parse_datetime
+from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
+from hub.services.application import Hub, UnitOfWork
 
 
 @dataclass

@@ -25,15 +25,15 @@ from datetime import UTC, datetime
 
 from psycopg.rows import dict_row
 
-from hub.application import Hub, UnitOfWork
 from hub.domain.audit import Call
 from hub.domain.parties import party_key
-from hub.errors import HubError
-from hub.ocpi.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
+from hub.domain.routing import Routing
+from hub.domain.ruleset import RuleSet
+from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
+from hub.ocpi.errors import HubError
 from hub.ocpi.status import OcpiStatus
-from hub.routing import Routing
-from hub.rules import RuleSet
+from hub.services.application import Hub, UnitOfWork
 
 
 @dataclass(frozen=True)

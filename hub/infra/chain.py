@@ -16,7 +16,7 @@ and names the first position where it breaks: an edited, deleted, reordered or
 inserted event.
 
 Hashing each event's digest rather than its bytes lets a proof about one event
-(:mod:`hub.audit_proof`) link it to a signed checkpoint while carrying only
+(:mod:`hub.audit.proof`) link it to a signed checkpoint while carrying only
 the digests of the other parties' events in between, never their contents.
 """
 
@@ -117,7 +117,7 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
         ]
 
 
-RECORDER_TOPIC = "hub.audit_chain:ChainedApplicationRecorder"
+RECORDER_TOPIC = "hub.infra.chain:ChainedApplicationRecorder"
 
 
 # Checkpoints ----------------------------------------------------------------------

@@ -126,7 +126,7 @@ class Settings:
     # Secrets ------------------------------------------------------------------
     def checkpoint_key(self) -> bytes:
         """The HMAC key of audit checkpoints (HUB_AUDIT_KEY, else derived from the secret key)."""
-        from hub.audit_chain import checkpoint_key
+        from hub.infra.chain import checkpoint_key
 
         return checkpoint_key(self.audit_key or "from-secret-key:" + self.resolved_secret_key())
 

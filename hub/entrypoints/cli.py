@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 from uuid import UUID
 
-from hub.config import Settings
-from hub.logging_setup import configure_logging
+from hub.infra.config import Settings
+from hub.infra.logs import configure_logging
 
 
 # Output ---------------------------------------------------------------------
@@ -50,7 +50,7 @@ class Runtime:
     """Settings, the database URL (embedded server if needed) and the application."""
 
     def __init__(self) -> None:
-        from hub.database import resolve_database_url
+        from hub.infra.database import resolve_database_url
 
         self.settings = Settings.from_env()
         self.database_url, self.server = resolve_database_url(self.settings)
@@ -60,14 +60,14 @@ class Runtime:
     @property
     def app(self):
         if self._app is None:
-            from hub.application import Hub
+            from hub.services.application import Hub
 
             self._app = Hub(self.settings, self.database_url)
         return self._app
 
     def catch_up(self, _position: int | None = None) -> None:
         """Bring the views up to date now (operator commands read their own writes)."""
-        from hub.eventlog import EventLog
+        from hub.infra.eventlog import EventLog
         from projections import all_projections
 
         log = EventLog(self.app)
@@ -75,7 +75,7 @@ class Runtime:
             log.catch_up(projection)
 
     def migrate(self) -> None:
-        from hub.schema import migrate
+        from hub.services.schema import migrate
         from projections import all_projections
         from scheduler.deliveries import DDL
         from scheduler.worker import dispatchers
@@ -98,7 +98,7 @@ def cmd_migrate(args) -> int:
 def cmd_web(args) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from hub.wsgi import LazyApp
+    from hub.entrypoints.wsgi import LazyApp
 
     settings = Settings.from_env()
     if not settings.database_url:
@@ -107,7 +107,7 @@ def cmd_web(args) -> int:
     class WebServer(BaseApplication):
         def load_config(self) -> None:
             # hub/gunicorn_config.py decides every setting; the command line picks bind and size.
-            from hub import gunicorn_config
+            from hub.entrypoints import gunicorn_config
 
             for name, value in vars(gunicorn_config).items():
                 if name in self.cfg.settings:
@@ -208,7 +208,7 @@ def cmd_serve(args) -> int:
     env["HUB_DATA_DIR"] = str(rt.settings.data_dir)
     from contextlib import ExitStack
 
-    from hub.metrics import MULTIPROC_ENV, multiprocess_directory
+    from hub.infra.metrics import MULTIPROC_ENV, multiprocess_directory
 
     cleanup = ExitStack()  # the web server's Prometheus directory, for as long as we serve
     env[MULTIPROC_ENV] = str(cleanup.enter_context(multiprocess_directory(rt.settings.data_dir)))
@@ -297,7 +297,7 @@ def _find_party_row(rt: Runtime, args) -> dict | None:
 
 
 def cmd_parties_add(args) -> int:
-    from hub.application import UnitOfWork
+    from hub.services.application import UnitOfWork
 
     rt = Runtime()
     uow = UnitOfWork(rt.app)
@@ -362,7 +362,7 @@ def cmd_parties_show(args) -> int:
 
 
 def _change_party(args, action: str) -> int:
-    from hub.application import UnitOfWork
+    from hub.services.application import UnitOfWork
 
     rt = Runtime()
     row = _find_party_row(rt, args)
@@ -400,9 +400,9 @@ def _partner_token(args) -> str:
 
 
 def cmd_parties_connect(args) -> int:
-    from hub.errors import OcpiError
-    from hub.ocpi.client import OcpiClient
-    from hub.registration import Registration
+    from hub.infra.client import OcpiClient
+    from hub.ocpi.errors import OcpiError
+    from hub.services.registration import Registration
 
     token = _partner_token(args)
     if not token:
@@ -549,8 +549,8 @@ def cmd_routing_set(args) -> int:
     from eventsourcing.application import AggregateNotFoundError
     from eventsourcing.persistence import IntegrityError
 
-    from hub.application import UnitOfWork
     from hub.domain.rules import RoutingRule
+    from hub.services.application import UnitOfWork
 
     rt = Runtime()
     try:
@@ -592,8 +592,8 @@ def cmd_routing_remove(args) -> int:
     from eventsourcing.application import AggregateNotFoundError
     from eventsourcing.persistence import IntegrityError
 
-    from hub.application import UnitOfWork
     from hub.domain.rules import RoutingRule
+    from hub.services.application import UnitOfWork
 
     rt = Runtime()
     try:
@@ -663,7 +663,7 @@ def _explain_pair(rt: Runtime, args) -> tuple[dict, dict]:
 
 
 def cmd_routing_explain(args) -> int:
-    from hub.rules import DEFAULT_OPEN, RECEIVER_SUSPENDED, SENDER_SUSPENDED
+    from hub.domain.ruleset import DEFAULT_OPEN, RECEIVER_SUSPENDED, SENDER_SUSPENDED
     from projections.rules import load_rules
 
     rt = Runtime()
@@ -708,7 +708,7 @@ def cmd_routing_explain(args) -> int:
 
 
 def cmd_projections_status(args) -> int:
-    from hub.eventlog import EventLog
+    from hub.infra.eventlog import EventLog
     from projections import all_projections
     from scheduler.worker import dispatchers
 
@@ -726,7 +726,7 @@ def cmd_projections_status(args) -> int:
 
 def cmd_projections_rebuild(args) -> int:
     """Each projection built afresh beside its live tables, then swapped in (EventLog.rebuild)."""
-    from hub.eventlog import EventLog, RebuildRefused
+    from hub.infra.eventlog import EventLog, RebuildRefused
     from projections import all_projections
 
     chosen = [p for p in all_projections() if args.name in (None, p.name)]
@@ -800,8 +800,8 @@ def cmd_audit_checkpoint(args) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from hub.audit_chain import take_checkpoint
-    from hub.database import connect
+    from hub.infra.chain import take_checkpoint
+    from hub.infra.database import connect
     from hub.ocpi.envelope import format_datetime
 
     rt = Runtime()
@@ -823,8 +823,8 @@ def cmd_audit_checkpoint(args) -> int:
 def cmd_audit_verify(args) -> int:
     from pathlib import Path
 
-    from hub.audit_chain import Checkpoint, checkpoint_valid, stored_checkpoints, verify
-    from hub.database import connect
+    from hub.infra.chain import Checkpoint, checkpoint_valid, stored_checkpoints, verify
+    from hub.infra.database import connect
 
     if args.proof:
         if args.checkpoint or args.from_position:
@@ -900,7 +900,7 @@ def _verify_proof(args) -> int:
     """``hub audit verify --proof FILE``: from the file and the key alone, no database."""
     from pathlib import Path
 
-    from hub.audit_proof import Check, verify_cdr_proof
+    from hub.audit.proof import Check, verify_cdr_proof
 
     try:
         bundle = json.loads(Path(args.proof).read_bytes())
@@ -931,7 +931,7 @@ def cmd_audit_proof(args) -> int:
 
     import orjson
 
-    from hub.audit_proof import ProofError, make_cdr_proof
+    from hub.audit.proof import ProofError, make_cdr_proof
     from hub.ocpi.envelope import format_datetime
 
     rt = Runtime()
@@ -959,7 +959,7 @@ TIMELINE_COLUMNS = ["at", "position", "step", "who", "what", "outcome"]
 
 
 def _audit_moment(text: str | None, option: str):
-    from hub.audit import parse_moment
+    from hub.audit.reads import parse_moment
 
     if text is None:
         return None
@@ -978,7 +978,7 @@ def _emit_timeline(args, steps: list[dict]) -> None:
 
 def cmd_audit_export(args) -> int:
     """The history as JSON lines on stdout, secrets removed; progress on stderr."""
-    from hub.audit import AuditLog, Filters, object_uuid_of
+    from hub.audit.reads import AuditLog, Filters, object_uuid_of
 
     try:
         since, until = _audit_moment(args.since, "--since"), _audit_moment(args.until, "--until")
@@ -1016,7 +1016,7 @@ def cmd_audit_export(args) -> int:
 
 
 def cmd_audit_trace(args) -> int:
-    from hub.audit import AuditLog
+    from hub.audit.reads import AuditLog
 
     rt = Runtime()
     try:
@@ -1030,7 +1030,7 @@ def cmd_audit_trace(args) -> int:
 
 
 def cmd_audit_history(args) -> int:
-    from hub.audit import AuditLog, object_id_for
+    from hub.audit.reads import AuditLog, object_id_for
 
     rt = Runtime()
     try:
@@ -1047,7 +1047,7 @@ def cmd_audit_history(args) -> int:
 def cmd_audit_state(args) -> int:
     from datetime import UTC, datetime
 
-    from hub.audit import AuditLog, object_id_for
+    from hub.audit.reads import AuditLog, object_id_for
     from projections.objects import body_after
 
     try:

@@ -14,7 +14,7 @@ reads never wait for it and never see a partial view.
 
 Gap safety: every insert into the log holds one transaction-level lock from
 before it takes notification ids until it commits (the hub's recorder, see
-:mod:`hub.audit_chain`), so ids commit in order; the highest committed id
+:mod:`hub.infra.chain`), so ids commit in order; the highest committed id
 therefore bounds a complete prefix of the log.
 """
 
@@ -36,7 +36,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 if TYPE_CHECKING:
-    from hub.application import Hub
+    from hub.services.application import Hub
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class EventLog:
 
     def _session(self, **kwargs) -> psycopg.Connection:
         """A connection of its own (autocommit) for a rebuild."""
-        from hub.database import connect
+        from hub.infra.database import connect
 
         conn = connect(self.app.database_url, self.app.settings.database_schema, autocommit=True, **kwargs)
         conn.execute("SET temp_buffers = '256MB'")  # before the session's first temporary table

@@ -18,16 +18,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from hub import HUB_COUNTRY_CODE, HUB_NAME, HUB_PARTY_ID, OCPI_VERSION
-from hub.application import Hub, UnitOfWork
 from hub.domain.audit import Call
 from hub.domain.parties import Party, Platform, party_key
-from hub.errors import InvalidParameters, MethodNotAllowed, OcpiError
-from hub.ocpi.client import OcpiClient, OcpiResponse, PartnerCallError
+from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError
+from hub.infra.security import new_token, token_hash
 from hub.ocpi.envelope import format_datetime
+from hub.ocpi.errors import InvalidParameters, MethodNotAllowed, OcpiError
 from hub.ocpi.models import Credentials, VersionDetails
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
-from hub.security import new_token, token_hash
+from hub.services.application import Hub, UnitOfWork
 
 TOKEN_RE = re.compile(r"[!-~]{1,64}")
 PARTNER_ROLES = {"CPO", "EMSP", "NSP", "NAP", "SCSP", "OTHER"}

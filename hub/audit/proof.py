@@ -21,7 +21,7 @@ bundle and the checkpoint key but no access to the hub's database:
 :func:`verify_cdr_proof` recomputes everything from the bundle alone: the
 facts shown against the events carried, each event's digest, the chain from
 ``previous`` to the checkpoint's head, and the checkpoint's HMAC signature.
-It needs no database, only :mod:`hub.audit_chain`'s hashing and the key.
+It needs no database, only :mod:`hub.infra.chain`'s hashing and the key.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from typing import Any
 import orjson
 from eventsourcing.utils import get_topic
 
-from hub.audit_chain import (
+from hub.domain import objects as o
+from hub.domain.audit import Call, Request
+from hub.infra.chain import (
     GENESIS,
     Checkpoint,
     chain_link,
@@ -44,8 +46,6 @@ from hub.audit_chain import (
     stored_checkpoints,
     take_checkpoint,
 )
-from hub.domain import objects as o
-from hub.domain.audit import Call, Request
 
 FORMAT = "chargeindia-hub/cdr-proof/1"
 CDR_TOPIC = get_topic(o.Cdr.Posted)
@@ -82,7 +82,7 @@ def _state(event: dict) -> dict:
 
 def _recorded_at(state: dict) -> str | None:
     """The event's timestamp as the transcoder stored it, as an OCPI DateTime with microseconds."""
-    from hub.audit import timestamp_text
+    from hub.audit.reads import timestamp_text
 
     value = state.get("timestamp")
     if isinstance(value, dict):
@@ -100,7 +100,7 @@ def make_cdr_proof(app, key: bytes, country_code: str, party_id: str, cdr_id: st
     Raises :class:`LookupError` for an unknown CDR and :class:`ProofError`
     when the stored chain does not hold (``hub audit verify`` says where).
     """
-    from hub.audit import AuditLog
+    from hub.audit.reads import AuditLog
 
     audit = AuditLog(app)
     name = f"{country_code.upper()}/{party_id.upper()}/{cdr_id}"
@@ -161,7 +161,7 @@ def _receipts(audit, conn, event: dict, state: dict) -> list[dict]:
     """Every delivery attempt of this CDR, in log order, each with its ``Call.Made`` event."""
     import psycopg
 
-    from hub.audit import redact
+    from hub.audit.reads import redact
 
     correlation = (state.get("message") or {}).get("correlation_id")
     key = o.object_key("cdrs", state["country_code"], state["party_id"], state["object_id"])

@@ -45,14 +45,14 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
-from hub.database import connect
 from hub.domain import objects as o
 from hub.domain.audit import Call, OperatorAction, Request
 from hub.domain.commands import Command
 from hub.domain.deliveries import Delivery
 from hub.domain.parties import Party, Platform, party_key
 from hub.domain.rules import RoutingRule
-from hub.eventlog import EventLog
+from hub.infra.database import connect
+from hub.infra.eventlog import EventLog
 from hub.ocpi.envelope import DATETIME_RE, parse_datetime
 
 # Redaction -------------------------------------------------------------------------
@@ -199,7 +199,7 @@ Progress = Callable[[int, int], None]
 
 
 class AuditLog:
-    """Reads ``hub_events`` for auditors. ``app``: the :class:`hub.application.Hub`."""
+    """Reads ``hub_events`` for auditors. ``app``: the :class:`hub.services.application.Hub`."""
 
     def __init__(self, app, *, batch_size: int = BATCH, window: int = WINDOW) -> None:
         self.app = app

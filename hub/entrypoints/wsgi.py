@@ -1,4 +1,4 @@
-"""The WSGI entry point: ``gunicorn hub.wsgi:app``.
+"""The WSGI entry point: ``gunicorn hub.entrypoints.wsgi:app``.
 
 The Falcon app (and its database pools) is built inside each worker after
 the fork (gunicorn's ``post_worker_init`` calls :meth:`LazyApp.warm`; else on
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 import threading
 
-from hub.config import Settings
-from hub.logging_setup import configure_logging
+from hub.infra.config import Settings
+from hub.infra.logs import configure_logging
 
 APP_LOAD_ERROR = 4  # the worker exit code on which gunicorn's arbiter halts
 
@@ -29,8 +29,8 @@ def refuse_a_foreign_key(settings: Settings) -> None:
     """
     import psycopg
 
-    from hub.database import connect
-    from hub.security import SecretKeyMismatch, check_secret_key
+    from hub.infra.database import connect
+    from hub.infra.security import SecretKeyMismatch, check_secret_key
 
     if not settings.database_url:
         return

@@ -32,7 +32,7 @@ from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
-from hub.audit.reads import redact
+from hub.audit.records import redact
 from hub.domain.audit import Request
 from hub.domain.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
 from hub.infra.security import header_token_candidates

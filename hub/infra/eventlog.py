@@ -27,7 +27,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, suppress
 from typing import Any, Protocol
 
@@ -392,7 +392,3 @@ class Waker:
                 log.warning("listen connection lost: %s; retrying", exc)
                 self.event.set()
                 time.sleep(1.0)
-
-
-def all_topics(followers: Iterable[Follower]) -> set[str]:
-    return {topic for follower in followers for topic in follower.topics}

@@ -1,5 +1,7 @@
 """Operational endpoints outside ``/ocpi``: ``/metrics`` and ``/ready``.
 
+HTTP and Prometheus exposition only: the database reads are in ``projections/health.py``.
+
 ``/metrics`` (Prometheus text format) is for the operator's Prometheus. It has
 no OCPI authentication and names every party, its status and its queue: do not
 expose it publicly; let the reverse proxy refuse it, or bind it to an internal
@@ -17,33 +19,32 @@ What ``/metrics`` shows:
   there is no routing (configuration modules, refused headers), ``unknown``
   when the caller did not authenticate.
 - Under gunicorn with ``PROMETHEUS_MULTIPROC_DIR`` set (``hub web`` and
-  ``hub serve`` do it, see ``hub/metrics.py``), every worker's samples are added
-  up, whichever worker answers the scrape.
-- Gauges read from the database at scrape time (:class:`DatabaseCollector`), the
-  same numbers from every worker: deliveries pending / failed per recipient
-  party, the oldest pending delivery's age and the retries of pending ones,
-  each follower's lag behind the event log, each party's status.
+  ``hub serve`` do it, see ``hub/infra/metrics.py``), every worker's samples are
+  added up, whichever worker answers the scrape.
+- Gauges read from the database at scrape time (:class:`DatabaseCollector`; the
+  reads are in ``projections/health.py``), the same numbers from every worker:
+  deliveries pending / failed per recipient party, the oldest pending delivery's
+  age and the retries of pending ones, each follower's lag behind the event log,
+  each party's status.
 - The traffic the hub sent, counted from the ``Call.Made`` records of delivery
-  attempts in the event log (:class:`DeliveryTraffic`), per recipient party and
-  module: ``hub_delivery_attempts_total``, ``hub_delivery_delivered_total``
-  (answered with an OCPI success) and ``hub_delivery_failed_total`` (no answer,
+  attempts in the event log (:class:`projections.health.DeliveryTraffic`), per
+  recipient party and module: ``hub_delivery_attempts_total``,
+  ``hub_delivery_delivered_total`` (answered with an OCPI success) and ``hub_delivery_failed_total`` (no answer,
   an HTTP error or an OCPI refusal). Every web worker counts the same log, so
   they agree whichever answers the scrape, and the counts survive restarts.
   (``hub_deliveries_failed`` is another thing: deliveries parked right now.)
 
 A delivery without a recipient party (HubClientInfo goes to a whole platform)
 counts for the platform's first party, the same rule as ``hub deliveries stats``
-(:func:`scheduler.deliveries.party_sql`).
+(:func:`projections.health.party_sql`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import falcon
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -51,6 +52,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from hub.infra.metrics import MULTIPROC_ENV
+from projections.health import DeliveryTraffic, read_hub_state, readiness
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ AUTHORIZATION = ("tokens", "SENDER", "POST")
 COMMAND = ("commands", "RECEIVER", "POST")
 # Requests to these paths are not OCPI traffic and are not counted.
 OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics"})
-FOLLOWER_STALE_AFTER = 30.0  # seconds; see readiness()
-QUERY_TIMEOUT_MS = 5000
 
 
 def multiprocess_mode() -> bool:
@@ -124,117 +124,9 @@ class RequestMetrics:
 
 
 # Database state, read at scrape time -----------------------------------------------
-@dataclass(frozen=True)
-class FollowerState:
-    name: str
-    position: int
-    lag: int
-    seconds_since_update: float | None  # None: the follower never ran
-
-    @property
-    def running(self) -> bool:
-        """A worker moved it or confirmed it caught up within the last FOLLOWER_STALE_AFTER
-        seconds (``hub worker`` stamps every follower every few seconds, idle or not): a
-        follower at lag 0 whose worker is gone is not running either."""
-        return self.seconds_since_update is not None and self.seconds_since_update <= FOLLOWER_STALE_AFTER
-
-
-_FOLLOWER_NAMES: tuple[str, ...] | None = None
-
-
-def follower_names() -> tuple[str, ...]:
-    """Every follower ``hub worker`` runs (projections, then dispatchers)."""
-    global _FOLLOWER_NAMES
-    if _FOLLOWER_NAMES is None:
-        from projections import all_projections
-        from scheduler.worker import dispatchers
-
-        _FOLLOWER_NAMES = tuple(f.name for f in [*all_projections(), *dispatchers()])
-    return _FOLLOWER_NAMES
-
-
-def log_head(conn) -> int:
-    (head,) = conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()
-    return int(head)
-
-
-def follower_states(conn, names: Iterable[str]) -> tuple[int, list[FollowerState]]:
-    """The log head and every follower's position (``names`` first, then any other tracked one)."""
-    head = log_head(conn)
-    rows = {
-        name: (int(position), seconds)
-        for name, position, seconds in conn.execute(
-            "SELECT name, position, extract(epoch FROM now() - updated_at)::float8 FROM hub_tracking")
-    }
-    states = []
-    for name in dict.fromkeys([*names, *rows]):
-        position, seconds = rows.get(name, (0, None))
-        states.append(FollowerState(name, position, max(0, head - position), seconds))
-    return head, states
-
-
-class DeliveryTraffic:
-    """Delivery attempts counted from the event log's ``Call.Made`` records.
-
-    Each process reads the records once, in windows of notification ids after the
-    last one it counted (an index range scan), and keeps the sums; a scrape adds
-    what is new. The log is immutable, so the sums only grow and every process
-    reaches the same ones. A long log is caught up over several scrapes
-    (``BUDGET_SECONDS`` each) rather than holding one scrape up.
-    """
-
-    WINDOW = 20000
-    BUDGET_SECONDS = 2.0
-
-    def __init__(self, app) -> None:
-        from eventsourcing.utils import get_topic
-
-        from hub.domain.audit import Call
-
-        self.app = app
-        self.topic = get_topic(Call.Made)
-        self.position = 0
-        # (platform id, recipient or None, module) -> [attempts, delivered, failed]
-        self.sums: dict[tuple[str, str | None, str], list[int]] = {}
-        self.lock = threading.Lock()
-
-    def read(self, conn, head: int) -> dict[tuple[str, str | None, str], list[int]]:
-        """Count what the log holds up to ``head``; a copy of the sums."""
-        from eventsourcing.persistence import StoredEvent
-
-        with self.lock:
-            deadline = time.monotonic() + self.BUDGET_SECONDS
-            while self.position < head and time.monotonic() < deadline:
-                upto = min(head, self.position + self.WINDOW)
-                rows = conn.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM hub_events"
-                    " WHERE notification_id > %s AND notification_id <= %s AND topic = %s",
-                    (self.position, upto, self.topic)).fetchall()
-                calls = [self.app.mapper.to_domain_event(StoredEvent(r[0], r[1], r[2], bytes(r[3])))
-                         for r in rows]
-                calls = [c for c in calls if c.purpose == "delivery"]
-                ids = sorted({c.delivery_id for c in calls if c.delivery_id is not None})
-                recipients = dict(conn.execute(
-                    "SELECT id, recipient FROM hub_deliveries WHERE id = ANY(%s)", (ids,)).fetchall()) \
-                    if ids else {}
-                for call in calls:
-                    key = (str(call.platform_id), recipients.get(call.delivery_id), call.module)
-                    sums = self.sums.setdefault(key, [0, 0, 0])
-                    sums[0] += 1
-                    sums[1 if _succeeded(call.http_status, call.status_code) else 2] += 1
-                self.position = upto
-            return {key: list(value) for key, value in self.sums.items()}
-
-
-def _succeeded(http_status: int | None, status_code: int | None) -> bool:
-    """The partner took it: HTTP 2xx and an OCPI success (1xxx), as the sender decides."""
-    return http_status is not None and 200 <= http_status < 300 and status_code is not None \
-        and 1000 <= status_code < 2000
-
-
 class DatabaseCollector:
     """Gauges computed from the database on every scrape (cheap GROUP BY queries), and
-    the delivery traffic counters (:class:`DeliveryTraffic`)."""
+    the delivery traffic counters (:class:`projections.health.DeliveryTraffic`)."""
 
     def __init__(self, pool, app=None) -> None:
         self.pool = pool
@@ -257,24 +149,8 @@ class DatabaseCollector:
         yield from families
 
     def _read(self) -> list:
-        from scheduler.deliveries import UNKNOWN_PARTY, first_party_sql, party_sql
-
-        with self.pool.connection(timeout=5) as conn, conn.transaction():
-            conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")
-            parties = conn.execute(
-                "SELECT country_code || '/' || party_id || '/' || role, role, status"
-                " FROM view_parties ORDER BY country_code, party_id, role").fetchall()
-            queues = conn.execute(
-                f"SELECT {party_sql('d')}, d.state, count(*),"
-                " extract(epoch FROM now() - min(d.created_at))::float8,"
-                " sum(greatest(d.attempts - 1, 0))"
-                " FROM hub_deliveries d WHERE d.state IN ('PENDING', 'FAILED')"
-                " GROUP BY 1, 2").fetchall()
-            head, followers = follower_states(conn, follower_names())
-            traffic = self.traffic.read(conn, head) if self.traffic is not None else {}
-            first_party = dict(conn.execute(
-                f"SELECT p.platform_id::text, {first_party_sql('p.platform_id')} FROM view_platforms p"
-            ).fetchall()) if traffic else {}
+        hub = read_hub_state(self.pool, self.traffic)
+        parties, queues, head, followers = hub.parties, hub.queues, hub.head, hub.followers
 
         pending: dict[str, float] = {}
         failed: dict[str, float] = {}
@@ -286,8 +162,8 @@ class DatabaseCollector:
             status.add_metric([key, role, party_status], 1)
             for table in (pending, failed, oldest, retries):
                 table[key] = 0
-        for key, state, count, age, retried in queues:
-            if state == "PENDING":
+        for key, queue, count, age, retried in queues:
+            if queue == "PENDING":
                 pending[key] = pending.get(key, 0) + count
                 oldest[key] = max(oldest.get(key, 0), float(age or 0))
                 retries[key] = retries.get(key, 0) + int(retried or 0)
@@ -303,12 +179,6 @@ class DatabaseCollector:
                 gauge.add_metric([key], values[key])
             return gauge
 
-        sent: dict[tuple[str, str], list[int]] = {}
-        for (platform_id, recipient, module), sums in traffic.items():
-            party = recipient or first_party.get(platform_id) or UNKNOWN_PARTY
-            totals = sent.setdefault((party, module), [0, 0, 0])
-            for i, value in enumerate(sums):
-                totals[i] += value
         counters = [
             CounterMetricFamily("hub_delivery_attempts", "Requests the hub sent to deliver, per recipient"
                                 " party and module", labels=["party", "module"]),
@@ -317,7 +187,7 @@ class DatabaseCollector:
             CounterMetricFamily("hub_delivery_failed", "Delivery attempts that failed (no answer, an HTTP"
                                 " error or an OCPI refusal)", labels=["party", "module"]),
         ]
-        for (party, module), sums in sorted(sent.items()):
+        for (party, module), sums in sorted(hub.sent.items()):
             for counter, value in zip(counters, sums, strict=True):
                 counter.add_metric([party, module], value)
 
@@ -343,47 +213,6 @@ class DatabaseCollector:
             GaugeMetricFamily("hub_event_log_head", "Position of the newest event in the log", value=head),
             status,
         ]
-
-
-# Readiness ---------------------------------------------------------------------------
-def readiness(pool) -> tuple[bool, dict]:
-    """Database answers, schema is current, followers are running: a worker stamped each
-    one within FOLLOWER_STALE_AFTER seconds (see :attr:`FollowerState.running`)."""
-    from hub.services.schema import SCHEMA_VERSION
-
-    checks: dict[str, dict] = {}
-    try:
-        with pool.connection(timeout=3) as conn, conn.transaction():
-            conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")
-            conn.execute("SELECT 1")
-            checks["database"] = {"ok": True}
-            (table,) = conn.execute("SELECT to_regclass('hub_schema') IS NOT NULL").fetchone()
-            row = conn.execute("SELECT version FROM hub_schema WHERE component = 'hub'").fetchone() \
-                if table else None
-            version = row[0] if row else None
-            checks["schema"] = {"ok": version == SCHEMA_VERSION, "version": version,
-                                "expected": SCHEMA_VERSION}
-            if checks["schema"]["ok"]:
-                _, states = follower_states(conn, follower_names())
-                stale = [{"name": f.name, "lag": f.lag,
-                          "seconds_since_update": None if f.seconds_since_update is None
-                          else round(f.seconds_since_update, 1)}
-                         for f in states if not f.running]
-                checks["followers"] = {"ok": not stale, "stale": stale,
-                                       "stale_after_seconds": FOLLOWER_STALE_AFTER}
-    except Exception as exc:
-        if "database" not in checks:
-            log.warning("ready: the database did not answer: %s", exc)
-            checks["database"] = {"ok": False, "error": "the database did not answer"}
-        else:
-            log.warning("ready: check failed: %s", exc)
-            checks.setdefault("schema", {"ok": False, "error": "could not read the schema version"})
-            checks.setdefault("followers", {"ok": False, "error": "could not read follower positions"})
-    for name in ("schema", "followers"):  # not checked because an earlier check failed
-        checks.setdefault(name, {"ok": False, "skipped": True})
-    ready = all(check["ok"] for check in checks.values())
-    failed = [name for name, check in checks.items() if not check["ok"] and not check.get("skipped")]
-    return ready, {"status": "ready" if ready else "unavailable", "failed": failed, "checks": checks}
 
 
 # Resources -----------------------------------------------------------------------------

@@ -13,8 +13,10 @@
    When another request changed the same object first (the event store
    refuses a second version N+1), a push receiver's responder runs again on
    the new state, so concurrent pushes to one Location are all applied.
-5. Observation, last: one JSON log line per request (ids, module, party,
-   statuses; never a token) and the request metrics (``handlers/metrics.py``).
+5. Observation, last: one JSON log line per request (ids, module, party, the
+   HTTP status and the OCPI status code and message, in the text too: ``POST
+   /ocpi/2.2.1/credentials -> 200 3001 token A already used``; never a token)
+   and the request metrics (``handlers/metrics.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
-from hub.audit.reads import redact
+from hub.audit.records import redact
 from hub.domain.audit import Request
 from hub.domain.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
 from hub.infra.security import header_token_candidates
@@ -218,13 +220,16 @@ class OcpiMiddleware:
         """The request's log line and metrics, once the answer is final."""
         party = party_label(caller, getattr(req.context, "routing", None))
         status_code = _status_code(resp, req)
+        status_message = _status_message(resp, req)
+        if status_message is not None:
+            status_message = redact(status_message)
         started = getattr(req.context, "started", None)
         log.log(
             logging.DEBUG if req.path in OPERATIONAL_PATHS else logging.INFO,  # probes and scrapes
             "%s %s -> %s",
             req.method,
             redact(req.path),  # a command's result URL is a capability: never in the logs
-            resp.status,
+            outcome_text(resp.status_code, status_code, status_message),
             extra={  # never a header value or a body: they may carry tokens
                 "request_id": getattr(req.context, "request_id", None),
                 "correlation_id": getattr(req.context, "correlation_id", None),
@@ -233,6 +238,7 @@ class OcpiMiddleware:
                 "platform_id": str(caller.platform_id) if caller else None,
                 "http_status": resp.status_code,
                 "status_code": status_code,
+                "status_message": status_message,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
             },
         )
@@ -241,6 +247,12 @@ class OcpiMiddleware:
                 self.metrics.observe(req, resp, resource, party, status_code)
             except Exception:  # metrics never change an answer
                 log.exception("could not record metrics for %s %s", req.method, req.path)
+
+
+def outcome_text(http_status: int, status_code: int | None, status_message: str | None) -> str:
+    """``200 3001 token A already used``: the HTTP status, then the OCPI status code and
+    message when the answer had an OCPI envelope (``200`` alone for ``/health``)."""
+    return " ".join(str(part) for part in (http_status, status_code, status_message) if part is not None)
 
 
 class _ThenRun:

@@ -41,9 +41,14 @@ def database_url():
     from hub.infra.database import start_embedded
 
     data = Path(tempfile.mkdtemp(prefix="hub-test-pg-"))
-    server = start_embedded(data)
-    yield server.get_uri()
-    server.cleanup()
+    try:
+        server = start_embedded(data)
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()  # stops the server; its data stays (cleanup mode "stop")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)  # about 128 MB of PostgreSQL data per run
 
 
 @pytest.fixture
@@ -231,9 +236,11 @@ class Processes:
 @pytest.fixture
 def processes():
     procs = Processes()
-    yield procs
-    procs.stop_all()
-    shutil.rmtree(procs.logs, ignore_errors=True)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        shutil.rmtree(procs.logs, ignore_errors=True)
 
 
 @pytest.fixture

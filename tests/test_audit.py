@@ -10,7 +10,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from hub.audit.reads import redact, timestamp_text
+from hub.audit.records import redact, timestamp_text
 from hub.domain.parties import Party
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until

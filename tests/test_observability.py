@@ -375,6 +375,36 @@ def test_request_log_lines_carry_ids_and_never_a_token(hub, worker):
     assert refused and refused[0]["party"] == "unknown" and refused[0]["request_id"]
 
 
+def test_request_log_lines_carry_the_ocpi_status_code_and_message(hub):
+    """An OCPI error answered with HTTP 200 (3001 here) says so in the log line, with its message."""
+    from tests.partner import Partner
+
+    token_a = hub.onboard("CPO", "IN", "LGS", "Log status test")["token_a"]
+    partner = Partner(roles=[role("CPO", "IN", "LGS")]).start()
+    try:
+        credentials = "/ocpi/2.2.1/credentials"
+        unreachable = {**partner.credentials(), "url": f"http://127.0.0.1:{free_port()}/ocpi/versions"}
+        with CapturedLogs() as logs:
+            refused = hub.call("POST", credentials, token_a, json=unreachable)
+            versions = hub.call("GET", "/ocpi/versions", token_a)
+        text = logs.text
+    finally:
+        partner.stop()
+    assert refused.status_code == 200 and refused.json()["status_code"] == 3001
+    message = refused.json()["status_message"]
+    assert message
+    lines = {line["request_id"]: line for line in request_lines(text)}
+    error = lines[refused.headers["X-Request-ID"]]
+    assert error["message"] == f"POST {credentials} -> 200 3001 {message}"
+    assert (error["http_status"], error["status_code"], error["status_message"]) == (200, 3001, message)
+
+    assert versions.status_code == 200 and versions.json()["status_code"] == 1000
+    success = lines[versions.headers["X-Request-ID"]]
+    expected = " ".join(str(p) for p in (1000, versions.json().get("status_message")) if p)
+    assert success["message"] == f"GET /ocpi/versions -> 200 {expected}"
+    assert (success["status_code"], success["status_message"]) == (1000, versions.json().get("status_message"))
+
+
 def test_delivery_attempts_are_logged_with_ids_and_never_a_token(hub, worker):
     with CapturedLogs() as logs:
         cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])

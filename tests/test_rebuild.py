@@ -214,6 +214,7 @@ def pulls(puller: Puller) -> dict[str, dict[tuple, dict]]:
 
 def test_rebuild_with_reads_in_flight_no_read_fails_and_views_equal(roaming, settings, monkeypatch):
     from hub.infra import eventlog
+    from hub.infra import rebuild as rebuilding
     from hub.services.application import Hub
 
     em1, ecp = roaming
@@ -240,7 +241,7 @@ def test_rebuild_with_reads_in_flight_no_read_fails_and_views_equal(roaming, set
             puller.wait_rounds(2)
             pusher.wait_pushed(5)
 
-    swap_rows = eventlog._swap_rows
+    swap_rows = rebuilding.swap_rows
 
     def swap_and_hold(cur, schema, table):
         changed = swap_rows(cur, schema, table)
@@ -249,7 +250,7 @@ def test_rebuild_with_reads_in_flight_no_read_fails_and_views_equal(roaming, set
             puller.wait_rounds(2)
         return changed
 
-    monkeypatch.setattr(eventlog, "_swap_rows", swap_and_hold)
+    monkeypatch.setattr(rebuilding, "swap_rows", swap_and_hold)
     projection = ObjectsProjection()
     projection.batch_size = projection.rebuild_batch_size = 10  # many batches
     app = Hub(settings, settings.database_url, pool_size=2)

@@ -82,7 +82,7 @@ def _state(event: dict) -> dict:
 
 def _recorded_at(state: dict) -> str | None:
     """The event's timestamp as the transcoder stored it, as an OCPI DateTime with microseconds."""
-    from hub.audit.reads import timestamp_text
+    from hub.audit.records import timestamp_text
 
     value = state.get("timestamp")
     if isinstance(value, dict):
@@ -100,9 +100,9 @@ def make_cdr_proof(app, key: bytes, country_code: str, party_id: str, cdr_id: st
     Raises :class:`LookupError` for an unknown CDR and :class:`ProofError`
     when the stored chain does not hold (``hub audit verify`` says where).
     """
-    from hub.audit.reads import AuditLog
+    from hub.audit.events import EventReader
 
-    audit = AuditLog(app)
+    audit = EventReader(app)
     name = f"{country_code.upper()}/{party_id.upper()}/{cdr_id}"
     with audit._connect() as conn:
         row = conn.execute(
@@ -161,7 +161,7 @@ def _receipts(audit, conn, event: dict, state: dict) -> list[dict]:
     """Every delivery attempt of this CDR, in log order, each with its ``Call.Made`` event."""
     import psycopg
 
-    from hub.audit.reads import redact
+    from hub.audit.records import redact
 
     correlation = (state.get("message") or {}).get("correlation_id")
     key = o.object_key("cdrs", state["country_code"], state["party_id"], state["object_id"])

@@ -117,8 +117,6 @@ class ChainedApplicationRecorder(PostgresApplicationRecorder):
         ]
 
 
-RECORDER_TOPIC = "hub.infra.chain:ChainedApplicationRecorder"
-
 
 # Checkpoints ----------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -27,16 +27,18 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from contextlib import closing, suppress
+from typing import Any, Protocol
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-if TYPE_CHECKING:
-    from hub.services.application import Hub
+from hub.infra import rebuild as rebuilding
+from hub.infra.rebuild import RebuildRefused, Rebuilt
+
+__all__ = ["EventLog", "Follower", "RebuildRefused", "Rebuilt", "Waker"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,13 @@ IDLE_WINDOW = 10_000  # events: a follower further behind than this just runs it
 REBUILD_LOCK = 0x5242  # "RB": advisory lock class of rebuilds, one per schema and follower
 
 
-class RebuildRefused(Exception):
-    """Another rebuild of the same follower is running."""
+class Application(Protocol):
+    """What the log needs of the application (:class:`hub.services.application.Hub`)."""
+
+    pool: Any  # psycopg_pool.ConnectionPool
+    mapper: Any  # eventsourcing's Mapper: stored events to domain events
+    database_url: str
+    settings: Any  # hub.infra.config.Settings
 
 
 class Follower:
@@ -107,7 +114,7 @@ class Follower:
 class EventLog:
     """Reads the hub's notification log and drives followers over it."""
 
-    def __init__(self, app: Hub) -> None:
+    def __init__(self, app: Application) -> None:
         self.app = app
         self.pool = app.pool
         self._locks: dict[str, threading.Lock] = {}
@@ -243,7 +250,7 @@ class EventLog:
                 raise RebuildRefused(f"a rebuild of {follower.name} is already running; "
                                      "try again once it has finished")
             try:
-                with _few_collections():
+                with rebuilding.few_collections():
                     return self._rebuild(conn, schema, follower, progress)
             finally:  # now, not whenever the server notices the session ended
                 with suppress(psycopg.Error):
@@ -252,7 +259,7 @@ class EventLog:
     def _rebuild(self, conn: psycopg.Connection, schema: str, follower: Follower, progress) -> Rebuilt:
         tables = follower.tables()
         for table in tables:
-            _create_beside(conn, schema, table)
+            rebuilding.create_beside(conn, schema, table)
         position, applied, analyzed, head = 0, 0, 0, self.head()
         for passes in itertools.count(1):  # again over what came meanwhile, until that is little
             with closing(self._read_ahead(follower, position, head)) as batches:
@@ -261,19 +268,19 @@ class EventLog:
                         with conn.transaction(), conn.cursor() as cur:
                             follower.apply(cur, events)
                     if (applied + len(events)) // 100_000 > applied // 100_000:
-                        gc.collect()  # see _few_collections
+                        gc.collect()  # see rebuilding.few_collections
                     position, applied = reached, applied + len(events)
                     if applied >= 2 * analyzed + follower.rebuild_batch_size:
                         # Statistics as the tables grow; ANALYZE also replans the
                         # prepared statements planned while they were small.
-                        _analyze(conn, tables)
+                        rebuilding.analyze(conn, tables)
                         analyzed = applied
                     if progress is not None:
                         progress(position, head)
             head = self.head()
             if head - position <= follower.rebuild_batch_size or passes == 5:
                 break  # the rest is applied in the swap
-        _analyze(conn, tables)
+        rebuilding.analyze(conn, tables)
         with conn.transaction(), conn.cursor() as cur:  # the swap
             cur.execute("INSERT INTO hub_tracking (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
                         (follower.name,))
@@ -283,7 +290,7 @@ class EventLog:
             if rows:
                 follower.apply(cur, [(row[0], self.decode(row[1:])) for row in rows])
             applied += len(rows)
-            changed = sum(_swap_rows(cur, schema, table) for table in tables)
+            changed = sum(rebuilding.swap_rows(cur, schema, table) for table in tables)
             cur.execute("UPDATE hub_tracking SET position = %s, updated_at = now() WHERE name = %s",
                         (head, follower.name))
         # Fresh statistics for the live tables, or the planner serves the first reads after a
@@ -350,73 +357,6 @@ class EventLog:
             thread.join()
 
 
-def _create_beside(conn: psycopg.Connection, schema: str, table: str) -> None:
-    """A temporary table of the session like the live ``table`` (same name, columns, keys)."""
-    new = f'pg_temp."{table}"'
-    conn.execute(f'CREATE TEMPORARY TABLE "{table}" (LIKE "{schema}"."{table}" INCLUDING ALL)')
-    # Only the unique indexes matter while building (conflict targets, lookups by key).
-    for (index,) in conn.execute(
-            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " WHERE i.indrelid = %s::regclass AND NOT i.indisunique", (new,)).fetchall():
-        conn.execute(f'DROP INDEX pg_temp."{index}"')
-
-
-def _analyze(conn: psycopg.Connection, tables: list[str]) -> None:
-    for table in tables:
-        conn.execute(f'ANALYZE pg_temp."{table}"')
-
-
-@contextmanager
-def _few_collections() -> Iterator[None]:
-    """The cyclic garbage collector paused: decoded batches stay alive until applied, and
-    its passes over them would cost a rebuild a third of its time. Reference counting
-    still frees them; the caller collects now and then."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class Rebuilt(NamedTuple):
-    events: int  # events applied to the new tables
-    rows_changed: int  # rows of the live tables the swap deleted, inserted or replaced
-
-
-def _swap_rows(cur: psycopg.Cursor, schema: str, table: str) -> int:
-    """Make the live table's rows equal the session's table of the same name.
-
-    Rows are matched by primary key and compared column by column (``json`` and
-    ``xml`` have no equality: as text): only rows that differ are deleted and
-    inserted, so an unchanged view costs no writes and leaves no dead rows.
-    Returns how many keys changed.
-    """
-    live, new = f'"{schema}"."{table}"', f'pg_temp."{table}"'
-    columns = cur.execute(
-        "SELECT quote_ident(a.attname), a.atttypid IN ('json'::regtype, 'xml'::regtype),"
-        " coalesce(a.attnum = ANY(i.indkey), false) FROM pg_attribute a"
-        " LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary"
-        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (live,)).fetchall()
-    keys = [name for name, _, key in columns if key]
-    names = ", ".join(name for name, _, _ in columns)
-    copy = f"INSERT INTO {live} ({names}) SELECT {', '.join(f'n.{name}' for name, _, _ in columns)} FROM {new} AS n"
-    if not keys:  # nothing to match rows by: replace them all
-        deleted = cur.execute(f"DELETE FROM {live}").rowcount
-        return deleted + cur.execute(copy).rowcount
-    same_key = " AND ".join(f"n.{k} = l.{k}" for k in keys)
-    same_row = " AND ".join(f"n.{c}::text IS NOT DISTINCT FROM l.{c}::text" if as_text
-                            else f"n.{c} IS NOT DISTINCT FROM l.{c}" for c, as_text, key in columns if not key)
-    returning = ", ".join(keys)
-    deleted = cur.execute(f"DELETE FROM {live} AS l WHERE NOT EXISTS (SELECT FROM {new} AS n"
-                          f" WHERE {same_key} AND {same_row or 'true'}) RETURNING {returning}").fetchall()
-    inserted = cur.execute(f"{copy} WHERE NOT EXISTS (SELECT FROM {live} AS l WHERE {same_key})"
-                           f" RETURNING {returning}").fetchall()
-    return len(set(deleted) | set(inserted))
-
-
 class Waker:
     """Wakes followers when PostgreSQL NOTIFYs a new event (poll as safety net)."""
 
@@ -452,7 +392,3 @@ class Waker:
                 log.warning("listen connection lost: %s; retrying", exc)
                 self.event.set()
                 time.sleep(1.0)
-
-
-def all_topics(followers: Iterable[Follower]) -> set[str]:
-    return {topic for follower in followers for topic in follower.topics}

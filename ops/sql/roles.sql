@@ -34,7 +34,7 @@
 -- tables: the eventsourcing library serialises writers with
 -- `LOCK TABLE hub_events IN EXCLUSIVE MODE`, and PostgreSQL only lets a role take
 -- that lock if it holds UPDATE, DELETE or TRUNCATE on the table. The hub's
--- recorder (hub/audit_chain.py, ChainedApplicationRecorder) replaces that lock
+-- recorder (hub/infra/chain.py, ChainedApplicationRecorder) replaces that lock
 -- with a transaction-level advisory lock, pg_advisory_xact_lock(hashtext(
 -- '<schema>.hub_events')), taken before notification ids are drawn and held
 -- until commit: the same guarantee (ids commit in order, so followers never skip
@@ -113,11 +113,11 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --
 --   table                  app role                         written by
 --   hub_events             SELECT, INSERT                   every command and request (eventsourcing)
---   hub_audit_chain        SELECT, INSERT                   the same transaction (hub/audit_chain.py)
+--   hub_audit_chain        SELECT, INSERT                   the same transaction (hub/infra/chain.py)
 --   hub_audit_checkpoints  SELECT, INSERT                   hub worker, hub audit checkpoint
 --   hub_schema             SELECT                           hub migrate only (owner)
 --   hub_key_fingerprint    SELECT                           hub migrate only (owner)
---   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/eventlog.py)
+--   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/infra/eventlog.py)
 --   hub_deliveries         SELECT, INSERT, UPDATE, DELETE   dispatchers and senders (scheduler/)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
 --

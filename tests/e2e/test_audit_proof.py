@@ -18,9 +18,9 @@ import pytest
 
 from tests import ocpi_examples as ex
 from tests.conftest import ROOT, wait_until
+from tests.e2e.test_cli import run_hub
+from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import envelope, free_port, role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo, received, stamp
 
 
 def offline_env(settings, **changes: str | None) -> dict:

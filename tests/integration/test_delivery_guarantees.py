@@ -16,10 +16,10 @@ from scheduler import deliveries
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until
+from tests.e2e.test_cli import run_hub
+from tests.e2e.test_resilience import replay
+from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import envelope, role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo, received, stamp
-from tests.test_resilience import replay
 
 
 def sql(settings, query: str, params=()) -> list[tuple] | None:

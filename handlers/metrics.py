@@ -33,7 +33,7 @@ What ``/metrics`` shows:
 
 A delivery without a recipient party (HubClientInfo goes to a whole platform)
 counts for the platform's first party, the same rule as ``hub deliveries stats``
-(:func:`scheduler.deliveries.party_sql`).
+(:func:`scheduler.outbox.party_sql`).
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class DatabaseCollector:
         yield from families
 
     def _read(self) -> list:
-        from scheduler.deliveries import UNKNOWN_PARTY, first_party_sql, party_sql
+        from scheduler.outbox import UNKNOWN_PARTY, first_party_sql, party_sql
 
         with self.pool.connection(timeout=5) as conn, conn.transaction():
             conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")

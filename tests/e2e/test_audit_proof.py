@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import ROOT, wait_until
-from tests.e2e.test_cli import run_hub
 from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import envelope, free_port, role
 

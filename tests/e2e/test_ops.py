@@ -23,8 +23,8 @@ import pytest
 
 from hub.infra.config import Settings
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import ROOT, HubUnderTest, serve_in_thread, wait_until
-from tests.e2e.test_cli import run_hub
 from tests.partner import role
 
 ROLES_SQL = ROOT / "ops" / "sql" / "roles.sql"

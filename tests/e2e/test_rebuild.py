@@ -17,8 +17,8 @@ import requests
 
 from projections.objects import ObjectsProjection
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import HubUnderTest, wait_until
-from tests.e2e.test_cli import run_hub
 from tests.integration.test_forwarding import Cpo, stamp
 from tests.integration.test_pulls import DC_EVSE, Emsp, accepted, key, put_location, put_tariff
 from tests.partner import role

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from hub.audit.reads import redact, timestamp_text
 from hub.domain.parties import Party
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
-from tests.e2e.test_cli import run_hub
 from tests.integration.test_commands import (
     ACCEPTED,
     SENT_TO,

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from hub.infra.chain import link_hash
-from tests.e2e.test_cli import run_hub
+from tests.cli import run_hub
 from tests.partner import role
 
 

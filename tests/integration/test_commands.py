@@ -13,8 +13,8 @@ import pytest
 from hub.domain.commands import command_uuid
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import HubUnderTest, serve_in_thread, wait_until
-from tests.e2e.test_cli import run_hub
 from tests.integration.test_forwarding import Cpo
 from tests.partner import envelope, role
 

@@ -15,8 +15,8 @@ import psycopg
 from scheduler import sender
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
-from tests.e2e.test_cli import run_hub
 from tests.e2e.test_resilience import replay
 from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import envelope, role

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
-from tests.e2e.test_cli import run_hub
 from tests.partner import role
 
 HUB = {"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}

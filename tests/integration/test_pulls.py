@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
-from tests.e2e.test_cli import run_hub
 from tests.integration.test_forwarding import Cpo, stamp
 from tests.partner import role
 

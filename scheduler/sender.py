@@ -346,7 +346,7 @@ class Sender:
                                                  http_status=exc.http_status, headers=exc.headers))
             if outcome.answered:
                 self._answered(lane)
-            lane.retry(row, outcome.delay, str(exc), exc.http_status, None, sent_at=sent_at)
+            lane.retry(row, outcome.delay, str(exc), exc.http_status, None, sent_at=sent_at)  # always RETRY
             if not outcome.answered:
                 self._no_answer(lane, str(exc))
             return

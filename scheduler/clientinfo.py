@@ -27,7 +27,7 @@ from hub.ocpi.envelope import format_datetime
 from hub.services.application import Hub, UnitOfWork
 from projections.parties import client_info_row
 from projections.rules import load_rules_from
-from scheduler.deliveries import Outgoing, enqueue
+from scheduler.outbox import Outgoing, enqueue
 
 log = logging.getLogger(__name__)
 

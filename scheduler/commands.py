@@ -21,7 +21,7 @@ from hub.domain.commands import TIMEOUT_MESSAGE, Command, record
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
 from hub.services.application import Hub
-from scheduler.deliveries import Outgoing, enqueue
+from scheduler.outbox import Outgoing, enqueue
 
 log = logging.getLogger(__name__)
 

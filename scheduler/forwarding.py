@@ -28,7 +28,7 @@ from hub.domain.ruleset import publish_visible
 from hub.infra.eventlog import Follower
 from projections.objects import CHANGE_EVENTS, emsp_tokens, module_of
 from projections.rules import load_rules_from
-from scheduler.deliveries import NotCaughtUp, Outgoing, enqueue
+from scheduler.outbox import NotCaughtUp, Outgoing, enqueue
 
 PER_EMSP = frozenset({"sessions", "cdrs"})
 BROADCAST_RECEIVERS = ("EMSP", "NSP", "OTHER")

@@ -26,8 +26,9 @@ from hub.services.application import Hub
 from projections import all_projections
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
 from scheduler.commands import CommandResultDispatcher, CommandTimeouts
-from scheduler.deliveries import LANES, Sender
 from scheduler.forwarding import ForwardingDispatcher, render_current
+from scheduler.outbox import give_up
+from scheduler.sender import LANES, Sender
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class Worker:
             log.exception("audit checkpoint failed")
 
     def sweep(self) -> None:
-        parked = self.sender.give_up(self.settings.delivery_give_up_after)
+        parked = give_up(self.app, self.settings.delivery_give_up_after)
         if parked:
             log.warning("parked %d deliveries older than the give-up age", parked)
 

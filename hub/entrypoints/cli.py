@@ -77,7 +77,7 @@ class Runtime:
     def migrate(self) -> None:
         from hub.services.schema import migrate
         from projections import all_projections
-        from scheduler.deliveries import DDL
+        from scheduler.outbox import DDL
         from scheduler.worker import dispatchers
 
         migrate(self.settings, self.database_url, [*all_projections(), *dispatchers()], DDL)
@@ -435,7 +435,7 @@ class _Refused(Exception):
 
 
 def cmd_deliveries_stats(args) -> int:
-    from scheduler.deliveries import stats
+    from scheduler.outbox import stats
 
     rt = Runtime()
     rows = [{k: (float(v) if hasattr(v, "as_integer_ratio") and not isinstance(v, int) else v)
@@ -766,7 +766,7 @@ DELIVERY_COLUMNS = ["id", "state", "module", "method", "object_key", "recipient"
 
 
 def cmd_deliveries_list(args) -> int:
-    from scheduler.deliveries import list_deliveries
+    from scheduler.outbox import list_deliveries
 
     rt = Runtime()
     rows = list_deliveries(rt.app.pool, failed_only=args.failed, party=args.party, limit=args.limit)
@@ -778,7 +778,7 @@ def cmd_deliveries_list(args) -> int:
 
 def cmd_deliveries_retry(args) -> int:
     from hub.domain.audit import OperatorAction
-    from scheduler.deliveries import requeue
+    from scheduler.outbox import requeue
 
     if not args.ids and not args.party and not args.all_failed:
         return fail("name delivery ids, --party CC/PID, or --all-failed")

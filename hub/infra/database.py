@@ -94,6 +94,12 @@ def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> d
     }
 
 
+def in_memory_env() -> dict[str, str]:
+    """The eventsourcing library's in-memory store: no database, nothing kept after the process
+    (``Hub.in_memory``, for domain and service tests)."""
+    return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+
 def _configure(schema: str):
     def configure(conn: psycopg.Connection) -> None:
         conn.execute(f'SET search_path TO "{schema}"')

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from hub.domain.parties import Party, Platform, party_key
 from hub.infra.config import Settings
-from hub.infra.database import eventsourcing_env, open_pool
+from hub.infra.database import eventsourcing_env, in_memory_env, open_pool
 from hub.infra.security import TokenCipher, check_secret_key, new_token, token_hash
 
 log = logging.getLogger(__name__)
@@ -38,16 +38,11 @@ class Hub(Application):
         create_table: bool = False,
         pool_size: int = 8,
     ) -> None:
-        super().__init__(
-            env=eventsourcing_env(database_url, settings.database_schema, create_table=create_table)
-        )
-        self.settings = settings
-        self.database_url = database_url
-        secret_key = settings.resolved_secret_key()
-        self.cipher = TokenCipher(secret_key)
-        self.pool: ConnectionPool = open_pool(
-            database_url, settings.database_schema, max_size=pool_size
-        )
+        """The hub on PostgreSQL at ``database_url`` (every process): the chained recorder, a
+        connection pool for views and outbox, and the secret key checked against the database's."""
+        secret_key = self._start(settings, database_url, eventsourcing_env(
+            database_url, settings.database_schema, create_table=create_table))
+        self.pool = open_pool(database_url, settings.database_schema, max_size=pool_size)
         if not create_table:  # hub migrate records the key once the schema exists
             try:
                 with self.pool.connection() as conn:
@@ -56,8 +51,28 @@ class Hub(Application):
                 self.close()
                 raise
 
+    @classmethod
+    def in_memory(cls, settings: Settings | None = None) -> Hub:
+        """The hub on the eventsourcing library's in-memory store: no database, no pool (so no
+        views, outbox or real-time calls), no key to check. Commands, aggregates and the
+        repository behave as on PostgreSQL; for domain and service tests."""
+        hub = cls.__new__(cls)
+        hub._start(settings or Settings.from_env({"HUB_SECRET_KEY": "in-memory"}), None, in_memory_env())
+        return hub
+
+    def _start(self, settings: Settings, database_url: str | None, env: dict[str, str]) -> str:
+        """What both stores share; returns the secret key."""
+        super().__init__(env=env)
+        self.settings = settings
+        self.database_url = database_url
+        self.pool: ConnectionPool | None = None
+        secret_key = settings.resolved_secret_key()
+        self.cipher = TokenCipher(secret_key)
+        return secret_key
+
     def close(self) -> None:
-        self.pool.close()
+        if self.pool is not None:
+            self.pool.close()
         super().close()
 
     # Reading aggregates ----------------------------------------------------

@@ -12,8 +12,8 @@ import psutil
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until
+from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import role
-from tests.test_forwarding import Cpo, received, stamp
 
 EVSE = "EVSE-BLR-0001-1"
 

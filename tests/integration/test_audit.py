@@ -13,12 +13,20 @@ from datetime import UTC, datetime
 from hub.audit.records import redact, timestamp_text
 from hub.domain.parties import Party
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
+from tests.integration.test_commands import (
+    ACCEPTED,
+    SENT_TO,
+    cpo_answering,
+    emsp_url,
+    forwarded,
+    post_result,
+    send,
+)
+from tests.integration.test_forwarding import Cpo, received, stamp
+from tests.integration.test_tokens import authorize, authorize_answers, emsp_answering
 from tests.partner import Partner, envelope, role
-from tests.test_cli import run_hub
-from tests.test_commands import ACCEPTED, SENT_TO, cpo_answering, emsp_url, forwarded, post_result, send
-from tests.test_forwarding import Cpo, received, stamp
-from tests.test_tokens import authorize, authorize_answers, emsp_answering
 
 SECRET_WORDS = ("partner_token", "token_hash", "hub_response_url", "result_id", "Authorization")
 
@@ -46,7 +54,7 @@ def timeline(settings, command: str, *args: str) -> list[dict]:
 
 def recorded(settings, correlation_id: str) -> None:
     """Wait for the record of a real-time request: the hub writes it just after answering."""
-    from tests.test_transport import answered_requests
+    from tests.integration.test_transport import answered_requests
 
     assert wait_until(lambda: any(r["correlation_id"] == correlation_id
                                   for r in answered_requests(settings).values())), correlation_id

@@ -10,10 +10,10 @@ import pytest
 
 from hub.domain.parties import Party
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
+from tests.integration.test_forwarding import received
 from tests.partner import envelope, role
-from tests.test_cli import run_hub
-from tests.test_forwarding import received
 
 
 class Emsp:
@@ -153,7 +153,7 @@ def test_authorize_timeout_and_unreachable(hub, settings):
 
 
 def test_authorize_refused_by_rules_or_missing_module(hub, settings):
-    from tests.test_cli import run_hub
+    from tests.cli import run_hub
 
     cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
     emsp_partner = emsp_answering(hub)

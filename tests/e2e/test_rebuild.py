@@ -17,11 +17,11 @@ import requests
 
 from projections.objects import ObjectsProjection
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import HubUnderTest, wait_until
+from tests.integration.test_forwarding import Cpo, stamp
+from tests.integration.test_pulls import DC_EVSE, Emsp, accepted, key, put_location, put_tariff
 from tests.partner import role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo, stamp
-from tests.test_pulls import DC_EVSE, Emsp, accepted, key, put_location, put_tariff
 
 MODULES = ("locations", "tariffs", "sessions", "cdrs")
 VIEW_TABLES = ("view_objects", "view_parties", "view_platforms", "view_platform_tokens",

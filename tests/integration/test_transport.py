@@ -412,7 +412,7 @@ def test_pages_follow_link_headers_and_add_up_to_the_whole_list(hub, partners):
 def test_a_crawl_sees_every_party_once_while_statuses_change(hub, partners, settings):
     """A party whose status changes mid-crawl neither vanishes nor comes back on a
     later page, and a party onboarded meanwhile comes at the end."""
-    from tests.test_cli import run_hub
+    from tests.cli import run_hub
 
     token = seven_parties_or_more(hub, partners)
     before = {key(c) for c in hub.call("GET", CLIENTINFO, token).json()["data"]}

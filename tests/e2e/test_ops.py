@@ -23,9 +23,9 @@ import pytest
 
 from hub.infra.config import Settings
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import ROOT, HubUnderTest, serve_in_thread, wait_until
 from tests.partner import role
-from tests.test_cli import run_hub
 
 ROLES_SQL = ROOT / "ops" / "sql" / "roles.sql"
 GUNICORN_CONF = ROOT / "ops" / "gunicorn.conf.py"

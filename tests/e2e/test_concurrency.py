@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tests import ocpi_examples as ex
+from tests.integration.test_forwarding import HUB, Cpo, stamp
 from tests.partner import role
-from tests.test_forwarding import HUB, Cpo, stamp
 
 EVSES = [f"EVSE-{n}" for n in range(8)]
 ROUNDS = 12

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
+from tests.integration.test_forwarding import Cpo, stamp
 from tests.partner import role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo, stamp
 
 HUB_ADDRESS = ("IN", "CIH")
 DC_EVSE = "EVSE-BLR-0001-1"  # the DC EVSE of ex.location(), connectors "1" and "2"

@@ -12,14 +12,14 @@ from dataclasses import replace
 
 import psycopg
 
-from scheduler import deliveries
+from scheduler import sender
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
+from tests.e2e.test_resilience import replay
+from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import envelope, role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo, received, stamp
-from tests.test_resilience import replay
 
 
 def sql(settings, query: str, params=()) -> list[tuple] | None:
@@ -60,7 +60,7 @@ def test_two_workers_send_each_delivery_once_when_a_batch_outlasts_its_lease(hub
         assert cpo.push("PUT", f"locations/receiver/IN/ECP/W{n:02d}",
                         ex.location(id=f"W{n:02d}", last_updated=stamp(n))).status_code == 201
     # Sending the batch one by one to a partner that takes 0.4 s per answer outlasts a 4 s lease.
-    monkeypatch.setattr(deliveries, "LEASE_SECONDS", 4)
+    monkeypatch.setattr(sender, "LEASE_SECONDS", 4)
     em1.delay = 0.4
     workers = [Worker(settings, settings.database_url) for _ in range(2)]
     try:

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from hub.infra.chain import link_hash
+from tests.cli import run_hub
 from tests.partner import role
-from tests.test_cli import run_hub
 
 
 def admin(settings):

@@ -9,17 +9,9 @@ import sys
 
 import psycopg
 
+from tests.cli import run_hub
 from tests.conftest import ROOT
 from tests.partner import role
-
-
-def run_hub(settings, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, **{k: v for k, v in settings.extra.items() if k.startswith("HUB_")}}
-    done = subprocess.run([sys.executable, "-m", "hub", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    if ok:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def test_parties_add_list_show(settings):

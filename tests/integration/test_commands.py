@@ -13,10 +13,10 @@ import pytest
 from hub.domain.commands import command_uuid
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import HubUnderTest, serve_in_thread, wait_until
+from tests.integration.test_forwarding import Cpo
 from tests.partner import envelope, role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo
 
 ACCEPTED = {"result": "ACCEPTED", "timeout": 30, "message": [{"language": "en", "text": "sent to the charger"}]}
 SENT_TO = "/ocpi/2.2.1/commands/receiver/"

@@ -63,7 +63,7 @@ def test_still_alive_marks_offline_and_back(hub, settings):
 
 
 def test_rules_hide_parties_from_hubclientinfo(hub, worker, settings):
-    from tests.test_cli import run_hub
+    from tests.cli import run_hub
 
     em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
     em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
@@ -91,7 +91,7 @@ def test_migrate_gives_parties_listed_before_an_upgrade_their_place(hub, setting
     from the log: the list comes in onboarding order, as a fresh build gives."""
     import psycopg
 
-    from tests.test_cli import run_hub
+    from tests.cli import run_hub
 
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
     try:

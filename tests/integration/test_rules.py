@@ -9,7 +9,7 @@ import pytest
 
 from hub.domain.rules import MODULES
 from hub.domain.ruleset import DEFAULT_OPEN, Decision, RuleSet, decide
-from tests.test_cli import run_hub
+from tests.cli import run_hub
 
 ABC, XYZ = "IN/ABC/CPO", "IN/XYZ/CPO"
 EMP, NSP = "IN/EMP/EMSP", "IN/NAV/NSP"

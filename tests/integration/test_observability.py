@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import ocpi_examples as ex
 from tests.conftest import serve_in_thread, wait_until
+from tests.integration.test_commands import cpo_answering, send
+from tests.integration.test_forwarding import Cpo
+from tests.integration.test_tokens import authorize, emsp_answering
 from tests.partner import envelope, free_port, role
-from tests.test_commands import cpo_answering, send
-from tests.test_forwarding import Cpo
-from tests.test_tokens import authorize, emsp_answering
 
 HUB = {"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
 FOLLOWERS = {"parties", "objects", "routing-rules", "commands", "dispatch-clientinfo", "dispatch-objects",

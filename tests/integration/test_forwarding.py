@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
 from tests.partner import role
-from tests.test_cli import run_hub
 
 HUB = {"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
 
@@ -230,7 +230,7 @@ def test_unpublished_locations_reach_only_holders_of_a_listed_token(hub, worker)
 def test_replay_resends_the_current_state_and_every_cdr(hub, worker, settings):
     import json
 
-    from tests.test_observability import scrape
+    from tests.integration.test_observability import scrape
 
     em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
     em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
@@ -304,8 +304,8 @@ def test_stats_show_queue_depth_age_and_failure_rate_per_party(hub, worker, sett
     """`hub deliveries stats` for an eMSP that is down and one that refuses, keyed as /metrics keys parties."""
     import json
 
+    from tests.integration.test_observability import scrape
     from tests.partner import envelope
-    from tests.test_observability import scrape
 
     cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
     refusing = hub.connect_partner([role("EMSP", "IN", "EMR")])

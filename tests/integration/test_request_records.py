@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from tests.integration.test_commands import ACCEPTED, cpo_answering, emsp_url, post_result, send
+from tests.integration.test_observability import CapturedLogs, request_lines
+from tests.integration.test_transport import answered_requests
 from tests.partner import role
-from tests.test_commands import ACCEPTED, cpo_answering, emsp_url, post_result, send
-from tests.test_observability import CapturedLogs, request_lines
-from tests.test_transport import answered_requests
 
 
 def test_an_unknown_path_with_a_valid_token_is_answered_404_and_recorded(hub, settings):

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import ROOT, wait_until
+from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import envelope, free_port, role
-from tests.test_cli import run_hub
-from tests.test_forwarding import Cpo, received, stamp
 
 
 def offline_env(settings, **changes: str | None) -> dict:

@@ -14,29 +14,23 @@ import falcon
 
 from handlers.context import WebContext
 from handlers.paging import set_page_headers
-from hub.domain.ruleset import publish_visible
+from hub.domain.recipients import publish_visible
+from hub.domain.routing import DIRECTED
 from hub.ocpi.envelope import envelope, envelope_of_json_list
 from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.pagination import parse_page
 from hub.ocpi.status import OcpiStatus
 from projections.objects import emsp_tokens, find_objects, page_objects, unpublished_for
-from projections.visibility import visible_owners
-
-PER_EMSP = frozenset({"sessions", "cdrs"})
+from projections.visibility import pull_scope
 
 
 def _filters(ctx: WebContext, req: falcon.Request, module: str) -> dict:
-    """What the caller may see; a request addressed to one CPO (``OCPI-to``) sees only its objects."""
+    """What the caller may see (the recipient policy decides); a request addressed to
+    one CPO (``OCPI-to``) sees only its objects."""
     routing = req.context.routing
-    viewer = routing.sender_key
-    owners = visible_owners(ctx.app.pool, module, viewer)
-    if routing.scenario == "directed":
-        addressed = (routing.to_country_code, routing.to_party_id)
-        owners = [addressed] if owners is None else [o for o in owners if o == addressed]
-    if module in PER_EMSP:
-        # Only the caller's own Sessions/CDRs, and only from CPOs the rules let through.
-        return {"emsp": (routing.from_country_code, routing.from_party_id), "viewer": None, "owners": owners}
-    return {"owners": owners, "viewer": viewer}
+    to = (routing.to_country_code, routing.to_party_id) if routing.scenario == DIRECTED else None
+    scope = pull_scope(ctx.app.pool, module, routing.sender_key, to)
+    return {"owners": scope.owners, "emsp": scope.emsp, "viewer": scope.viewer}
 
 
 class ObjectList:
@@ -82,8 +76,7 @@ class ObjectItem:
         routing = req.context.routing
         filters = _filters(self.ctx, req, self.module)
         with self.ctx.app.pool.connection() as conn:
-            found = find_objects(conn, self.module, object_id, owners=filters["owners"], viewer=filters["viewer"],
-                                 emsp=filters.get("emsp"))
+            found = find_objects(conn, self.module, object_id, **filters)
             if self.module == "locations" and any(body.get("publish") is False for body in found):
                 tokens = emsp_tokens(conn, routing.sender_key)
                 found = [body for body in found if publish_visible(body, tokens)]

@@ -11,18 +11,12 @@ from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Session
+from hub.domain.recipients import cdr_token_emsp
+from hub.domain.routing import DIRECTED
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import NotFound
 from hub.ocpi.status import OcpiStatus
-
-
-def emsp_of(body: dict) -> tuple[str, str] | None:
-    """The eMSP a Session or CDR belongs to: its ``cdr_token`` owner."""
-    token = body.get("cdr_token")
-    if not isinstance(token, dict):
-        return None
-    return str(token.get("country_code", "")).upper(), str(token.get("party_id", "")).upper()
 
 
 class SessionReceiver:
@@ -45,7 +39,7 @@ class SessionReceiver:
         check_owner(req, country_code, party_id, "CPO")
         body = read_body(req, models.Session)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
-        check_routable(req, "sessions", emsp_of(body))
+        check_routable(req, "sessions", cdr_token_emsp(body))
         message = message_of(req, "PUT", f"/{country_code}/{party_id}/{session_id}")
         result = self.ctx.pushes.put_session(req.context.uow, country_code, party_id, session_id,
                                              body, message)
@@ -55,8 +49,8 @@ class SessionReceiver:
         check_owner(req, country_code, party_id, "CPO")
         body = read_body(req, models.Session, partial=True)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
-        emsp = emsp_of(body)
-        if emsp is None and req.context.routing.scenario == "directed":
+        emsp = cdr_token_emsp(body)
+        if emsp is None and req.context.routing.scenario == DIRECTED:
             stored = self.ctx.pushes.get(Session, country_code, party_id, session_id)
             emsp = stored.emsp if stored is not None else None
         check_routable(req, "sessions", emsp)

@@ -34,7 +34,7 @@ class CdrPost:
 
     def on_post(self, req, resp):
         body = read_body(req, models.CDR)
-        check_owner(req, body["country_code"], body["party_id"], "CPO",
+        check_owner(req, body["country_code"], body["party_id"], "cdrs",
                     field="country_code/party_id in the body")
         check_routable(req, "cdrs", cdr_token_emsp(body))
         # Forwarded as OCPI says: POST to the eMSP's cdrs endpoint itself (no ids in the path).
@@ -56,7 +56,7 @@ class CdrItem:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, cdr_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "cdrs")
         cdr = self.ctx.pushes.get(Cdr, country_code, party_id, cdr_id)
         if cdr is None:
             raise NotFound(f"the hub holds no CDR {country_code}/{party_id}/{cdr_id}",

@@ -1,8 +1,8 @@
 """What every receiver interface for client-owned objects checks, written once.
 
 - the owner ids in the URL (and in the body) must be one of the caller's
-  parties with the module's data-owner role (CPO for locations, tariffs,
-  sessions, CDRs);
+  parties with the module's data-owner role (hub.domain.modules: CPO for
+  locations, tariffs, sessions, CDRs; EMSP for tokens);
 - the object id in the URL must equal the id in the body;
 - the body is validated with the OCPI model (``partial`` for PATCH);
 - the answer: 201 when created, 200 otherwise, 1000 also for an ignored stale
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import falcon
 
+from hub.domain.modules import MODULES
 from hub.domain.routing import DIRECTED
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import HubError, InvalidParameters
@@ -37,8 +38,10 @@ def message_of(req: falcon.Request, method: str | None = None, path: str = "") -
     }
 
 
-def check_owner(req: falcon.Request, country_code: str, party_id: str, role: str,
+def check_owner(req: falcon.Request, country_code: str, party_id: str, module: str,
                 field: str = "country_code/party_id in the URL") -> None:
+    """The owner ids must be one of the caller's parties with the module's data-owner role."""
+    role = MODULES[module].owner
     caller = req.context.caller
     party = caller.party(country_code, party_id, role)
     if party is None:

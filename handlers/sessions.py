@@ -28,7 +28,7 @@ class SessionReceiver:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, session_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "sessions")
         session = self.ctx.pushes.get(Session, country_code, party_id, session_id)
         if session is None:
             raise NotFound(f"the hub holds no session {country_code}/{party_id}/{session_id}",
@@ -36,7 +36,7 @@ class SessionReceiver:
         resp.media = envelope(session.body)
 
     def on_put(self, req, resp, country_code, party_id, session_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "sessions")
         body = read_body(req, models.Session)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
         check_routable(req, "sessions", cdr_token_emsp(body))
@@ -46,7 +46,7 @@ class SessionReceiver:
         answer(resp, result, "session")
 
     def on_patch(self, req, resp, country_code, party_id, session_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "sessions")
         body = read_body(req, models.Session, partial=True)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
         emsp = cdr_token_emsp(body)

@@ -44,7 +44,7 @@ class TokenReceiver:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, token_uid) -> None:
-        check_owner(req, country_code, party_id, "EMSP")
+        check_owner(req, country_code, party_id, "tokens")
         token = self.ctx.pushes.get(Token, country_code, party_id,
                                     Token.object_id_of(token_uid, token_type_of(req)))
         if token is None:
@@ -52,7 +52,7 @@ class TokenReceiver:
         resp.media = envelope(token.body)
 
     def _common(self, req, country_code, party_id, token_uid, *, partial: bool) -> tuple[dict, str, dict]:
-        check_owner(req, country_code, party_id, "EMSP")
+        check_owner(req, country_code, party_id, "tokens")
         check_routable(req, "tokens")
         token_type = token_type_of(req)
         body = read_body(req, models.Token, partial=partial)

@@ -13,7 +13,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from hub.domain.recipients import Endpoint, Party, Platform, Policy, Snapshot
+from hub.domain.recipients import Endpoint, Party, Platform, Policy, Snapshot, Verdict
 from hub.domain.ruleset import RuleSet
 from projections.rules import RULE_COLUMNS
 
@@ -74,3 +74,9 @@ def _uuid(value: str | None) -> UUID | None:
 def load_policy(source: Source, **kw) -> Policy:
     """:class:`Policy` over :func:`load_snapshot` (same arguments)."""
     return Policy(load_snapshot(source, **kw))
+
+
+def explain(source: Source, cpo_key: str, emsp_key: str, module: str) -> Verdict:
+    """:meth:`Policy.explain` with the snapshot of these two parties (``hub routing explain``)."""
+    ids = [tuple(key.upper().split("/")[:2]) for key in (cpo_key, emsp_key)]
+    return load_policy(source, ids=ids).explain(cpo_key, emsp_key, module)

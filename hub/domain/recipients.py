@@ -194,7 +194,7 @@ class Policy:
             target, roles = emsp, mod.receivers
         elif scenario == "directed" and to is not None:
             if to[2] not in mod.receivers:
-                return _refused(f"{to[0]}/{to[1]}/{to[2]}: {identifier} go to "
+                return _refused(f"{party_key(*to)}: {identifier} go to "
                                 f"{'/'.join(sorted(mod.receivers))} parties", OcpiStatus.HUB_ERROR, "role")
             target, roles = (to[0], to[1]), frozenset({to[2]})
         else:

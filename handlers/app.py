@@ -2,8 +2,9 @@
 
 Each OCPI module's handler file declares ``ENDPOINTS`` (what the 2.2.1 version
 details advertise: module, interface role, base path) and ``routes(ctx)`` (the
-URL templates it serves below that base); ``MODULES`` lists the files. What the
-hub advertises and what it serves come from the same place.
+URL templates it serves below that base); ``MODULES`` lists the files, one per
+module of :data:`hub.domain.modules.MODULES` with interfaces. What the hub
+advertises and what it serves come from the same place.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from handlers.metrics import MetricsResource, ReadyResource, RequestMetrics
 from handlers.middleware import OcpiMiddleware
 from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
+from hub.domain.modules import HANDLED
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import OcpiError
 
-MODULES = ("handlers.credentials", "handlers.hubclientinfo", "handlers.locations", "handlers.tariffs",
-           "handlers.sessions", "handlers.cdrs", "handlers.tokens", "handlers.commands")
+# One handler file per module the hub offers interfaces of (hub.domain.modules), in table order.
+MODULES = tuple(f"handlers.{identifier}" for identifier in HANDLED)
 
 
 def _modules():

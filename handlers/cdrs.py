@@ -12,8 +12,8 @@ from urllib.parse import quote
 from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_owner, check_routable, message_of, read_body
-from handlers.sessions import emsp_of
 from hub.domain.objects import Cdr
+from hub.domain.recipients import cdr_token_emsp
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import NotFound
@@ -34,9 +34,9 @@ class CdrPost:
 
     def on_post(self, req, resp):
         body = read_body(req, models.CDR)
-        check_owner(req, body["country_code"], body["party_id"], "CPO",
+        check_owner(req, body["country_code"], body["party_id"], "cdrs",
                     field="country_code/party_id in the body")
-        check_routable(req, "cdrs", emsp_of(body))
+        check_routable(req, "cdrs", cdr_token_emsp(body))
         # Forwarded as OCPI says: POST to the eMSP's cdrs endpoint itself (no ids in the path).
         result = self.ctx.pushes.post_cdr(req.context.uow, body, message_of(req, "POST", ""))
         answer(resp, result, "CDR")
@@ -56,7 +56,7 @@ class CdrItem:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, cdr_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "cdrs")
         cdr = self.ctx.pushes.get(Cdr, country_code, party_id, cdr_id)
         if cdr is None:
             raise NotFound(f"the hub holds no CDR {country_code}/{party_id}/{cdr_id}",

@@ -29,7 +29,7 @@ from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
 from hub.ocpi.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
-from projections.queries import platform_hosts
+from projections.queries import location_owners, platform_hosts, reservation_cpos, session_owners
 
 COMMAND_TYPES = tuple(c.value for c in models.CommandType)
 WITH_TOKEN = frozenset({"START_SESSION", "RESERVE_NOW"})
@@ -67,8 +67,7 @@ class CommandReceiver:
         req.context.keep = True  # the command and the forwarded call are recorded whatever comes back
         country_code, party_id = self._cpo(routing, command, body)
         receiver = self.ctx.realtime.receiver(
-            module="commands", interface="RECEIVER", country_code=country_code, party_id=party_id,
-            roles=frozenset({"CPO"}), rule_pair=lambda key: (key, routing.sender_key))
+            module="commands", requester=routing.sender_key, country_code=country_code, party_id=party_id)
 
         result_id = secrets.token_urlsafe(32)
         hub_url = f"{self.ctx.settings.module_url('commands/sender')}/{result_id}"
@@ -110,26 +109,18 @@ class CommandReceiver:
         or the CPO that received this eMSP's RESERVE_NOW with the reservation_id."""
         if routing.scenario == DIRECTED:
             return routing.to_country_code, routing.to_party_id
+        pool = self.ctx.app.pool
         if command == "CANCEL_RESERVATION":
             reservation_id = body["reservation_id"]
             what = f"received a RESERVE_NOW from {routing.sender_key} with reservation_id {reservation_id}"
-            query = ("SELECT DISTINCT split_part(cpo, '/', 1), split_part(cpo, '/', 2) FROM view_commands"
-                     " WHERE command = 'RESERVE_NOW' AND emsp = %s AND reservation_id = %s ORDER BY 1, 2")
-            params = (routing.sender_key, reservation_id.upper())
+            owners = reservation_cpos(pool, routing.sender_key, reservation_id)
         elif command == "STOP_SESSION":
             what = f"pushed session {body['session_id']}"
-            query = ("SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'sessions'"
-                     " AND object_id = %s AND emsp_country_code = %s AND emsp_party_id = %s ORDER BY 1, 2")
-            params = (body["session_id"].upper(), routing.from_country_code, routing.from_party_id)
+            owners = session_owners(pool, body["session_id"], (routing.from_country_code, routing.from_party_id))
         else:
             what = f"pushed location {body['location_id']}"
-            query = ("SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'locations'"
-                     " AND object_id = %s ORDER BY 1, 2")
-            params = (body["location_id"].upper(),)
-        with self.ctx.app.pool.connection() as conn:
-            owners = conn.execute(query, params).fetchall()
-        return self.ctx.realtime.sole_owner(
-            owners, role="CPO", module="commands", rule_pair=lambda key: (key, routing.sender_key), what=what)
+            owners = location_owners(pool, body["location_id"])
+        return self.ctx.realtime.sole_owner(owners, module="commands", requester=routing.sender_key, what=what)
 
 
 def check_response_url(url: str, hosts: set[str]) -> None:

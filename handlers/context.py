@@ -12,7 +12,7 @@ from hub.services.pushes import Pushes
 from hub.services.realtime import Realtime
 from hub.services.registration import Registration
 from projections.parties import PartiesProjection
-from projections.rules import load_rules
+from projections.recipients import load_snapshot
 
 
 @dataclass
@@ -38,7 +38,7 @@ class WebContext:
             registration=Registration(app, client),
             parties=PartiesProjection(),
             pushes=Pushes(app),
-            realtime=Realtime(app, client, lambda: load_rules(app.pool)),
+            realtime=Realtime(app, client, lambda **kw: load_snapshot(app.pool, **kw)),
         )
 
     def close(self) -> None:

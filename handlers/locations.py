@@ -33,7 +33,7 @@ class LocationReceiver:
         return "/" + "/".join(p for p in parts if p is not None)
 
     def on_get(self, req, resp, country_code, party_id, location_id, evse_uid=None, connector_id=None):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "locations")
         location = self.ctx.pushes.get(Location, country_code, party_id, location_id)
         obj = None if location is None else (
             location.body if evse_uid is None else
@@ -44,7 +44,7 @@ class LocationReceiver:
         resp.media = envelope(obj)
 
     def on_put(self, req, resp, country_code, party_id, location_id, evse_uid=None, connector_id=None):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "locations")
         check_routable(req, "locations")
         uow, pushes = req.context.uow, self.ctx.pushes
         path = self._path(country_code, party_id, location_id, evse_uid, connector_id)
@@ -65,7 +65,7 @@ class LocationReceiver:
         answer(resp, result, self.level)
 
     def on_patch(self, req, resp, country_code, party_id, location_id, evse_uid=None, connector_id=None):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "locations")
         check_routable(req, "locations")
         model = {"location": models.Location, "evse": models.EVSE, "connector": models.Connector}[self.level]
         body = read_body(req, model, partial=True)

@@ -14,29 +14,21 @@ import falcon
 
 from handlers.context import WebContext
 from handlers.paging import set_page_headers
-from hub.domain.ruleset import publish_visible
+from hub.domain.recipients import PullScope
+from hub.domain.routing import DIRECTED
 from hub.ocpi.envelope import envelope, envelope_of_json_list
 from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.pagination import parse_page
 from hub.ocpi.status import OcpiStatus
-from projections.objects import emsp_tokens, find_objects, page_objects, unpublished_for
-from projections.visibility import visible_owners
-
-PER_EMSP = frozenset({"sessions", "cdrs"})
+from projections.visibility import pull_scope, visible_objects, visible_page
 
 
-def _filters(ctx: WebContext, req: falcon.Request, module: str) -> dict:
-    """What the caller may see; a request addressed to one CPO (``OCPI-to``) sees only its objects."""
+def _scope(ctx: WebContext, req: falcon.Request, module: str) -> PullScope:
+    """What the caller may see (the recipient policy decides); a request addressed to
+    one CPO (``OCPI-to``) sees only its objects."""
     routing = req.context.routing
-    viewer = routing.sender_key
-    owners = visible_owners(ctx.app.pool, module, viewer)
-    if routing.scenario == "directed":
-        addressed = (routing.to_country_code, routing.to_party_id)
-        owners = [addressed] if owners is None else [o for o in owners if o == addressed]
-    if module in PER_EMSP:
-        # Only the caller's own Sessions/CDRs, and only from CPOs the rules let through.
-        return {"emsp": (routing.from_country_code, routing.from_party_id), "viewer": None, "owners": owners}
-    return {"owners": owners, "viewer": viewer}
+    to = (routing.to_country_code, routing.to_party_id) if routing.scenario == DIRECTED else None
+    return pull_scope(ctx.app.pool, module, routing.sender_key, to)
 
 
 class ObjectList:
@@ -52,13 +44,8 @@ class ObjectList:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         page = parse_page(req.params, self.ctx.settings.page_limit,
                           require_date_from=self.module == "sessions")
-        filters = _filters(self.ctx, req, self.module)
-        with self.ctx.app.pool.connection() as conn:
-            locations = self.module == "locations"
-            allowed = unpublished_for(conn, filters["viewer"], filters["owners"]) if locations else None
-            items, total, cursor, more = page_objects(
-                conn, self.module, page, published_only=locations, unpublished_allowed=allowed,
-                as_text=True, **filters)
+        items, total, cursor, more = visible_page(self.ctx.app.pool, self.module, page,
+                                                  _scope(self.ctx, req, self.module))
         set_page_headers(req, resp, page, total=total, returned=len(items),
                          base_url=self.ctx.settings.base_url, next_cursor=cursor, has_more=more)
         # The stored bodies go out as stored: a page of 100 Locations is never parsed and re-encoded.
@@ -80,13 +67,8 @@ class ObjectItem:
         from hub.domain.objects import find_connector, find_evse
 
         routing = req.context.routing
-        filters = _filters(self.ctx, req, self.module)
-        with self.ctx.app.pool.connection() as conn:
-            found = find_objects(conn, self.module, object_id, owners=filters["owners"], viewer=filters["viewer"],
-                                 emsp=filters.get("emsp"))
-            if self.module == "locations" and any(body.get("publish") is False for body in found):
-                tokens = emsp_tokens(conn, routing.sender_key)
-                found = [body for body in found if publish_visible(body, tokens)]
+        found = visible_objects(self.ctx.app.pool, self.module, object_id, _scope(self.ctx, req, self.module),
+                                routing.sender_key)
         unknown = OcpiStatus.UNKNOWN_LOCATION if self.module == "locations" else OcpiStatus.CLIENT_ERROR
         if not found:
             raise NotFound(f"no {self.module[:-1]} {object_id} visible to you", unknown)

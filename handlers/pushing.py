@@ -1,8 +1,8 @@
 """What every receiver interface for client-owned objects checks, written once.
 
 - the owner ids in the URL (and in the body) must be one of the caller's
-  parties with the module's data-owner role (CPO for locations, tariffs,
-  sessions, CDRs);
+  parties with the module's data-owner role (hub.domain.modules: CPO for
+  locations, tariffs, sessions, CDRs; EMSP for tokens);
 - the object id in the URL must equal the id in the body;
 - the body is validated with the OCPI model (``partial`` for PATCH);
 - the answer: 201 when created, 200 otherwise, 1000 also for an ignored stale
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import falcon
 
-from hub.domain.routing import EMSP_LIKE
+from hub.domain.modules import MODULES
+from hub.domain.routing import DIRECTED
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import HubError, InvalidParameters
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
 from hub.services.pushes import PushResult
-from projections.rules import load_rules
+from projections.recipients import load_policy
 
 
 def message_of(req: falcon.Request, method: str | None = None, path: str = "") -> dict:
@@ -37,8 +38,10 @@ def message_of(req: falcon.Request, method: str | None = None, path: str = "") -
     }
 
 
-def check_owner(req: falcon.Request, country_code: str, party_id: str, role: str,
+def check_owner(req: falcon.Request, country_code: str, party_id: str, module: str,
                 field: str = "country_code/party_id in the URL") -> None:
+    """The owner ids must be one of the caller's parties with the module's data-owner role."""
+    role = MODULES[module].owner
     caller = req.context.caller
     party = caller.party(country_code, party_id, role)
     if party is None:
@@ -78,45 +81,21 @@ def answer(resp: falcon.Response, result: PushResult, what: str) -> None:
 
 
 def check_routable(req: falcon.Request, module: str, emsp: tuple[str, str] | None = None) -> None:
-    """Refuse a push the hub could never deliver, before accepting it.
+    """Refuse a push the hub could never deliver, before accepting it
+    (:meth:`hub.domain.recipients.Policy.accept_push` decides).
 
     Sessions and CDRs (``emsp`` = their ``cdr_token`` owner) go only to that
-    eMSP, whatever the scenario: it must be known (else 4001), not PLANNED or
-    SUSPENDED (4003), allowed by the routing rules and offer the module (4000).
-    Other modules are checked when directed: the addressed party must be
-    allowed and offer the module. An OFFLINE receiver is fine: it is queued.
+    eMSP, whatever the scenario; other modules are checked when directed.
+    An OFFLINE receiver is fine: it is queued.
     """
     routing = req.context.routing
-    if emsp is not None:
-        if routing.scenario == "directed" and (routing.to_country_code, routing.to_party_id) != emsp:
-            raise InvalidParameters(
-                f"OCPI-to-party-id: {module} go to the eMSP of cdr_token ({emsp[0]}/{emsp[1]}), "
-                f"not {routing.to_country_code}/{routing.to_party_id}")
-        target, roles = emsp, sorted(EMSP_LIKE)
-    elif routing.scenario == "directed":
-        target, roles = (routing.to_country_code, routing.to_party_id), [routing.to_role]
-    else:
+    if emsp is None and routing.scenario != DIRECTED:
         return
-    ctx = req.context.web
-    with ctx.app.pool.connection() as conn:
-        row = conn.execute(
-            "SELECT v.role, v.status, p.endpoints @> %s::jsonb FROM view_parties v"
-            " JOIN view_platforms p USING (platform_id)"
-            " WHERE v.country_code = %s AND v.party_id = %s AND v.role = ANY(%s)"
-            " ORDER BY v.status = 'CONNECTED' DESC LIMIT 1",
-            (f'[{{"identifier": "{module}", "role": "RECEIVER"}}]', target[0].upper(), target[1].upper(),
-             roles),
-        ).fetchone()
-    if row is None:
-        raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {target[0]}/{target[1]}")
-    role, status, offers = row
-    receiver = f"{target[0].upper()}/{target[1].upper()}/{role}"
-    if status in ("PLANNED", "SUSPENDED"):
-        raise HubError(OcpiStatus.CONNECTION_PROBLEM, f"receiver {receiver} is {status}")
-    sender = routing.sender_key
-    cpo, emsp_key = (receiver, sender) if module == "tokens" else (sender, receiver)
-    decision = load_rules(ctx.app.pool).decide(cpo, emsp_key, module)
-    if not decision.allowed:
-        raise HubError(OcpiStatus.HUB_ERROR, f"routing to {receiver} refused: {decision.reason}")
-    if not offers:
-        raise HubError(OcpiStatus.HUB_ERROR, f"receiver {receiver} does not offer the {module} receiver interface")
+    to = (routing.to_country_code, routing.to_party_id, routing.to_role) if routing.scenario == DIRECTED else None
+    ids = [emsp if emsp is not None else (to[0], to[1]), (routing.from_country_code, routing.from_party_id)]
+    policy = load_policy(req.context.web.app.pool, ids=ids)
+    verdict = policy.accept_push(module, routing.sender_key, scenario=routing.scenario, to=to, emsp=emsp)
+    if not verdict.allowed:
+        if verdict.status == OcpiStatus.INVALID_PARAMETERS:
+            raise InvalidParameters(verdict.reason)
+        raise HubError(verdict.status, verdict.reason)

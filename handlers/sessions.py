@@ -11,18 +11,12 @@ from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Session
+from hub.domain.recipients import cdr_token_emsp
+from hub.domain.routing import DIRECTED
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import NotFound
 from hub.ocpi.status import OcpiStatus
-
-
-def emsp_of(body: dict) -> tuple[str, str] | None:
-    """The eMSP a Session or CDR belongs to: its ``cdr_token`` owner."""
-    token = body.get("cdr_token")
-    if not isinstance(token, dict):
-        return None
-    return str(token.get("country_code", "")).upper(), str(token.get("party_id", "")).upper()
 
 
 class SessionReceiver:
@@ -34,7 +28,7 @@ class SessionReceiver:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, session_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "sessions")
         session = self.ctx.pushes.get(Session, country_code, party_id, session_id)
         if session is None:
             raise NotFound(f"the hub holds no session {country_code}/{party_id}/{session_id}",
@@ -42,21 +36,21 @@ class SessionReceiver:
         resp.media = envelope(session.body)
 
     def on_put(self, req, resp, country_code, party_id, session_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "sessions")
         body = read_body(req, models.Session)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
-        check_routable(req, "sessions", emsp_of(body))
+        check_routable(req, "sessions", cdr_token_emsp(body))
         message = message_of(req, "PUT", f"/{country_code}/{party_id}/{session_id}")
         result = self.ctx.pushes.put_session(req.context.uow, country_code, party_id, session_id,
                                              body, message)
         answer(resp, result, "session")
 
     def on_patch(self, req, resp, country_code, party_id, session_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "sessions")
         body = read_body(req, models.Session, partial=True)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=session_id)
-        emsp = emsp_of(body)
-        if emsp is None and req.context.routing.scenario == "directed":
+        emsp = cdr_token_emsp(body)
+        if emsp is None and req.context.routing.scenario == DIRECTED:
             stored = self.ctx.pushes.get(Session, country_code, party_id, session_id)
             emsp = stored.emsp if stored is not None else None
         check_routable(req, "sessions", emsp)

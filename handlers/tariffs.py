@@ -25,7 +25,7 @@ class TariffReceiver:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, tariff_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "tariffs")
         tariff = self.ctx.pushes.get(Tariff, country_code, party_id, tariff_id)
         if tariff is None or tariff.deleted:
             raise NotFound(f"the hub holds no tariff {country_code}/{party_id}/{tariff_id}",
@@ -33,7 +33,7 @@ class TariffReceiver:
         resp.media = envelope(tariff.body)
 
     def on_put(self, req, resp, country_code, party_id, tariff_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "tariffs")
         check_routable(req, "tariffs")
         body = read_body(req, models.Tariff)
         check_body_ids(body, country_code, party_id, id_field="id", object_id=tariff_id)
@@ -43,7 +43,7 @@ class TariffReceiver:
         answer(resp, result, "tariff")
 
     def on_delete(self, req, resp, country_code, party_id, tariff_id):
-        check_owner(req, country_code, party_id, "CPO")
+        check_owner(req, country_code, party_id, "tariffs")
         check_routable(req, "tariffs")
         message = message_of(req, "DELETE", f"/{country_code}/{party_id}/{tariff_id}")
         result = self.ctx.pushes.delete_tariff(req.context.uow, country_code, party_id, tariff_id,

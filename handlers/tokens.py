@@ -17,12 +17,13 @@ from handlers.context import WebContext
 from handlers.pulls import ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from hub.domain.objects import Token
-from hub.domain.routing import DIRECTED, EMSP_LIKE
+from hub.domain.routing import DIRECTED
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
+from projections.queries import token_owners
 
 TOKEN_TYPES = frozenset(t.value for t in models.TokenType)
 
@@ -43,7 +44,7 @@ class TokenReceiver:
         self.ctx = ctx
 
     def on_get(self, req, resp, country_code, party_id, token_uid) -> None:
-        check_owner(req, country_code, party_id, "EMSP")
+        check_owner(req, country_code, party_id, "tokens")
         token = self.ctx.pushes.get(Token, country_code, party_id,
                                     Token.object_id_of(token_uid, token_type_of(req)))
         if token is None:
@@ -51,7 +52,7 @@ class TokenReceiver:
         resp.media = envelope(token.body)
 
     def _common(self, req, country_code, party_id, token_uid, *, partial: bool) -> tuple[dict, str, dict]:
-        check_owner(req, country_code, party_id, "EMSP")
+        check_owner(req, country_code, party_id, "tokens")
         check_routable(req, "tokens")
         token_type = token_type_of(req)
         body = read_body(req, models.Token, partial=partial)
@@ -89,13 +90,9 @@ class Authorize:
         if routing.scenario == DIRECTED:
             return routing.to_country_code, routing.to_party_id
         # Open routing (or addressed to the hub): the eMSP that pushed this token decides.
-        with self.ctx.app.pool.connection() as conn:
-            owners = conn.execute(
-                "SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'tokens'"
-                " AND object_id = %s ORDER BY 1, 2", (Token.object_id_of(token_uid, token_type),),
-            ).fetchall()
+        owners = token_owners(self.ctx.app.pool, Token.object_id_of(token_uid, token_type))
         return self.ctx.realtime.sole_owner(
-            owners, role="EMSP", module="tokens", rule_pair=lambda key: (routing.sender_key, key),
+            owners, module="tokens", requester=routing.sender_key,
             what=f"pushed token {token_uid} ({token_type})")
 
     def on_post(self, req, resp, token_uid) -> None:
@@ -107,8 +104,7 @@ class Authorize:
         req.context.keep = True  # the forwarded call is recorded whatever comes back
         country_code, party_id = self._owner(req, token_uid, token_type)
         receiver = self.ctx.realtime.receiver(
-            module="tokens", interface="SENDER", country_code=country_code, party_id=party_id,
-            roles=EMSP_LIKE, rule_pair=lambda key: (routing.sender_key, key))
+            module="tokens", requester=routing.sender_key, country_code=country_code, party_id=party_id)
         url = f"{receiver.endpoint.rstrip('/')}/{quote(token_uid, safe='')}/authorize"
         response = self.ctx.realtime.forward(
             req.context.uow, receiver, routing, method="POST", url=url, body=body, module="tokens",

@@ -23,6 +23,8 @@ import psycopg
 from psycopg.types.json import Json, Jsonb
 
 from hub.domain import objects as o
+from hub.domain.modules import CDR_TOKEN, MODULES
+from hub.domain.recipients import cdr_token_emsp
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import parse_datetime
 
@@ -137,10 +139,8 @@ class ObjectsProjection(Follower):
     @staticmethod
     def _values(row: dict) -> tuple:
         body = row["body"]
-        token = body.get("cdr_token") if row["module"] in ("sessions", "cdrs") else None
-        token = token if isinstance(token, dict) else {}
-        emsp_cc = str(token["country_code"]).upper() if token.get("country_code") else None
-        emsp_pid = str(token["party_id"]).upper() if token.get("party_id") else None
+        emsp = cdr_token_emsp(body) if MODULES[row["module"]].routing == CDR_TOKEN else None
+        emsp_cc, emsp_pid = (emsp[0] or None, emsp[1] or None) if emsp else (None, None)
         publish = body.get("publish") if row["module"] == "locations" else None
         return (row["object_uuid"], row["module"], row["country_code"], row["party_id"], row["object_id"],
                 row["seq"], Json(body, dumps=_dumps),
@@ -252,6 +252,14 @@ def find_objects(conn: psycopg.Connection, module: str, object_id: str, *,
     return [r[0] for r in rows]
 
 
+def object_of(conn: psycopg.Connection | psycopg.Cursor, object_uuid) -> tuple | None:
+    """``(country_code, party_id, object_id, body)`` of one object, or None."""
+    return conn.execute(
+        "SELECT country_code, party_id, object_id, body FROM view_objects WHERE object_uuid = %s",
+        (object_uuid,),
+    ).fetchone()
+
+
 def emsp_tokens(conn: psycopg.Connection | psycopg.Cursor, party: str) -> list[dict]:
     """The Tokens the eMSP party ``CC/PID[/ROLE]`` has pushed."""
     cc, pid = party.split("/")[:2]
@@ -262,7 +270,7 @@ def emsp_tokens(conn: psycopg.Connection | psycopg.Cursor, party: str) -> list[d
 
 def unpublished_for(conn: psycopg.Connection, viewer: str, owners: list[tuple[str, str]] | None) -> list:
     """Ids of ``publish: false`` Locations the eMSP ``viewer`` holds a matching token for."""
-    from hub.domain.ruleset import publish_visible
+    from hub.domain.recipients import publish_visible
 
     tokens = emsp_tokens(conn, viewer)
     if not tokens:

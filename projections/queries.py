@@ -9,6 +9,7 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from hub.domain.parties import party_key
 from hub.infra.security import same_hash, token_hash
 from hub.ocpi.pagination import PageRequest
 from projections.parties import client_info_row
@@ -24,7 +25,7 @@ class PartyRef:
 
     @property
     def key(self) -> str:
-        return f"{self.country_code}/{self.party_id}/{self.role}"
+        return party_key(self.country_code, self.party_id, self.role)
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,14 @@ def client_info_page(pool: ConnectionPool, page: PageRequest,
     """ClientInfo objects for a HubClientInfo GET: one page, the total count,
     the cursor for the next page and whether more follow.
 
-    Only parties the routing rules let the caller's platform see (``hubclientinfo``).
+    Only parties the recipient policy lets the caller's platform see (``hubclientinfo``
+    rules; :meth:`hub.domain.recipients.Policy.client_info_visible`).
     Ordered by ``seq`` (when the party was onboarded), which a status change
     never moves; ``date_from``/``date_to`` filter on ``last_updated``.
     """
-    from projections.rules import load_rules
+    from projections.recipients import load_policy
 
-    rules = load_rules(pool)
+    policy = load_policy(pool)
     where, params = [], []
     if page.date_from is not None:
         where.append("last_updated >= %s")
@@ -139,8 +141,8 @@ def client_info_page(pool: ConnectionPool, page: PageRequest,
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT * FROM view_parties{clause} ORDER BY seq", params).fetchall()
-    visible = [r for r in rows if rules.client_info_visible(
-        viewer_keys, f"{r['country_code']}/{r['party_id']}/{r['role']}")]
+    visible = [r for r in rows if policy.client_info_visible(
+        viewer_keys, party_key(r["country_code"], r["party_id"], r["role"]))]
     if page.cursor is not None:
         rest = [r for r in visible if r["seq"] > page.cursor]
     else:
@@ -148,3 +150,38 @@ def client_info_page(pool: ConnectionPool, page: PageRequest,
     chosen = rest[: page.limit]
     cursor = chosen[-1]["seq"] if chosen else None
     return [client_info_row(r) for r in chosen], len(visible), cursor, len(rest) > page.limit
+
+
+def token_owners(pool: ConnectionPool, object_id: str) -> list[tuple[str, str]]:
+    """``(country_code, party_id)`` of every eMSP that pushed the token ``UID|TYPE``."""
+    with pool.connection() as conn:
+        return conn.execute(
+            "SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'tokens'"
+            " AND object_id = %s ORDER BY 1, 2", (object_id,)).fetchall()
+
+
+def location_owners(pool: ConnectionPool, location_id: str) -> list[tuple[str, str]]:
+    """``(country_code, party_id)`` of every CPO that pushed a Location with this id."""
+    with pool.connection() as conn:
+        return conn.execute(
+            "SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'locations'"
+            " AND object_id = %s ORDER BY 1, 2", (location_id.upper(),)).fetchall()
+
+
+def session_owners(pool: ConnectionPool, session_id: str, emsp: tuple[str, str]) -> list[tuple[str, str]]:
+    """``(country_code, party_id)`` of every CPO holding a Session with this id for the eMSP ``emsp``."""
+    with pool.connection() as conn:
+        return conn.execute(
+            "SELECT DISTINCT country_code, party_id FROM view_objects WHERE module = 'sessions'"
+            " AND object_id = %s AND emsp_country_code = %s AND emsp_party_id = %s ORDER BY 1, 2",
+            (session_id.upper(), emsp[0], emsp[1])).fetchall()
+
+
+def reservation_cpos(pool: ConnectionPool, emsp_key: str, reservation_id: str) -> list[tuple[str, str]]:
+    """``(country_code, party_id)`` of every CPO that received a RESERVE_NOW from ``emsp_key``
+    with this ``reservation_id``."""
+    with pool.connection() as conn:
+        return conn.execute(
+            "SELECT DISTINCT split_part(cpo, '/', 1), split_part(cpo, '/', 2) FROM view_commands"
+            " WHERE command = 'RESERVE_NOW' AND emsp = %s AND reservation_id = %s ORDER BY 1, 2",
+            (emsp_key, reservation_id.upper())).fetchall()

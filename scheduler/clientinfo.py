@@ -1,7 +1,8 @@
 """HubClientInfo pushes and the still-alive check.
 
 - Every change of a party's ClientInfo is PUT to every registered platform
-  that offers a ``hubclientinfo`` RECEIVER (not to the party's own platform),
+  that offers a ``hubclientinfo`` RECEIVER (not to the party's own platform)
+  and may see it (:meth:`hub.domain.recipients.Policy.client_info_recipients`),
   at ``{their url}/{country_code}/{party_id}``, without routing headers.
 - A platform that registers gets the full current list.
 - Still-alive: a registered platform silent for ``HUB_STILL_ALIVE_AFTER``
@@ -21,12 +22,13 @@ from psycopg.rows import dict_row
 
 from hub.domain.audit import Call
 from hub.domain.parties import Party, Platform, party_key
+from hub.domain.recipients import Policy
 from hub.infra.client import OcpiClient, PartnerCallError
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
 from hub.services.application import Hub, UnitOfWork
 from projections.parties import client_info_row
-from projections.rules import load_rules_from
+from projections.recipients import load_policy
 from scheduler.outbox import Outgoing, enqueue
 
 log = logging.getLogger(__name__)
@@ -49,59 +51,31 @@ class ClientInfoDispatcher(Follower):
     )
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
-        self.rules = load_rules_from(cur)
+        policy = load_policy(cur)
         for position, event in events:
             if isinstance(event, (Platform.Registered, Platform.CredentialsUpdated)):
-                self._full_list(cur, position, event.originator_id)
+                self._full_list(cur, policy, position, event.originator_id)
             else:
-                self._one_party(cur, position, event.originator_id)
+                self._one_party(cur, policy, position, event.originator_id)
 
-    @staticmethod
-    def _party_keys(cur, platform_id) -> list[str]:
-        rows = cur.execute("SELECT country_code, party_id, role FROM view_parties WHERE platform_id = %s",
-                           (platform_id,)).fetchall()
-        return [party_key(*row) for row in rows]
-
-    @staticmethod
-    def _recipients(cur, exclude_platform=None, only_platform=None) -> list[dict]:
-        query = (
-            "SELECT platform_id, endpoints FROM view_platforms WHERE state = 'REGISTERED'"
-            " AND endpoints @> '[{\"identifier\": \"hubclientinfo\", \"role\": \"RECEIVER\"}]'"
-        )
-        params: list = []
-        if exclude_platform is not None:
-            query += " AND platform_id <> %s"
-            params.append(exclude_platform)
-        if only_platform is not None:
-            query += " AND platform_id = %s"
-            params.append(only_platform)
-        return cur.execute(query, params).fetchall()
-
-    def _one_party(self, cur, position: int, party_uuid) -> None:
+    def _one_party(self, cur, policy: Policy, position: int, party_uuid) -> None:
         row = cur.execute(
-            "SELECT country_code, party_id, role, platform_id FROM view_parties WHERE party_uuid = %s",
-            (party_uuid,),
+            "SELECT country_code, party_id, role FROM view_parties WHERE party_uuid = %s", (party_uuid,),
         ).fetchone()
         if row is None:
             return
-        country_code, party_id, role, own_platform = row
-        subject = party_key(country_code, party_id, role)
-        for recipient, _ in self._recipients(cur, exclude_platform=own_platform):
-            if self.rules.client_info_visible(self._party_keys(cur, recipient), subject):
-                enqueue(cur, _outgoing(recipient, country_code, party_id, role, position))
+        for recipient, verdict in policy.client_info_recipients(party_key(*row)):
+            if verdict.allowed:
+                enqueue(cur, _outgoing(recipient, *row, position))
 
-    def _full_list(self, cur, position: int, platform_id) -> None:
-        if not self._recipients(cur, only_platform=platform_id):
+    def _full_list(self, cur, policy: Policy, position: int, platform_id) -> None:
+        platform = policy.snapshot.platforms.get(platform_id)
+        if platform is None or platform.state != "REGISTERED" or not platform.endpoint(MODULE, "RECEIVER"):
             return
-        rows = cur.execute(
-            "SELECT country_code, party_id, role FROM view_parties WHERE platform_id <> %s"
-            " ORDER BY country_code, party_id, role",
-            (platform_id,),
-        ).fetchall()
-        viewers = self._party_keys(cur, platform_id)
-        for country_code, party_id, role in rows:
-            if self.rules.client_info_visible(viewers, party_key(country_code, party_id, role)):
-                enqueue(cur, _outgoing(platform_id, country_code, party_id, role, position))
+        viewers = policy.viewers_of(platform_id)
+        for party in sorted(policy.snapshot.parties, key=lambda p: (p.country_code, p.party_id, p.role)):
+            if party.platform_id != platform_id and policy.client_info_visible(viewers, party.key):
+                enqueue(cur, _outgoing(platform_id, party.country_code, party.party_id, party.role, position))
 
 
 def _outgoing(recipient, country_code: str, party_id: str, role: str, position: int) -> Outgoing:

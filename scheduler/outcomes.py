@@ -1,6 +1,6 @@
 """What becomes of a delivery after one call to its recipient: a pure decision.
 
-Given what happened to the call (:class:`CallResult`), :func:`decide` says:
+Given what happened to the call (:class:`CallResult`), :func:`outcome_of` says:
 
 - ``DELIVERED``: an OCPI answer with HTTP 2xx and a 1xxx status code;
 - ``RETRY`` after a delay: no answer at all (no connection, timeout, a broken
@@ -26,13 +26,12 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from hub.domain.modules import COLLAPSIBLE  # backlog collapses, a refused PATCH becomes a PUT
+
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 OFFLINE_AFTER_FAILURES = 3  # calls in a row to one platform that found no answer
 RETRY_HTTP = frozenset({401, 403, 408, 425, 429})  # worth another try later; 404 and other 4xx are not
-#: Modules whose backlog may collapse into the object's current state, and whose refused PATCH
-#: is replaced by a PUT of it. CDRs (immutable) and command results never are.
-COLLAPSIBLE = frozenset({"locations", "tariffs", "sessions", "tokens"})
 
 DELIVERED = "DELIVERED"
 RETRY = "RETRY"
@@ -100,7 +99,7 @@ def failure_kind(exception_name: str) -> str:
     return FAILURE_KINDS.get(exception_name.removeprefix("Partner"), "call failed")
 
 
-def decide(call: CallResult, jitter: Jitter = random.uniform) -> Outcome:
+def outcome_of(call: CallResult, jitter: Jitter = random.uniform) -> Outcome:
     """The outcome of one call (see the module docstring)."""
     def later(wait: float | None = None, *, answered: bool = True) -> Outcome:
         return Outcome(RETRY, max(backoff(call.attempts, jitter), wait or 0.0), answered)

@@ -342,7 +342,7 @@ class Sender:
             failure = outcomes.failure_kind(type(exc).__name__)
             lane.record(row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),
                         exc.elapsed_ms, failure=failure)
-            outcome = outcomes.decide(CallResult(method, row["module"], row["attempts"], failure=failure,
+            outcome = outcomes.outcome_of(CallResult(method, row["module"], row["attempts"], failure=failure,
                                                  http_status=exc.http_status, headers=exc.headers))
             if outcome.answered:
                 self._answered(lane)
@@ -350,7 +350,7 @@ class Sender:
             if not outcome.answered:
                 self._no_answer(lane, str(exc))
             return
-        outcome = outcomes.decide(CallResult(method, row["module"], row["attempts"],
+        outcome = outcomes.outcome_of(CallResult(method, row["module"], row["attempts"],
                                              http_status=response.http_status,
                                              status_code=response.status_code, headers=response.headers))
         self._answered(lane)

@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
+from hub.domain.modules import MODULES
+from hub.domain.parties import party_key
+from hub.domain.recipients import QUEUEABLE
 from hub.ocpi.errors import HubError, InvalidParameters, OcpiError
 from hub.ocpi.status import OcpiStatus
 
@@ -22,27 +25,6 @@ GET_ALL = "get_all"
 
 FROM_CC, FROM_PID = "OCPI-from-country-code", "OCPI-from-party-id"
 TO_CC, TO_PID = "OCPI-to-country-code", "OCPI-to-party-id"
-
-EMSP_LIKE = frozenset({"EMSP", "NSP", "SCSP", "OTHER"})
-CPO_ONLY = frozenset({"CPO"})
-
-# Which roles may call each interface the hub offers (data owner pushes to the
-# hub's RECEIVER; the other side pulls from the hub's SENDER).
-ALLOWED_SENDER_ROLES: dict[tuple[str, str], frozenset[str]] = {
-    ("locations", "RECEIVER"): CPO_ONLY,
-    ("tariffs", "RECEIVER"): CPO_ONLY,
-    ("sessions", "RECEIVER"): CPO_ONLY,
-    ("cdrs", "RECEIVER"): CPO_ONLY,
-    ("tokens", "RECEIVER"): frozenset({"EMSP"}),
-    ("commands", "RECEIVER"): frozenset({"EMSP"}),
-    ("locations", "SENDER"): EMSP_LIKE,
-    ("tariffs", "SENDER"): EMSP_LIKE,
-    ("sessions", "SENDER"): EMSP_LIKE,
-    ("cdrs", "SENDER"): EMSP_LIKE,
-    ("tokens", "SENDER"): CPO_ONLY,
-    ("commands", "SENDER"): CPO_ONLY,
-}
-
 
 @dataclass(frozen=True)
 class Routing:
@@ -58,13 +40,13 @@ class Routing:
 
     @property
     def sender_key(self) -> str:
-        return f"{self.from_country_code}/{self.from_party_id}/{self.from_role}"
+        return party_key(self.from_country_code, self.from_party_id, self.from_role)
 
     @property
     def receiver_key(self) -> str | None:
         if self.to_country_code is None:
             return None
-        return f"{self.to_country_code}/{self.to_party_id}/{self.to_role}"
+        return party_key(self.to_country_code, self.to_party_id, self.to_role)
 
 
 def is_hub(country_code: str | None, party_id: str | None) -> bool:
@@ -94,7 +76,8 @@ def classify(
     if not from_pid:
         raise InvalidParameters(f"{FROM_PID}: required on {module} requests")
     from_cc, from_pid = from_cc.strip().upper(), from_pid.strip().upper()
-    roles = ALLOWED_SENDER_ROLES.get((module, interface), frozenset())
+    known = MODULES.get(module)
+    roles = known.callers(interface) if known is not None else frozenset()
     own = caller_party(from_cc, from_pid, roles)
     if own is None:
         raise InvalidParameters(
@@ -133,10 +116,12 @@ def classify(
     candidates = [c for c in find_receiver(to_cc, to_pid, from_role) if c["role"] != from_role]
     if not candidates:
         raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {to_cc}/{to_pid}")
+    # Of several roles with these ids, the one the module goes to comes first.
+    wanted = known.counterparts(interface) if known is not None else frozenset()
+    candidates = [c for c in candidates if c["role"] in wanted] or candidates
     # OFFLINE receivers are accepted here: stored-and-forwarded messages wait for
     # them; the real-time paths (hub.services.realtime) insist on CONNECTED themselves.
-    reachable = ("CONNECTED", "OFFLINE")
-    connected = sorted((c for c in candidates if c["status"] in reachable),
+    connected = sorted((c for c in candidates if c["status"] in QUEUEABLE),
                        key=lambda c: c["status"] != "CONNECTED")
     if not connected:
         raise HubError(OcpiStatus.CONNECTION_PROBLEM,

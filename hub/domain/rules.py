@@ -16,6 +16,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from hub.domain.modules import RULED
+
 RULE_NAMESPACE = uuid5(NAMESPACE_URL, "https://chargeindia-hub/ocpi/routing-rule")
 
 ALLOW = "allow"
@@ -23,8 +25,9 @@ DENY = "deny"
 EFFECTS = (ALLOW, DENY)
 
 ANY_MODULE = "*"
-# The modules rules apply to (functional modules and HubClientInfo visibility).
-MODULES = ("locations", "tariffs", "sessions", "cdrs", "tokens", "commands", "hubclientinfo")
+# The modules rules apply to (functional modules and HubClientInfo visibility): the
+# ``ruled`` entries of hub.domain.modules.
+MODULES = RULED
 
 
 def check_module(module: str) -> str:

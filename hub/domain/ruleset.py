@@ -1,10 +1,11 @@
 """Routing rules, evaluated in this one place (pure functions, no I/O).
 
-Every path that moves data between parties asks :func:`decide` (or a
-:class:`RuleSet`): broadcast and open-routing recipients, directed delivery,
-the owners a GET-all list may combine, and which parties a HubClientInfo list
-shows. The rules themselves come from the ``routing-rules`` projection
-(``projections.rules.load_rules``).
+Only the recipient policy (:mod:`hub.domain.recipients`) asks :func:`decide`
+(or a :class:`RuleSet`); every path that moves or shows data between parties
+asks the policy (tests/unit/test_recipients.py checks that no other module
+calls ``decide``). The rules themselves come from the ``routing-rules``
+projection (``projections.rules``; ``projections.recipients`` reads them with
+the parties for the policy).
 
 The pair is always (CPO party, eMSP-side party), whatever the direction of
 the message: for Locations, Tariffs, Sessions and CDRs the CPO sends, for
@@ -140,23 +141,6 @@ class RuleSet:
             if self.decide(cpo, emsp_key, module, sender_status=statuses.get(emsp_key),
                            receiver_status=statuses.get(cpo)).allowed
         ]
-
-    def client_info_visible(self, viewer_keys: Iterable[str], subject_key: str) -> bool:
-        """May a platform with parties ``viewer_keys`` see (and be told about) ``subject_key``
-        in HubClientInfo? Its own parties always; a CPO–eMSP pair unless a
-        ``hubclientinfo`` (or all-modules) rule denies it; any other pair always."""
-        viewers = list(viewer_keys)
-        if subject_key in viewers:
-            return True
-        subject_role = subject_key.rsplit("/", 1)[-1]
-        for viewer in viewers:
-            viewer_role = viewer.rsplit("/", 1)[-1]
-            if (viewer_role == "CPO") == (subject_role == "CPO"):
-                return True  # no CPO–eMSP pair: rules do not apply
-            cpo, emsp = (viewer, subject_key) if viewer_role == "CPO" else (subject_key, viewer)
-            if self.decide(cpo, emsp, "hubclientinfo").allowed:
-                return True
-        return not viewers
 
 
 PUBLISH_MATCH_FIELDS = ("uid", "type", "visual_number", "issuer", "group_id")

@@ -451,7 +451,7 @@ def cmd_deliveries_replay(args) -> int:
     from hub.domain.audit import OperatorAction
     from hub.ocpi.envelope import parse_datetime
     from projections.queries import find_party
-    from scheduler.deliveries import replay
+    from scheduler.replay import replay
 
     parts = args.party.upper().split("/")
     if len(parts) not in (2, 3) or not all(parts):

@@ -1,9 +1,9 @@
 """Real-time paths: forwarding a request to one partner synchronously.
 
 Token authorization and commands pass through the hub while a driver waits.
-This module is the one place that resolves the receiving party, applies the
-routing rules, finds the receiver's endpoint, calls it with the hub's timeout
-and turns what can go wrong into the hub's 4xxx codes:
+This module asks the recipient policy (:mod:`hub.domain.recipients`) for the
+receiving party, its routing rules and endpoint, calls it with the hub's
+timeout and turns what can go wrong into the hub's 4xxx codes:
 
 - 4001 unknown receiver (no such party, or the owner cannot be resolved);
 - 4003 receiver not CONNECTED, or it could not be reached;
@@ -20,15 +20,15 @@ named fields of the answer's ``data`` (``answer``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from psycopg.rows import dict_row
-
 from hub.domain.audit import Call
+from hub.domain.modules import MODULES
 from hub.domain.parties import party_key
+from hub.domain.recipients import Policy, Snapshot
 from hub.domain.routing import Routing
-from hub.domain.ruleset import RuleSet
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
 from hub.ocpi.errors import HubError
@@ -47,71 +47,51 @@ class Receiver:
 
     @property
     def key(self) -> str:
-        return f"{self.country_code}/{self.party_id}/{self.role}"
+        return party_key(self.country_code, self.party_id, self.role)
 
 
 class Realtime:
-    def __init__(self, app: Hub, client: OcpiClient, rules_loader) -> None:
+    """``snapshot_loader(ids=[(cc, pid)...], tokens=bool) -> Snapshot`` reads the recipient
+    policy's snapshot (projections.recipients.load_snapshot), fresh on every call."""
+
+    def __init__(self, app: Hub, client: OcpiClient, snapshot_loader: Callable[..., Snapshot]) -> None:
         self.app = app
         self.client = client
-        self.rules_loader = rules_loader  # () -> RuleSet, read fresh on every call
+        self.snapshot_loader = snapshot_loader
 
-    def receiver(self, *, module: str, interface: str, country_code: str, party_id: str,
-                 roles: frozenset[str], rule_pair) -> Receiver:
-        """The party that will receive the request, checked for status, rules and endpoint.
-
-        ``rule_pair(receiver_key) -> (cpo_key, emsp_key)`` orders the pair for the rules.
-        """
-        with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(  # the receiver and the rules in force: one round trip on this hot path
-                "SELECT v.country_code, v.party_id, v.role, v.status, v.platform_id, p.endpoints,"
-                " p.partner_token, (SELECT coalesce(json_agg(r), '[]') FROM (SELECT cpo, emsp, module, effect,"
-                " reason, set_by, updated_at FROM view_routing_rules) r) AS rules"
-                " FROM view_parties v JOIN view_platforms p USING (platform_id)"
-                " WHERE v.country_code = %s AND v.party_id = %s AND v.role = ANY(%s)",
-                (country_code.upper(), party_id.upper(), sorted(roles)),
-            ).fetchall()
-        if not rows:
-            raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"unknown receiver {country_code}/{party_id}")
-        row = next((r for r in rows if r["status"] == "CONNECTED"), rows[0])
-        key = f"{row['country_code']}/{row['party_id']}/{row['role']}"
-        if row["status"] != "CONNECTED":
-            raise HubError(OcpiStatus.CONNECTION_PROBLEM, f"receiver {key} is {row['status']}")
-        rules = RuleSet(row["rules"])
-        cpo, emsp = rule_pair(key)
-        decision = rules.decide(cpo, emsp, module)
-        if not decision.allowed:
-            raise HubError(OcpiStatus.HUB_ERROR, f"routing to {key} refused: {decision.reason}")
-        endpoint = next((e.get("url") for e in row["endpoints"] or []
-                         if e.get("identifier") == module and e.get("role") == interface), None)
-        if not endpoint or not row["partner_token"]:
+    def receiver(self, *, module: str, requester: str, country_code: str, party_id: str) -> Receiver:
+        """The party that will receive the request, as the recipient policy decides it
+        (:meth:`hub.domain.recipients.Policy.realtime`): CONNECTED, allowed by the rules,
+        offering the interface. One round trip reads the parties and the rules in force."""
+        ids = [(country_code, party_id), tuple(requester.split("/")[:2])]
+        snapshot = self.snapshot_loader(ids=ids, tokens=True)
+        verdict = Policy(snapshot).realtime(module, requester, country_code, party_id)
+        if not verdict.allowed:
+            raise HubError(verdict.status, verdict.reason)
+        party = verdict.party
+        platform = snapshot.platforms.get(party.platform_id)
+        if platform is None or not platform.token:
+            role, interface = MODULES[module].realtime
             raise HubError(OcpiStatus.HUB_ERROR,
-                           f"receiver {key} does not offer the {module} {interface.lower()} interface")
-        return Receiver(row["country_code"], row["party_id"], row["role"], row["platform_id"],
-                        endpoint, self.app.cipher.decrypt(row["partner_token"]))
+                           f"receiver {party.key} does not offer the {module} {interface.lower()} interface")
+        return Receiver(party.country_code, party.party_id, party.role, party.platform_id,
+                        verdict.endpoint, self.app.cipher.decrypt(platform.token))
 
-    def sole_owner(self, owners: list[tuple[str, str]], *, role: str, module: str, rule_pair,
+    def sole_owner(self, owners: list[tuple[str, str]], *, module: str, requester: str,
                    what: str) -> tuple[str, str]:
-        """Open routing: the one party of ``owners`` (country code, party id; ``role``)
-        to send ``module`` to, counting only those the routing rules let receive it.
+        """Open routing: the one party of ``owners`` (country code, party id) to send
+        ``module`` to, counting only those the routing rules let receive it
+        (:meth:`hub.domain.recipients.Policy.sole_owner`).
 
-        ``what``: a participle phrase, "no CPO has {what}" (``pushed location LOC1``). None
-        found or several allowed: 4001. Several, all refused: 4000. A single owner
-        is returned as is; :meth:`receiver` then says why the rules refuse it.
+        ``what``: a participle phrase, "no CPO has {what}" (``pushed location LOC1``).
         """
-        kind = "eMSP" if role == "EMSP" else role
-        if len(owners) > 1:
-            rules: RuleSet = self.rules_loader()
-            allowed = [o for o in owners
-                       if rules.decide(*rule_pair(party_key(o[0], o[1], role)), module).allowed]
-            if not allowed:
-                raise HubError(OcpiStatus.HUB_ERROR, f"routing refused: the routing rules allow none of "
-                                                     f"the {kind}s that {what}")
-            owners = allowed
-        if len(owners) != 1:
-            why = f"no {kind} has" if not owners else f"several {kind}s have"
-            raise HubError(OcpiStatus.UNKNOWN_RECEIVER, f"{why} {what}; address the {kind} with OCPI-to")
-        return owners[0]
+        owners = [(str(cc), str(pid)) for cc, pid in owners]
+        snapshot = self.snapshot_loader(ids=[*owners, tuple(requester.split("/")[:2])]) if len(owners) > 1 \
+            else Snapshot()
+        verdict = Policy(snapshot).sole_owner(module, requester, owners, what)
+        if not verdict.allowed:
+            raise HubError(verdict.status, verdict.reason)
+        return verdict.owner
 
     def forward(self, uow: UnitOfWork, receiver: Receiver, routing: Routing, *, method: str, url: str,
                 correlation_id: str, module: str, body: object = None,

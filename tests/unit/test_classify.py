@@ -75,7 +75,8 @@ def classified(frm: str, to: str | None, module: str, interface: str, method: st
     ("IN/CPA", "IN/DUO", "sessions", "RECEIVER", "PUT", False, DIRECTED, "IN/DUO/EMSP"),
     ("IN/EMA", "IN/DUO", "tokens", "RECEIVER", "PUT", False, DIRECTED, "IN/DUO/CPO"),
     # ...and among several acceptable ones, a CONNECTED one before an OFFLINE one.
-    ("IN/CPA", "IN/TWO", "sessions", "RECEIVER", "PUT", False, DIRECTED, "IN/TWO/NSP"),
+    # Sessions go to an EMSP only: its OFFLINE EMSP is chosen (and queued for), not a CONNECTED NSP.
+    ("IN/CPA", "IN/TWO", "sessions", "RECEIVER", "PUT", False, DIRECTED, "IN/TWO/EMSP"),
     # Ids are CiStrings.
     ("in/cpa", "in/cih", "locations", "RECEIVER", "PUT", False, BROADCAST, "IN/CIH/HUB"),
     ("in/cpa", "in/ema", "cdrs", "RECEIVER", "POST", False, DIRECTED, "IN/EMA/EMSP"),

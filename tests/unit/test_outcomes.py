@@ -17,8 +17,8 @@ from scheduler.outcomes import (
     accepted,
     backoff,
     count_unanswered,
-    decide,
     failure_kind,
+    outcome_of,
     retry_after,
 )
 
@@ -34,12 +34,12 @@ def half(low: float, high: float) -> float:
 
 def answer(http_status: int, status_code: int | None, *, method: str = "PUT", module: str = "locations",
            attempts: int = 1, headers: dict | None = None):
-    return decide(CallResult(method, module, attempts, http_status=http_status, status_code=status_code,
+    return outcome_of(CallResult(method, module, attempts, http_status=http_status, status_code=status_code,
                              headers=headers), jitter=full)
 
 
 def raised(failure: str, http_status: int | None = None, *, attempts: int = 1, headers: dict | None = None):
-    return decide(CallResult("PUT", "locations", attempts, failure=failure, http_status=http_status,
+    return outcome_of(CallResult("PUT", "locations", attempts, failure=failure, http_status=http_status,
                              headers=headers), jitter=full)
 
 

@@ -1,0 +1,82 @@
+"""Reading the recipient policy's snapshot: parties, their platforms' endpoints and the
+routing rules, in one statement (one round trip), from the parties and rules views.
+
+Every path that decides who receives or sees what loads its snapshot here and asks
+:class:`hub.domain.recipients.Policy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from hub.domain.recipients import Endpoint, Party, Platform, Policy, Snapshot, Verdict
+from hub.domain.ruleset import RuleSet
+from projections.rules import RULE_COLUMNS
+
+Source = ConnectionPool | psycopg.Connection | psycopg.Cursor
+
+
+def _statement(ids: bool, tokens: bool) -> str:
+    where = " WHERE (country_code, party_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))" if ids else ""
+    platforms = " WHERE p.platform_id IN (SELECT platform_id FROM parties)" if ids else ""
+    token = "p.partner_token" if tokens else "NULL"
+    return (
+        "WITH parties AS (SELECT country_code, party_id, role, status, platform_id FROM view_parties"
+        f"{where})"
+        " SELECT (SELECT coalesce(json_agg(json_build_object('country_code', country_code, 'party_id',"
+        " party_id, 'role', role, 'status', status, 'platform_id', platform_id)"
+        " ORDER BY country_code, party_id, role), '[]') FROM parties),"
+        " (SELECT coalesce(json_agg(json_build_object('platform_id', p.platform_id, 'state', p.state,"
+        f" 'endpoints', p.endpoints, 'token', {token})), '[]') FROM view_platforms p{platforms}),"
+        f" (SELECT coalesce(json_agg(r), '[]') FROM (SELECT {', '.join(RULE_COLUMNS)}"
+        " FROM view_routing_rules ORDER BY cpo, emsp, module) r)"
+    )
+
+
+def load_snapshot(source: Source, *, ids: Iterable[tuple[str, str]] | None = None,
+                  tokens: bool = False) -> Snapshot:
+    """The snapshot now (or inside the caller's transaction, given a connection or cursor).
+
+    ``ids``: only the parties with these ``(country_code, party_id)`` and their platforms
+    (the rules are always complete); ``tokens``: with the platforms' encrypted tokens.
+    """
+    params: list = []
+    if ids is not None:
+        ids = [(cc.upper(), pid.upper()) for cc, pid in ids]
+        params = [[i[0] for i in ids], [i[1] for i in ids]]
+    query = _statement(ids is not None, tokens)
+    if isinstance(source, ConnectionPool):
+        with source.connection() as conn:
+            row = conn.execute(query, params).fetchone()
+    else:
+        row = source.execute(query, params).fetchone()
+    parties, platforms, rules = row
+    return Snapshot(
+        parties=tuple(Party(p["country_code"], p["party_id"], p["role"], p["status"], _uuid(p["platform_id"]))
+                      for p in parties),
+        platforms={UUID(p["platform_id"]): Platform(
+            UUID(p["platform_id"]), p["state"],
+            tuple(Endpoint(str(e.get("identifier")), str(e.get("role")), str(e.get("url") or ""))
+                  for e in p["endpoints"] or [] if isinstance(e, dict)),
+            p["token"]) for p in platforms},
+        rules=RuleSet(rules),
+    )
+
+
+def _uuid(value: str | None) -> UUID | None:
+    return UUID(value) if value else None
+
+
+def load_policy(source: Source, **kw) -> Policy:
+    """:class:`Policy` over :func:`load_snapshot` (same arguments)."""
+    return Policy(load_snapshot(source, **kw))
+
+
+def explain(source: Source, cpo_key: str, emsp_key: str, module: str) -> Verdict:
+    """:meth:`Policy.explain` with the snapshot of these two parties (``hub routing explain``)."""
+    ids = [tuple(key.upper().split("/")[:2]) for key in (cpo_key, emsp_key)]
+    return load_policy(source, ids=ids).explain(cpo_key, emsp_key, module)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -166,3 +167,4 @@ def test_migrate_creates_the_embedded_database_and_the_others_then_find_it(tmp_p
     listed = subprocess.run([sys.executable, "-m", "hub", "parties", "list", "--json"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and json.loads(listed.stdout) == [] and listed.stderr == "", listed.stderr
+    shutil.rmtree(tmp_path / "var")  # stopped with the last command; 100+ MB not to leave behind

@@ -120,6 +120,10 @@ def require_hub_schema(url: str, settings: Settings) -> None:
     except psycopg.OperationalError as exc:
         first = (str(exc).strip().splitlines() or ["no answer"])[0]
         raise NoHubDatabase(f"cannot reach {where} ({first}): check HUB_DATABASE_URL") from None
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NoHubDatabase(f"cannot read {where} ({first}): check HUB_DATABASE_URL's role and"
+                            " HUB_DATABASE_SCHEMA") from None
     if not found:
         raise NoHubDatabase(
             f"{where} has no hub schema {settings.database_schema!r} (HUB_DATABASE_SCHEMA):"

@@ -103,6 +103,11 @@ def test_routing_and_audit_forms(settings, hub):
     assert new.stderr.splitlines()[-1] == old.stderr.splitlines()[-1]
     old_state = run_hub(settings, "audit", "state", "sessions", "IN", "ABC", "S1", ok=False)
     deprecation(old_state, "hub audit state sessions IN/ABC S1")
+    proof_new = run_hub(settings, "audit", "proof", "cdrs", "IN/ABC", "NOPE", ok=False)
+    proof_old = run_hub(settings, "audit", "proof", "cdrs", "IN", "ABC", "NOPE", ok=False)
+    assert proof_new.returncode == proof_old.returncode == 1 and "no CDR IN/ABC/NOPE" in proof_new.stderr
+    deprecation(proof_old, "hub audit proof cdrs IN/ABC NOPE")
+    assert proof_new.stderr.splitlines()[-1] == proof_old.stderr.splitlines()[-1]
     exported = run_hub(settings, "audit", "export", "--party", "IN/EMP/EMSP")
     assert exported.stdout and all(json.loads(line) for line in exported.stdout.splitlines())
     bad = run_hub(settings, "audit", "export", "--party", "EMP", ok=False)

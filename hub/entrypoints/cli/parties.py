@@ -90,9 +90,8 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     name = party_of(args, "parties show")
     with Runtime() as rt:
-        party = parties.one(rt.app, name)
+        party, platform = parties.describe(rt.app, name)
         rows = _rows(rt, PartyName(party.country_code, party.party_id, party.role))
-        platform = rt.app.platform(party.platform_id)
     row = rows[0] if rows else {}
     row.update({"party": party.key, "name": party.name, "state": party.state,
                 "client_info_status": party.status, "platform_id": str(platform.id),

@@ -39,6 +39,12 @@ def one(app: Hub, name: PartyName) -> Party:
     return parties[0]
 
 
+def describe(app: Hub, name: PartyName) -> tuple[Party, Platform]:
+    """The one party ``name`` denotes and its platform (credentials state, endpoints)."""
+    party = one(app, name)
+    return party, app.platform(party.platform_id)
+
+
 def readd_command(party: Party) -> str:
     """The command that re-onboards ``party`` (a fresh token A on a new platform)."""
     return f'hub parties add {party.key} --name "{party.name}"'

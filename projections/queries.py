@@ -9,7 +9,7 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from hub.domain.parties import party_key
+from hub.domain.parties import party_key, party_state
 from hub.infra.security import same_hash, token_hash
 from hub.ocpi.pagination import PageRequest
 from projections.parties import client_info_row
@@ -95,7 +95,8 @@ def platform_hosts(pool: ConnectionPool, platform_id) -> set[str]:
 
 def find_party(pool: ConnectionPool, country_code: str, party_id: str,
                role: str | None = None) -> list[dict]:
-    """Parties with these ids (any role unless ``role``), with their platform state."""
+    """Parties with these ids (any role unless ``role``), with their platform state
+    and ``state`` (the operators' vocabulary, :func:`hub.domain.parties.party_state`)."""
     query = (
         "SELECT v.*, p.state AS platform_state FROM view_parties v"
         " JOIN view_platforms p USING (platform_id)"
@@ -106,16 +107,23 @@ def find_party(pool: ConnectionPool, country_code: str, party_id: str,
         query += " AND v.role = %s"
         params.append(role.upper())
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()
+        return _with_state(cur.execute(query, params).fetchall())
 
 
 def list_parties(pool: ConnectionPool) -> list[dict]:
+    """Every party, with ``state`` (the operators' vocabulary) and its platform's details."""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+        return _with_state(cur.execute(
             "SELECT v.*, p.state AS platform_state, p.versions_url, p.last_seen_at,"
             " p.initiated_by FROM view_parties v JOIN view_platforms p USING (platform_id)"
             " ORDER BY v.country_code, v.party_id, v.role"
-        ).fetchall()
+        ).fetchall())
+
+
+def _with_state(rows: list[dict]) -> list[dict]:
+    for row in rows:
+        row["state"] = party_state(row["connection"], row["suspended"])
+    return rows
 
 
 def client_info_page(pool: ConnectionPool, page: PageRequest,

@@ -17,6 +17,20 @@ PLANNED = "PLANNED"
 CONNECTED = "CONNECTED"
 OFFLINE = "OFFLINE"
 SUSPENDED = "SUSPENDED"
+UNREGISTERED = "UNREGISTERED"
+
+#: The one vocabulary operators see (``hub parties``; docs/operations.md "Party states"):
+#: PLANNED (onboarded, handshake not done), CONNECTED, OFFLINE (calls to it fail),
+#: SUSPENDED (by an operator: ``hub parties resume``), UNREGISTERED (the partner deleted
+#: its credentials: re-onboard with ``hub parties add``).
+PARTY_STATES = (PLANNED, CONNECTED, OFFLINE, SUSPENDED, UNREGISTERED)
+
+
+def party_state(connection: str, suspended: bool) -> str:
+    """A party's state for operators. Unlike the HubClientInfo status partners see
+    (:attr:`Party.status`), an unregistered party is UNREGISTERED, not SUSPENDED:
+    only an operator's suspension is lifted by ``resume``."""
+    return SUSPENDED if suspended else connection
 
 PARTY_NAMESPACE = uuid5(NAMESPACE_URL, "https://chargeindia-hub/ocpi/party")
 
@@ -146,6 +160,11 @@ class Party(Aggregate):
             return SUSPENDED
         return self.connection
 
+    @property
+    def state(self) -> str:
+        """The operators' state (:func:`party_state`)."""
+        return party_state(self.connection, self.suspended)
+
     @event("Connected")
     def connect(self, platform_id: UUID, name: str) -> None:
         """Its platform registered (or re-registered) with the hub."""
@@ -169,7 +188,7 @@ class Party(Aggregate):
 
     @event("Unregistered")
     def unregister(self, reason: str) -> None:
-        self.connection = "UNREGISTERED"
+        self.connection = UNREGISTERED
 
     @event("Suspended")
     def suspend(self, reason: str) -> None:

@@ -17,7 +17,8 @@ configuration and then applies its own ``--bind/--workers/--threads``;
   recorder's, 4 + 8 overflow, and the hub's own, 8): size ``max_connections``
   for every web and worker node (docs/operations.md).
 - No access log: the app logs one JSON line per request (``hub.requests``)
-  with its request and correlation ids. gunicorn's own messages go to stderr.
+  with its request and correlation ids. gunicorn's own messages go to stderr
+  as the same JSON lines (:class:`JsonLogger`), so the hub has one log format.
 - Prometheus multiprocess mode (hub/metrics.py): a fresh
   ``PROMETHEUS_MULTIPROC_DIR`` under ``HUB_DATA_DIR/metrics`` (or the one you
   name) before the workers start, so ``/metrics`` adds up every worker.
@@ -25,6 +26,20 @@ configuration and then applies its own ``--bind/--workers/--threads``;
 
 import contextlib
 import os
+
+from gunicorn.glogging import Logger
+
+from hub.infra.logs import JsonFormatter
+
+
+class JsonLogger(Logger):
+    """gunicorn's error log ("Booting worker", "Handling signal") as the hub's JSON lines."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
 
 
 def _int(name: str, default: int) -> int:
@@ -47,6 +62,7 @@ keepalive = 5  # gthread only; behind a proxy, keep the proxy's idle timeout for
 
 accesslog = None
 errorlog = "-"
+logger_class = JsonLogger
 loglevel = os.environ.get("HUB_LOG_LEVEL", "info").lower()
 proc_name = "hub-web"
 

@@ -130,13 +130,23 @@ class Settings:
 
         return checkpoint_key(self.audit_key or "from-secret-key:" + self.resolved_secret_key())
 
-    def resolved_secret_key(self) -> str:
-        """HUB_SECRET_KEY, or one generated once and kept under HUB_DATA_DIR."""
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret_key"
+
+    def existing_secret_key(self) -> str | None:
+        """HUB_SECRET_KEY, or the one kept under HUB_DATA_DIR; None if neither (nothing is created)."""
         if self.secret_key:
             return self.secret_key
-        path = self.data_dir / "secret_key"
-        if path.exists():
-            return path.read_text().strip()
+        path = self.secret_key_file
+        return path.read_text().strip() if path.exists() else None
+
+    def resolved_secret_key(self) -> str:
+        """HUB_SECRET_KEY, or one generated once and kept under HUB_DATA_DIR."""
+        existing = self.existing_secret_key()
+        if existing:
+            return existing
+        path = self.secret_key_file
         self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32)
         try:

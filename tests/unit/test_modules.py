@@ -132,17 +132,12 @@ def _sources():
             yield path.relative_to(ROOT).as_posix(), path.read_text()
 
 
-# The CLI's `routing explain` still calls RuleSet.decide until it is wired to
-# Policy.explain when the branches are merged; remove it from here then.
-DECIDE_PENDING = {"hub/entrypoints/cli.py"}
-
-
 def test_decide_is_called_only_by_the_recipient_policy():
     """The routing rules are evaluated (``decide``, ``RuleSet.decide``) by hub.domain.recipients
     alone; everything else asks the policy."""
     call = re.compile(r"(?<!def )\bdecide\(")
     imported = re.compile(r"^\s*from hub\.domain\.ruleset import [^\n]*\bdecide\b", re.M)
-    allowed = {"hub/domain/ruleset.py", "hub/domain/recipients.py", *DECIDE_PENDING}
+    allowed = {"hub/domain/ruleset.py", "hub/domain/recipients.py"}
     offenders = [name for name, text in _sources()
                  if name not in allowed and (call.search(text) or imported.search(text))]
     assert offenders == []

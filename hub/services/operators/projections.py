@@ -1,0 +1,41 @@
+"""Read models as operators see them: how far each follower is, and rebuilding one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from hub.infra.eventlog import EventLog, Follower, RebuildRefused
+from hub.services.application import Hub
+from hub.services.operators import OperatorError
+
+
+def status(app: Hub, followers: Iterable[Follower]) -> list[dict]:
+    """Position, head and lag of every follower."""
+    log = EventLog(app)
+    head = log.head()
+    rows = []
+    for follower in followers:
+        position = log.position(follower.name)
+        rows.append({"name": follower.name, "position": position, "head": head, "lag": head - position})
+    return rows
+
+
+def chosen(projections: Iterable[Follower], name: str | None) -> list[Follower]:
+    """The projection named ``name`` (every one if None); OperatorError naming the choices."""
+    projections = list(projections)
+    found = [p for p in projections if name in (None, p.name)]
+    if not found:
+        raise OperatorError(f"no projection named {name}; choose one of "
+                            + ", ".join(p.name for p in projections))
+    return found
+
+
+def rebuild(app: Hub, projection: Follower, progress: Callable[[int, int], None] | None = None):
+    """Build ``projection`` afresh beside its live tables, then swap it in (reads keep working).
+
+    Returns what :meth:`EventLog.rebuild` reports; OperatorError if it was refused.
+    """
+    try:
+        return EventLog(app).rebuild(projection, progress)
+    except RebuildRefused as exc:
+        raise OperatorError(str(exc)) from None

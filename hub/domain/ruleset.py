@@ -115,33 +115,6 @@ class RuleSet:
         return decide(cpo_key, emsp_key, module, self._index,
                       receiver_status=receiver_status, sender_status=sender_status)
 
-    def allowed_emsps_for(
-        self, module: str, cpo_key: str, emsp_keys: Iterable[str],
-        statuses: Mapping[str, str] | None = None,
-    ) -> list[str]:
-        """The eMSP-side parties that may get (or see) ``module`` data of ``cpo_key``,
-        in the given order (the CPO sends; ``statuses`` by party key, if given,
-        excludes suspended parties)."""
-        statuses = statuses or {}
-        return [
-            emsp for emsp in emsp_keys
-            if self.decide(cpo_key, emsp, module, sender_status=statuses.get(cpo_key),
-                           receiver_status=statuses.get(emsp)).allowed
-        ]
-
-    def allowed_cpos_for(
-        self, module: str, emsp_key: str, cpo_keys: Iterable[str],
-        statuses: Mapping[str, str] | None = None,
-    ) -> list[str]:
-        """The CPO parties that may get (or see) ``module`` data of ``emsp_key``
-        (e.g. Tokens), in the given order (the eMSP sends)."""
-        statuses = statuses or {}
-        return [
-            cpo for cpo in cpo_keys
-            if self.decide(cpo, emsp_key, module, sender_status=statuses.get(emsp_key),
-                           receiver_status=statuses.get(cpo)).allowed
-        ]
-
 
 PUBLISH_MATCH_FIELDS = ("uid", "type", "visual_number", "issuer", "group_id")
 

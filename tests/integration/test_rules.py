@@ -81,12 +81,12 @@ def test_rule_set_helpers():
     rules = RuleSet([rule(ABC, EMP, "*", "deny"), rule(ABC, EMP, "hubclientinfo", "allow"),
                      rule(XYZ, NSP, "tokens", "deny")])
     assert len(rules) == 3 and [r["cpo"] for r in rules.rules] == [ABC, ABC, XYZ]
-    assert rules.allowed_emsps_for("locations", ABC, [EMP, NSP]) == [NSP]
-    assert rules.allowed_emsps_for("hubclientinfo", ABC, [EMP, NSP]) == [EMP, NSP]
-    assert rules.allowed_emsps_for("locations", ABC, [EMP, NSP], {NSP: "SUSPENDED"}) == []
-    assert rules.allowed_emsps_for("locations", XYZ, [EMP, NSP], {XYZ: "SUSPENDED"}) == []
-    assert rules.allowed_cpos_for("tokens", NSP, [ABC, XYZ]) == [ABC]
-    assert rules.allowed_cpos_for("tokens", EMP, [ABC, XYZ]) == [XYZ]
+    assert [e for e in (EMP, NSP) if rules.decide(ABC, e, "locations").allowed] == [NSP]
+    assert [e for e in (EMP, NSP) if rules.decide(ABC, e, "hubclientinfo").allowed] == [EMP, NSP]
+    assert not rules.decide(ABC, NSP, "locations", receiver_status="SUSPENDED").allowed
+    assert not rules.decide(XYZ, NSP, "locations", sender_status="SUSPENDED").allowed
+    assert [c for c in (ABC, XYZ) if rules.decide(c, NSP, "tokens").allowed] == [ABC]
+    assert [c for c in (ABC, XYZ) if rules.decide(c, EMP, "tokens").allowed] == [XYZ]
     assert rules.decide(ABC, EMP, "tariffs", receiver_status="SUSPENDED").reason == "receiver is suspended"
 
 

@@ -69,7 +69,7 @@ class Hub(Application):
         self.database_url = database_url
         self.pool: ConnectionPool | None = None
         self.snapshotter = Snapshotter(settings.snapshot_every, self.repository.get, self.mapper,
-                                       self._write_snapshot)
+                                       self.write_snapshot)
         secret_key = settings.resolved_secret_key()
         self.cipher = TokenCipher(secret_key)
         return secret_key
@@ -107,7 +107,8 @@ class Hub(Application):
         except Exception:  # a cache: never a reason to fail what was committed
             log.warning("could not queue snapshots after a commit", exc_info=True)
 
-    def _write_snapshot(self, stored: Any) -> None:
+    def write_snapshot(self, stored: Any) -> None:
+        """Store one snapshot (and drop its aggregate's older ones)."""
         if self.pool is not None:
             pool_writer(self.pool)(stored)
         elif self.snapshots is not None:  # in memory

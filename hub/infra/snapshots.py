@@ -115,6 +115,7 @@ class SnapshotRepository(Repository):
         super().__init__(*args, **kwargs)
         self.every = every
         self.wants_snapshot = wants_snapshot
+        self._quiet_until = 0.0
 
     def _reconstruct_aggregate(self, aggregate_id: Any, version: int | None, projector_func: Any) -> Any:
         start = None
@@ -143,8 +144,11 @@ class SnapshotRepository(Repository):
         try:
             stored = self.snapshot_store.recorder.select_events(aggregate_id, desc=True, limit=1, lte=version)
         except Exception as exc:  # no table (before `hub migrate`), connection trouble
-            log.warning("cannot read the snapshot of %s (%s: %s): loading it from the log",
-                        aggregate_id, type(exc).__name__, exc)
+            now = time.monotonic()
+            if now >= self._quiet_until:  # one warning a minute at most
+                self._quiet_until = now + 60.0
+                log.warning("cannot read snapshots (%s: %s): loading aggregates from the log;"
+                            " run `hub migrate` if hub_snapshots is missing", type(exc).__name__, exc)
             return None
         if not stored:
             return None
@@ -177,6 +181,7 @@ class Snapshotter:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._quiet_until = 0.0
 
     # Asking for snapshots ---------------------------------------------------------------
     def after_save(self, aggregates: dict, events: list) -> None:
@@ -193,6 +198,8 @@ class Snapshotter:
                 self.request(aggregate_id)
 
     def request(self, aggregate_id: UUID) -> None:
+        if threading.current_thread() is self._thread:  # its own loads: it is snapshotting them
+            return
         with self._cond:
             if self._closed or (len(self._queue) >= QUEUE_LIMIT and aggregate_id not in self._queue):
                 return
@@ -230,7 +237,10 @@ class Snapshotter:
                 self.snapshot(aggregate_id)
             except Exception as exc:  # never fails a request; the next crossing tries again
                 self.failed += 1
-                log.warning("snapshot of %s not written (%s: %s)", aggregate_id, type(exc).__name__, exc)
+                if time.monotonic() >= self._quiet_until:  # one warning a minute at most
+                    self._quiet_until = time.monotonic() + 60.0
+                    log.warning("snapshot of %s not written (%s: %s); %d failed so far in this process",
+                                aggregate_id, type(exc).__name__, exc, self.failed)
             finally:
                 with self._cond:
                     self._busy = False

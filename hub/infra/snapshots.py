@@ -84,7 +84,8 @@ def restore(mapper: Any, stored: StoredEvent) -> Any:
         shape = state.pop(SHAPE_KEY, None)
         cls = resolve_topic(snapshot.topic)
     except Exception as exc:  # corrupt bytes, unknown topic, missing fields
-        raise UnusableSnapshot(f"unreadable ({type(exc).__name__}: {exc})") from None
+        cause = exc.__cause__ or exc.__context__ or exc  # the library's wrapper repeats the ids
+        raise UnusableSnapshot(f"unreadable ({type(cause).__name__}: {str(cause)[:160]})") from None
     if shape != shape_of(cls):
         raise UnusableSnapshot(f"taken from another version of {cls.__qualname__}'s code")
     try:

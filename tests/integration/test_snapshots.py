@@ -179,6 +179,15 @@ def test_migrate_adds_the_snapshot_table_and_rebuild_refills_it(settings):
     assert sql(settings, f"SELECT count(*) FROM {SNAPSHOTS_TABLE}") == [(0,)]
     assert sql(settings, "SELECT version FROM hub_schema WHERE component = 'hub'") == [(3,)]
 
+    # A load that had to read the whole history asks for a snapshot of it.
+    app = Hub(settings, settings.database_url, pool_size=1)
+    try:
+        assert app.repository.get(written.id).body == written.body
+        assert app.snapshotter.flush()
+    finally:
+        app.close()
+    assert sql(settings, f"SELECT originator_version FROM {SNAPSHOTS_TABLE}") == [(4 * EVERY,)]
+
     rebuilt = run_hub(settings, "snapshots", "rebuild", "--progress")
     assert "1 snapshots written from the log for 1 aggregates" in rebuilt.stdout
     assert "snapshots: 1/1 (100.0%" in rebuilt.stderr  # progress

@@ -16,6 +16,8 @@
 | HUB_CHECKPOINT_EVENTS | events after which a checkpoint is taken sooner | 10000 |
 | HUB_COMMAND_RESULT_MARGIN | seconds (0 to 86400) a command's response_url outlives the CPO's timeout | 60 |
 | HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
+| HUB_SNAPSHOT_EVERY | events between snapshots of an aggregate (a cold load reads at most about this many events after its snapshot); 0: no snapshots | 20 |
+| HUB_AGGREGATE_CACHE_SIZE | aggregates each process keeps in memory (least recently used go first); 0: none | 2000 |
 """
 
 from __future__ import annotations
@@ -54,6 +56,16 @@ def _bounded(env: dict[str, str], key: str, default: float, low: float, high: fl
     return value
 
 
+def _count(env: dict[str, str], key: str, default: int) -> int:
+    """``key`` as a whole number, 0 or more."""
+    value = (env.get(key) or "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise SystemExit(f"{key} must be a whole number (0 or more), got {value!r}")
+    return int(value)
+
+
 def _switch(env: dict[str, str], key: str, default: bool) -> bool:
     value = (env.get(key) or "").strip().lower()
     if not value:
@@ -81,6 +93,8 @@ class Settings:
     checkpoint_events: int = 10000
     command_result_margin: float = 60.0
     command_timeout_result: bool = True
+    snapshot_every: int = 20
+    aggregate_cache_size: int = 2000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -106,6 +120,8 @@ class Settings:
             command_result_margin=_bounded(env, "HUB_COMMAND_RESULT_MARGIN", 60.0, 0, MAX_COMMAND_RESULT_MARGIN,
                                            low_inclusive=True),
             command_timeout_result=_switch(env, "HUB_COMMAND_TIMEOUT_RESULT", True),
+            snapshot_every=_count(env, "HUB_SNAPSHOT_EVERY", 20),
+            aggregate_cache_size=_count(env, "HUB_AGGREGATE_CACHE_SIZE", 2000),
         )
 
     def with_database(self, url: str) -> Settings:

@@ -130,8 +130,9 @@ def require_hub_schema(url: str, settings: Settings) -> None:
             " run `hub migrate` with these settings, or set HUB_DATABASE_URL/HUB_DATABASE_SCHEMA to the hub's")
 
 
-def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> dict[str, str]:
-    """The eventsourcing library's PostgreSQL keys for ``url``."""
+def eventsourcing_env(url: str, schema: str, *, create_table: bool = False,
+                      cache_size: int = 2000) -> dict[str, str]:
+    """The eventsourcing library's PostgreSQL keys for ``url`` (``cache_size``: HUB_AGGREGATE_CACHE_SIZE)."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
@@ -149,20 +150,29 @@ def eventsourcing_env(url: str, schema: str, *, create_table: bool = False) -> d
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
         "CREATE_TABLE": "y" if create_table else "n",
-        # Recently used aggregates stay in memory and are brought up to date with
-        # the events written since (by any process): a Location with a day of
-        # EVSE status PATCHes is not replayed from its first event on every push.
-        "AGGREGATE_CACHE_MAXSIZE": "2000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        # Recently used aggregates stay in memory (at most ``cache_size``, least
+        # recently used go first) and are brought up to date with the events written
+        # since (by any process). The others load from their snapshot in
+        # hub_snapshots plus the events after it (hub/infra/snapshots.py).
+        **cache_env(cache_size),
+        "IS_SNAPSHOTTING_ENABLED": "y",
         # Every insert also writes the tamper-evident chain (hub/audit_chain.py).
         "APPLICATION_RECORDER_TOPIC": "hub.infra.chain:ChainedApplicationRecorder",
     }
 
 
+def cache_env(cache_size: int) -> dict[str, str]:
+    """The library's aggregate cache: an LRU of ``cache_size`` (none for 0; the library would
+    take 0 for an unbounded cache)."""
+    if cache_size <= 0:
+        return {"AGGREGATE_CACHE_MAXSIZE": ""}
+    return {"AGGREGATE_CACHE_MAXSIZE": str(cache_size), "AGGREGATE_CACHE_FASTFORWARD": "y"}
+
+
 def in_memory_env() -> dict[str, str]:
     """The eventsourcing library's in-memory store: no database, nothing kept after the process
-    (``Hub.in_memory``, for domain and service tests)."""
-    return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    (``Hub.in_memory``, for domain and service tests); snapshots in memory too."""
+    return {"PERSISTENCE_MODULE": "eventsourcing.popo", "IS_SNAPSHOTTING_ENABLED": "y"}
 
 
 def _configure(schema: str):

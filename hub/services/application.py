@@ -23,6 +23,7 @@ from hub.domain.parties import Party, Platform, party_key
 from hub.infra.config import Settings
 from hub.infra.database import eventsourcing_env, in_memory_env, open_pool
 from hub.infra.security import TokenCipher, check_secret_key, new_token, token_hash
+from hub.infra.snapshots import SnapshotRepository, Snapshotter, pool_writer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class Hub(Application):
         """The hub on PostgreSQL at ``database_url`` (every process): the chained recorder, a
         connection pool for views and outbox, and the secret key checked against the database's."""
         secret_key = self._start(settings, database_url, eventsourcing_env(
-            database_url, settings.database_schema, create_table=create_table))
+            database_url, settings.database_schema, create_table=create_table,
+            cache_size=settings.aggregate_cache_size))
         self.pool = open_pool(database_url, settings.database_schema, max_size=pool_size)
         if not create_table:  # hub migrate records the key once the schema exists
             try:
@@ -62,18 +64,55 @@ class Hub(Application):
 
     def _start(self, settings: Settings, database_url: str | None, env: dict[str, str]) -> str:
         """What both stores share; returns the secret key."""
+        self.settings = settings  # before the library builds the repository from it
         super().__init__(env=env)
-        self.settings = settings
         self.database_url = database_url
         self.pool: ConnectionPool | None = None
+        self.snapshotter = Snapshotter(settings.snapshot_every, self.repository.get, self.mapper,
+                                       self.write_snapshot)
         secret_key = settings.resolved_secret_key()
         self.cipher = TokenCipher(secret_key)
         return secret_key
 
     def close(self) -> None:
+        self.snapshotter.close()
         if self.pool is not None:
             self.pool.close()
         super().close()
+
+    # Snapshots (hub/infra/snapshots.py) ----------------------------------------------
+    def construct_repository(self) -> SnapshotRepository:
+        """The library's repository (same cache settings), loading from snapshots."""
+        cache_size = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        every = self.settings.snapshot_every
+        return SnapshotRepository(
+            event_store=self.events, snapshot_store=self.snapshots if every else None,
+            cache_maxsize=int(cache_size) if cache_size else None, fastforward=True,
+            every=every, wants_snapshot=self._want_snapshot)
+
+    def _want_snapshot(self, aggregate_id: UUID) -> None:
+        snapshotter = getattr(self, "snapshotter", None)
+        if snapshotter is not None:
+            snapshotter.request(aggregate_id)
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        """Called by ``save()`` once its transaction is committed: ask for the snapshots due
+        (taken in the background; never fails or delays the save)."""
+        self.snapshots_due(processing_event.aggregates, processing_event.events)
+
+    def snapshots_due(self, aggregates: dict, events: list) -> None:
+        """After a commit of ``events`` of ``aggregates`` (by id): queue the snapshots due."""
+        try:
+            self.snapshotter.after_save(aggregates, events)
+        except Exception:  # a cache: never a reason to fail what was committed
+            log.warning("could not queue snapshots after a commit", exc_info=True)
+
+    def write_snapshot(self, stored: Any) -> None:
+        """Store one snapshot (and drop its aggregate's older ones)."""
+        if self.pool is not None:
+            pool_writer(self.pool)(stored)
+        elif self.snapshots is not None:  # in memory
+            self.snapshots.recorder.insert_events([stored])
 
     # Reading aggregates ----------------------------------------------------
     def platform(self, platform_id: UUID | str) -> Platform:

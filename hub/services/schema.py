@@ -1,6 +1,7 @@
 """Schema set-up (``hub migrate``): idempotent, run once per start-up.
 
-Creates the eventsourcing tables, makes the stored-events table append-only in
+Creates the eventsourcing tables (the event log, and ``hub_snapshots``, the
+snapshot cache beside it: hub/infra/snapshots.py), makes the stored-events table append-only in
 the database itself (a trigger rejects UPDATE, DELETE and TRUNCATE), runs the
 DDL of every follower (projections, dispatcher) and keeps the fingerprint of
 ``HUB_SECRET_KEY`` (a later run with another key fails). Needs a role that owns the
@@ -19,10 +20,11 @@ from hub.infra.config import Settings
 from hub.infra.database import connect
 from hub.infra.eventlog import TRACKING_DDL, Follower
 from hub.infra.security import KEY_FINGERPRINT_DDL, check_secret_key
+from hub.infra.snapshots import SNAPSHOTS_DDL
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: tamper-evident chain and checkpoints
+SCHEMA_VERSION = 3  # 2: tamper-evident chain and checkpoints; 3: snapshots (hub_snapshots)
 MIGRATE_LOCK = 0x4355_4948  # "CUIH": one hub migration at a time per database
 
 APPEND_ONLY_DDL = [
@@ -76,7 +78,7 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
             # The library creates its own tables when constructed with CREATE_TABLE=y.
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():
-                for statement in [*APPEND_ONLY_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
+                for statement in [*APPEND_ONLY_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
                     conn.execute(statement)
                 for follower in followers:
                     for statement in follower.ddl():

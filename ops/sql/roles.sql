@@ -119,6 +119,7 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_key_fingerprint    SELECT                           hub migrate only (owner)
 --   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/infra/eventlog.py)
 --   hub_deliveries         SELECT, INSERT, UPDATE, DELETE   dispatchers and senders (scheduler/)
+--   hub_snapshots          SELECT, INSERT, DELETE           every process: the snapshot cache (schema 3)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
@@ -150,6 +151,12 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".hub_tracking, :"schema".hub_de
               :"schema".view_objects, :"schema".view_routing_rules, :"schema".view_commands
   TO :"app_role";
 GRANT USAGE ON SEQUENCE :"schema".hub_deliveries_id_seq TO :"app_role";
+
+-- The snapshot cache beside the log (hub/infra/snapshots.py): snapshots are added and the
+-- older ones deleted, never updated. Created by the `hub migrate` of schema version 3.
+SELECT format('REVOKE ALL ON %I.hub_snapshots FROM %I', :'schema', :'app_role'),
+       format('GRANT SELECT, INSERT, DELETE ON %I.hub_snapshots TO %I', :'schema', :'app_role')
+ WHERE to_regclass(format('%I.hub_snapshots', :'schema')) IS NOT NULL \gexec
 
 -- 5. Tables a later release creates (`hub migrate` as the owner role) ----------------
 -- New tables are views and queues the application maintains; an event table

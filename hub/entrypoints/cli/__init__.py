@@ -1,7 +1,8 @@
 """The ``hub`` command: run the hub and operate it.
 
 One module per command group (:mod:`.server`, :mod:`.parties`, :mod:`.routing`,
-:mod:`.deliveries`, :mod:`.projections`, :mod:`.audit`); each parses its
+:mod:`.deliveries`, :mod:`.projections`, :mod:`.audit`,
+:mod:`.snapshots`); each parses its
 arguments, calls one operator service (:mod:`hub.services.operators`, or a
 read model's query) and prints: tables for people, ``--json`` for scripts.
 A party is named ``CC/PID`` or ``CC/PID/ROLE`` everywhere (:mod:`.output`).
@@ -16,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hub.entrypoints.cli import audit, deliveries, parties, projections, routing, server
+from hub.entrypoints.cli import audit, deliveries, parties, projections, routing, server, snapshots
 from hub.entrypoints.cli.output import Usage, fail
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.database import NoHubDatabase
@@ -31,7 +32,7 @@ SERVER_COMMANDS = ("serve", "web", "worker")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="ChargeIndia Hub: OCPI 2.2.1 roaming hub")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (server, parties, routing, deliveries, audit, projections):
+    for group in (server, parties, routing, deliveries, audit, projections, snapshots):
         group.register(sub)
     return parser
 

@@ -90,8 +90,9 @@ class Committer:
         self._mutex = threading.Lock()
         self._waiting: list[Pending] = []
         self._writing = False
-        self.batches = 0  # batches written and requests in them, for tests and profiles
-        self.requests = 0
+        # Batches written, the requests in them, and the batches that failed (then written
+        # member by member): for tests and profiles.
+        self.batches = self.requests = self.failed = 0
 
     def commit(self, pending: Pending) -> list[Recording]:
         """Store ``pending``'s events (with whoever else is waiting); its recordings, or its error."""
@@ -134,6 +135,7 @@ class Committer:
             if len(batch) == 1:
                 batch[0].error, batch[0].settled = exc, True
                 return []
+            self.failed += 1
             log.info("a batch of %d requests failed (%s: %s); writing each alone",
                      len(batch), type(exc).__name__, exc)
         else:

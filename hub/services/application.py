@@ -24,6 +24,7 @@ from hub.infra.config import Settings
 from hub.infra.database import eventsourcing_env, in_memory_env, open_pool
 from hub.infra.security import TokenCipher, check_secret_key, new_token, token_hash
 from hub.infra.snapshots import SnapshotRepository, Snapshotter, pool_writer
+from hub.services.committer import save as group_save
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +207,14 @@ class UnitOfWork:
         return any(agg.pending_events for agg in self.aggregates)
 
     def commit(self, *extra: Aggregate) -> int | None:
-        """One transaction for everything collected; returns the log position."""
+        """One transaction for everything collected; returns the log position.
+
+        With group commit (:mod:`hub.services.committer`) the transaction may also hold
+        other requests' events; this returns once this unit's own events are committed
+        (or raises what refused them), and only then releases its object locks.
+        """
         try:
-            recordings = self.app.save(*self.aggregates, *extra)
+            recordings = group_save(self.app, *self.aggregates, *extra)
         finally:
             self.release()
         positions = [r.notification.id for r in recordings if r.notification.id is not None]

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from hub.domain.audit import Call, Request
 from hub.domain.parties import Party, Platform
+from hub.infra import invalidation
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
 
@@ -84,6 +85,12 @@ class PartiesProjection(Follower):
             "CREATE UNIQUE INDEX IF NOT EXISTS view_parties_seq ON view_parties (seq)",
             "CREATE INDEX IF NOT EXISTS view_parties_platform ON view_parties (platform_id)",
             "CREATE INDEX IF NOT EXISTS view_parties_updated ON view_parties (last_updated, country_code, party_id, role)",
+            # Changes the web side caches (tokens, parties, endpoints; not last_seen_at) NOTIFY it.
+            *invalidation.ddl({
+                "view_platforms": ("state", "versions_url", "endpoints", "roles", "partner_token"),
+                "view_platform_tokens": (),
+                "view_parties": (),
+            }),
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:

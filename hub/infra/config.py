@@ -16,6 +16,7 @@
 | HUB_CHECKPOINT_EVENTS | events after which a checkpoint is taken sooner | 10000 |
 | HUB_COMMAND_RESULT_MARGIN | seconds (0 to 86400) a command's response_url outlives the CPO's timeout | 60 |
 | HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
+| HUB_CACHE_MAX_AGE | seconds (0 to 60) a web process may answer tokens, parties, endpoints and routing rules from memory after they changed; 0: no cache | 1 |
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Settings:
     checkpoint_events: int = 10000
     command_result_margin: float = 60.0
     command_timeout_result: bool = True
+    cache_max_age: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -106,6 +108,7 @@ class Settings:
             command_result_margin=_bounded(env, "HUB_COMMAND_RESULT_MARGIN", 60.0, 0, MAX_COMMAND_RESULT_MARGIN,
                                            low_inclusive=True),
             command_timeout_result=_switch(env, "HUB_COMMAND_TIMEOUT_RESULT", True),
+            cache_max_age=_bounded(env, "HUB_CACHE_MAX_AGE", 1.0, 0, 60, low_inclusive=True),
         )
 
     def with_database(self, url: str) -> Settings:

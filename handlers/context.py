@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from hub.infra import invalidation
 from hub.infra.client import OcpiClient
@@ -27,6 +31,7 @@ class WebContext:
     pushes: Pushes
     realtime: Realtime
     freshness: invalidation.Freshness | None = None
+    recorder: Recorder = field(default_factory=lambda: Recorder())
 
     @classmethod
     def open(cls, settings: Settings, database_url: str) -> WebContext:
@@ -47,6 +52,7 @@ class WebContext:
         )
 
     def close(self) -> None:
+        self.recorder.close()  # every answered request is recorded before the pool closes
         if self.freshness is not None:
             self.freshness.close()
             invalidation.unregister(self.app.pool)
@@ -60,3 +66,36 @@ class WebContext:
         if self.freshness is not None:
             self.freshness.invalidate()
 
+
+
+class Recorder:
+    """Commits the records of answered real-time requests off the request threads.
+
+    ``threads`` commit concurrently (so the event store's group commit can share their
+    transactions); at most ``pending`` wait, after which :meth:`submit` waits (memory
+    stays bounded and no record is dropped). :meth:`close` waits for all of them.
+    """
+
+    def __init__(self, threads: int = 4, pending: int = 1000) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hub-recorder")
+        self._slots = threading.BoundedSemaphore(pending)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._slots.acquire()
+
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                logging.getLogger("hub.requests").exception("a request record failed")
+            finally:
+                self._slots.release()
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # shutting down: record in this thread
+            self._slots.release()
+            job()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -94,13 +94,23 @@ class PartiesProjection(Follower):
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        seen: dict[Any, Any] = {}  # platform -> latest contact in this batch: one UPDATE each
+        if any(not isinstance(event, Request.Answered | Call.Made) for _, event in events):
+            invalidation.changed_here()  # this process's caches read their own writes
         for position, event in events:
             if isinstance(event, Party.Onboarded):
                 self._party_onboarded(cur, event, position)
                 continue
+            if isinstance(event, Request.Answered | Call.Made):
+                platform_id = _heard_from(event)
+                if platform_id and (platform_id not in seen or seen[platform_id] < event.timestamp):
+                    seen[platform_id] = event.timestamp
+                continue
             handler = getattr(self, "_" + type(event).__qualname__.replace(".", "_"), None)
             if handler is not None:
                 handler(cur, event)
+        for platform_id, moment in seen.items():  # "latest wins": the same as one UPDATE per event
+            self._seen(cur, platform_id, moment)
 
     # Platforms --------------------------------------------------------------
     def _Platform_Invited(self, cur, e) -> None:
@@ -161,13 +171,6 @@ class PartiesProjection(Follower):
                 )
 
     # Traffic: the last time a platform was heard from -----------------------
-    def _Request_Answered(self, cur, e) -> None:
-        self._seen(cur, e.platform_id, e.timestamp)
-
-    def _Call_Made(self, cur, e) -> None:
-        if e.platform_id and e.http_status is not None and e.http_status < 500:
-            self._seen(cur, e.platform_id, e.timestamp)
-
     @staticmethod
     def _seen(cur, platform_id, moment) -> None:
         cur.execute(
@@ -219,6 +222,13 @@ class PartiesProjection(Follower):
 
     def _Party_Resumed(self, cur, e) -> None:
         self._update_party(cur, e, "suspended = false", ())
+
+
+def _heard_from(event: Request.Answered | Call.Made) -> Any:
+    """The platform a request came from, or that answered a call (below HTTP 500)."""
+    if isinstance(event, Call.Made):
+        return event.platform_id if event.http_status is not None and event.http_status < 500 else None
+    return event.platform_id
 
 
 def client_info_row(row: dict) -> dict:

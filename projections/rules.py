@@ -41,6 +41,8 @@ class RulesProjection(Follower):
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        if events:
+            invalidation.changed_here()  # this process's caches read their own writes
         for _, e in events:
             if isinstance(e, RoutingRule.Removed):
                 cur.execute(

@@ -86,6 +86,7 @@ class Freshness:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._caches: dict[str, VersionedCache] = {}
+        self._suspect_until = float("-inf")
 
     def cache(self, name: str, maxsize: int = 4096) -> VersionedCache:
         """This process's cache called ``name`` (made on first use), kept fresh by this object."""
@@ -116,9 +117,19 @@ class Freshness:
 
     def current(self) -> tuple[int, int]:
         """The version to serve from; reads it now when the last read is older than the bound."""
-        if self.version is None or self.clock() - self.verified_at > self.max_age:
+        now = self.clock()
+        if self.version is None or now - self.verified_at > self.max_age or now < self._suspect_until:
             return self.refresh()
         return self.version
+
+    def suspect(self) -> None:
+        """This process is changing a watched view (its commit may not have happened yet):
+        read the version on every request for the next ``max_age`` seconds, so this
+        process sees its own change as soon as it is committed, without waiting for the
+        notification."""
+        self.invalidate()
+        with self._lock:
+            self._suspect_until = self.clock() + self.max_age
 
     def invalidate(self) -> None:
         """Forget everything cached (this process changed a view: read its own writes)."""
@@ -221,6 +232,13 @@ def register(pool: Any, freshness: Freshness) -> None:
 
 def unregister(pool: Any) -> None:
     _REGISTRY.pop(id(pool), None)
+
+
+def changed_here() -> None:
+    """A follower of this process is changing a watched view: every cache of this process
+    reads its own writes (:meth:`Freshness.suspect`). Other processes follow within the bound."""
+    for _pool, freshness in list(_REGISTRY.values()):
+        freshness.suspect()
 
 
 def freshness_of(source: Any) -> Freshness | None:

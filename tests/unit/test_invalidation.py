@@ -145,3 +145,23 @@ def test_ddl_watches_what_the_caches_hold_and_not_last_seen():
     assert "DEFERRABLE INITIALLY DEFERRED" in text and "pg_notify('hub_cache'" in text
     # A follower's rebuild swaps the tables its DDL creates "IF NOT EXISTS": never the version row.
     assert not re.search(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS", text, re.I)
+
+
+
+def test_a_change_made_in_this_process_is_read_as_soon_as_it_is_committed():
+    # The follower marks the caches before its transaction commits; requests then read the
+    # version each time (one round trip) for max_age, and the first after the commit sees it.
+    clock, db, fresh = setup()
+    cache = VersionedCache()
+    cache.lookup(fresh, "party", lambda: "CONNECTED")
+    fresh.suspect()
+    clock.now += 0.01
+    assert cache.lookup(fresh, "party", lambda: "CONNECTED") == "CONNECTED"  # not committed yet
+    db.version += 1  # the commit
+    clock.now += 0.01
+    assert cache.lookup(fresh, "party", lambda: "OFFLINE") == "OFFLINE"
+    reads = db.reads
+    clock.now += 1.5  # the window is over: back to one read per max_age
+    fresh.current()
+    fresh.current()
+    assert db.reads == reads + 1

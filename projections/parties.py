@@ -77,7 +77,10 @@ class PartiesProjection(Follower):
                 onboarded_at timestamptz NOT NULL,
                 PRIMARY KEY (country_code, party_id, role)
             )""",
-            # Tables made before ``seq`` existed: add it, filled from the log.
+            # Tables made before ``seq`` existed: add it, filled from the log. (The caches'
+            # deferred triggers fire at once in this transaction: ALTER TABLE refuses a table
+            # with pending trigger events.)
+            "SET CONSTRAINTS ALL IMMEDIATE",
             "ALTER TABLE view_parties ADD COLUMN IF NOT EXISTS seq bigint",
             "UPDATE view_parties v SET seq = e.notification_id FROM hub_events e"
             " WHERE v.seq IS NULL AND e.originator_id = v.party_uuid AND e.originator_version = 1",

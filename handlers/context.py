@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hub.infra import invalidation
 from hub.infra.client import OcpiClient
@@ -18,6 +17,8 @@ from hub.services.realtime import Realtime
 from hub.services.registration import Registration
 from projections.parties import PartiesProjection
 from projections.recipients import load_snapshot
+
+log = logging.getLogger("hub.requests")
 
 
 @dataclass
@@ -31,7 +32,7 @@ class WebContext:
     pushes: Pushes
     realtime: Realtime
     freshness: invalidation.Freshness | None = None
-    recorder: Recorder = field(default_factory=lambda: Recorder())
+    recorder: Recorder | None = None
 
     @classmethod
     def open(cls, settings: Settings, database_url: str) -> WebContext:
@@ -49,10 +50,12 @@ class WebContext:
             pushes=Pushes(app),
             realtime=Realtime(app, client, lambda **kw: load_snapshot(app.pool, **kw)),
             freshness=freshness,
+            recorder=Recorder(app),
         )
 
     def close(self) -> None:
-        self.recorder.close()  # every answered request is recorded before the pool closes
+        if self.recorder is not None:
+            self.recorder.close()  # every answered request is recorded before the pool closes
         if self.freshness is not None:
             self.freshness.close()
             invalidation.unregister(self.app.pool)
@@ -71,31 +74,60 @@ class WebContext:
 class Recorder:
     """Commits the records of answered real-time requests off the request threads.
 
-    ``threads`` commit concurrently (so the event store's group commit can share their
-    transactions); at most ``pending`` wait, after which :meth:`submit` waits (memory
-    stays bounded and no record is dropped). :meth:`close` waits for all of them.
+    One thread per process takes what is waiting and saves it in one transaction (one
+    round trip, one WAL flush for several requests); if that fails, each request's events
+    are saved on their own, so one bad record never costs the others. At most ``pending``
+    wait; beyond that :meth:`submit` waits (memory stays bounded, nothing is dropped).
+    :meth:`close` saves everything still waiting.
     """
 
-    def __init__(self, threads: int = 4, pending: int = 1000) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hub-recorder")
-        self._slots = threading.BoundedSemaphore(pending)
+    def __init__(self, app: Hub, pending: int = 1000, batch: int = 100) -> None:
+        self.app = app
+        self.batch = batch
+        self._queue: queue.Queue = queue.Queue(maxsize=pending)
+        self._thread = threading.Thread(target=self._run, name="hub-recorder", daemon=True)
+        self._thread.start()
 
-    def submit(self, job: Callable[[], None]) -> None:
-        self._slots.acquire()
+    def submit(self, events: list, what: str) -> None:
+        """Save ``events`` (already collected from their aggregates) soon; ``what`` names them in logs."""
+        if self._thread is None:
+            self._save([(events, what)])
+        else:
+            self._queue.put((events, what))
 
-        def run() -> None:
-            try:
-                job()
-            except Exception:
-                logging.getLogger("hub.requests").exception("a request record failed")
-            finally:
-                self._slots.release()
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            items = [item]
+            while len(items) < self.batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._save(items)
+                    return
+                items.append(more)
+            self._save(items)
 
+    def _save(self, items: list[tuple[list, str]]) -> None:
         try:
-            self._pool.submit(run)
-        except RuntimeError:  # shutting down: record in this thread
-            self._slots.release()
-            job()
+            self.app.save(*(event for events, _ in items for event in events))
+            return
+        except Exception:
+            if len(items) == 1:
+                log.exception("could not record %s after answering", items[0][1])
+                return
+        for events, what in items:  # one at a time: only a failing one is lost (and logged)
+            try:
+                self.app.save(*events)
+            except Exception:
+                log.exception("could not record %s after answering", what)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None

@@ -130,21 +130,14 @@ class OcpiMiddleware:
             req.context.duration_ms = _elapsed_ms(req)
             uow: UnitOfWork = req.context.uow
             record = self._request_record(req, resp, resource, routing, caller, True)
-            self.ctx.recorder.submit(lambda: self._commit_record(req, uow, record))
+            events = [e for aggregate in (*uow.aggregates, record) for e in aggregate.collect_events()]
+            uow.discard()  # its events are in hand; nothing else of it is needed
+            self.ctx.recorder.submit(events, f"{req.method} {redact(req.path)}")
             self._observe(req, resp, resource, caller)
             return
         req.context.duration_ms = None
         self._record(req, resp, resource, routing, caller, req_succeeded)
         self._observe(req, resp, resource, caller)
-
-    @staticmethod
-    def _commit_record(req: falcon.Request, uow: UnitOfWork, record: Request) -> None:
-        try:
-            uow.commit(record)
-        except Exception:
-            log.exception("could not record %s %s after answering", req.method, redact(req.path))
-        finally:
-            uow.release()
 
     def _record(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
                 req_succeeded: bool) -> None:

@@ -75,14 +75,14 @@ def test_party_suspended_by_the_cli_is_refused_by_a_running_web_process(settings
         for _ in range(3):  # caller, snapshot and endpoint are now cached by the other process
             allowed = authorize(other_web, cpo, "ALLOW1", to=("IN", "EMP")).json()
             assert allowed["status_code"] == 1000 and allowed["data"]["allowed"] == "ALLOWED", allowed
-        run_hub(settings, "parties", "suspend", "IN", "EMP", "--reason", "unpaid")
+        run_hub(settings, "parties", "suspend", "IN/EMP", "--reason", "unpaid")
 
         def emsp_refused() -> bool:
             answer = authorize(other_web, cpo, "ALLOW1", to=("IN", "EMP")).json()
             return answer["status_code"] == 4003 and "SUSPENDED" in answer["status_message"]
 
         assert refused_within_bound(emsp_refused)
-        run_hub(settings, "parties", "suspend", "IN", "ECP", "--reason", "unpaid")
+        run_hub(settings, "parties", "suspend", "IN/ECP", "--reason", "unpaid")
         # The caller's only party is suspended: its token is refused on functional modules.
         assert refused_within_bound(
             lambda: authorize(other_web, cpo, "ALLOW1", to=("IN", "EMP")).status_code == 401)

@@ -15,7 +15,7 @@
    refuses a second version N+1), a push receiver's responder runs again on
    the new state, so concurrent pushes to one Location are all applied.
    A real-time relay (``record_after_answer``) is answered first and recorded by
-   the process's recorder threads (:class:`handlers.context.Recorder`).
+   the process's recorder thread (:class:`handlers.context.Recorder`).
 5. Observation, last: one JSON log line per request (ids, module, party, the
    HTTP status and the OCPI status code and message, in the text too: ``POST
    /ocpi/2.2.1/credentials -> 200 3001 token A already used``; never a token)
@@ -125,7 +125,7 @@ class OcpiMiddleware:
         if getattr(resource, "record_after_answer", False):
             # A real-time relay: the partner's answer is final whatever the hub records, so
             # neither the charger nor the caller's next request on this connection waits for
-            # the hub's disk; the record is committed by the process's recorder threads
+            # the hub's disk; the record is committed by the process's recorder thread
             # (handlers/context.py ``Recorder``), which a clean shutdown drains.
             req.context.duration_ms = _elapsed_ms(req)
             uow: UnitOfWork = req.context.uow

@@ -120,6 +120,8 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/infra/eventlog.py)
 --   hub_deliveries         SELECT, INSERT, UPDATE, DELETE   dispatchers and senders (scheduler/)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
+--   hub_cache_version      SELECT, UPDATE                   the views' triggers; web processes read it
+                                                            (hub/infra/invalidation.py)
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
 
@@ -150,6 +152,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".hub_tracking, :"schema".hub_de
               :"schema".view_objects, :"schema".view_routing_rules, :"schema".view_commands
   TO :"app_role";
 GRANT USAGE ON SEQUENCE :"schema".hub_deliveries_id_seq TO :"app_role";
+-- The web caches' version: raised by the views' triggers (as the writing role), read by web processes.
+REVOKE ALL ON :"schema".hub_cache_version FROM :"app_role";
+GRANT SELECT, UPDATE ON :"schema".hub_cache_version TO :"app_role";
 
 -- 5. Tables a later release creates (`hub migrate` as the owner role) ----------------
 -- New tables are views and queues the application maintains; an event table

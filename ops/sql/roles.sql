@@ -120,8 +120,7 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/infra/eventlog.py)
 --   hub_deliveries         SELECT, INSERT, UPDATE, DELETE   dispatchers and senders (scheduler/)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
---   hub_cache_version      SELECT, UPDATE                   the views' triggers; web processes read it
-                                                            (hub/infra/invalidation.py)
+--   hub_cache_version      SELECT, UPDATE                   the views' triggers (hub/infra/invalidation.py)
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
 

@@ -4,7 +4,8 @@
    echoed on every response, errors included.
 2. Authentication: ``Authorization: Token …`` (Base64 per 2.2.1, raw token
    accepted too); unknown or missing -> HTTP 401; a pending token (A) only on
-   versions and credentials.
+   versions and credentials. Known tokens and the receivers ``classify`` looks up
+   come from the process's caches (:mod:`hub.infra.invalidation`, ``HUB_CACHE_MAX_AGE``).
 3. Routing: for functional modules, :func:`hub.domain.routing.classify` once; the
    result is ``req.context.routing``.
 4. Audit and commit: the request's ``Request.Answered`` record and whatever the
@@ -13,6 +14,8 @@
    When another request changed the same object first (the event store
    refuses a second version N+1), a push receiver's responder runs again on
    the new state, so concurrent pushes to one Location are all applied.
+   A real-time relay (``record_after_answer``) is answered first and recorded by
+   the process's recorder thread (:class:`handlers.context.Recorder`).
 5. Observation, last: one JSON log line per request (ids, module, party, the
    HTTP status and the OCPI status code and message, in the text too: ``POST
    /ocpi/2.2.1/credentials -> 200 3001 token A already used``; never a token)
@@ -120,27 +123,21 @@ class OcpiMiddleware:
             self._observe(req, resp, resource, None)
             return
         if getattr(resource, "record_after_answer", False):
-            # A real-time relay: the partner's answer is final whatever the hub records, so the
-            # charger does not wait for the hub's disk; the WSGI server runs the record right
-            # after sending the answer (milliseconds later), in this request's thread.
+            # A real-time relay: the partner's answer is final whatever the hub records, so
+            # neither the charger nor the caller's next request on this connection waits for
+            # the hub's disk; the record is committed by the process's recorder thread
+            # (handlers/context.py ``Recorder``), which a clean shutdown drains.
             req.context.duration_ms = _elapsed_ms(req)
-            body = resp.render_body() or b""
-            resp.data = resp.media = None
-            resp.content_length = len(body)
-            resp.stream = _ThenRun(body, lambda: self._record_answer(req, resp, resource, routing, caller))
+            uow: UnitOfWork = req.context.uow
+            record = self._request_record(req, resp, resource, routing, caller, True)
+            events = [e for aggregate in (*uow.aggregates, record) for e in aggregate.collect_events()]
+            uow.discard()  # its events are in hand; nothing else of it is needed
+            self.ctx.recorder.submit(events, f"{req.method} {redact(req.path)}")
             self._observe(req, resp, resource, caller)
             return
         req.context.duration_ms = None
         self._record(req, resp, resource, routing, caller, req_succeeded)
         self._observe(req, resp, resource, caller)
-
-    def _record_answer(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller) -> None:
-        try:
-            self._commit(req, resp, resource, routing, caller, True)
-        except Exception:
-            log.exception("could not record %s %s after answering", req.method, redact(req.path))
-        finally:
-            req.context.uow.release()
 
     def _record(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
                 req_succeeded: bool) -> None:
@@ -170,11 +167,16 @@ class OcpiMiddleware:
     def _commit(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
                 req_succeeded: bool) -> None:
         """Save the request's record with what the handler collected, in one transaction."""
-        uow: UnitOfWork = req.context.uow
+        req.context.uow.commit(self._request_record(req, resp, resource, routing, caller, req_succeeded))
+
+    @staticmethod
+    def _request_record(req: falcon.Request, resp: falcon.Response, resource, routing, caller,
+                        req_succeeded: bool) -> Request:
+        """The request's ``Request.Answered`` record (a refused push keeps nothing else)."""
         status_code = _status_code(resp, req)
         if not req.context.keep and (not req_succeeded or status_code != OcpiStatus.SUCCESS):
-            uow.discard()  # a refused push leaves nothing behind but its record
-        record = Request(
+            req.context.uow.discard()  # a refused push leaves nothing behind but its record
+        return Request(
             platform_id=str(caller.platform_id),
             from_party=routing.sender_key if routing else None,
             to_party=routing.receiver_key if routing else None,
@@ -191,7 +193,6 @@ class OcpiMiddleware:
             received_at=req.context.received_at,
             duration_ms=getattr(req.context, "duration_ms", None) or _elapsed_ms(req),
         )
-        uow.commit(record)
 
     def _respond_again(self, req: falcon.Request, resp: falcon.Response, resource) -> bool:
         """Run the responder once more on fresh state, after losing a write race.
@@ -253,20 +254,6 @@ def outcome_text(http_status: int, status_code: int | None, status_message: str 
     """``200 3001 token A already used``: the HTTP status, then the OCPI status code and
     message when the answer had an OCPI envelope (``200`` alone for ``/health``)."""
     return " ".join(str(part) for part in (http_status, status_code, status_message) if part is not None)
-
-
-class _ThenRun:
-    """A response body whose ``close()`` (called by the WSGI server once the body is
-    sent) runs ``then``."""
-
-    def __init__(self, body: bytes, then) -> None:
-        self.body, self.then = body, then
-
-    def __iter__(self):
-        yield self.body
-
-    def close(self) -> None:
-        self.then()
 
 
 def _elapsed_ms(req: falcon.Request) -> float:

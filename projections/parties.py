@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from hub.domain.audit import Call, Request
 from hub.domain.parties import Party, Platform
+from hub.infra import invalidation
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import format_datetime
 
@@ -76,7 +77,10 @@ class PartiesProjection(Follower):
                 onboarded_at timestamptz NOT NULL,
                 PRIMARY KEY (country_code, party_id, role)
             )""",
-            # Tables made before ``seq`` existed: add it, filled from the log.
+            # Tables made before ``seq`` existed: add it, filled from the log. (The caches'
+            # deferred triggers fire at once in this transaction: ALTER TABLE refuses a table
+            # with pending trigger events.)
+            "SET CONSTRAINTS ALL IMMEDIATE",
             "ALTER TABLE view_parties ADD COLUMN IF NOT EXISTS seq bigint",
             "UPDATE view_parties v SET seq = e.notification_id FROM hub_events e"
             " WHERE v.seq IS NULL AND e.originator_id = v.party_uuid AND e.originator_version = 1",
@@ -84,16 +88,32 @@ class PartiesProjection(Follower):
             "CREATE UNIQUE INDEX IF NOT EXISTS view_parties_seq ON view_parties (seq)",
             "CREATE INDEX IF NOT EXISTS view_parties_platform ON view_parties (platform_id)",
             "CREATE INDEX IF NOT EXISTS view_parties_updated ON view_parties (last_updated, country_code, party_id, role)",
+            # Changes the web side caches (tokens, parties, endpoints; not last_seen_at) NOTIFY it.
+            *invalidation.ddl({
+                "view_platforms": ("state", "versions_url", "endpoints", "roles", "partner_token"),
+                "view_platform_tokens": (),
+                "view_parties": (),
+            }),
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        seen: dict[Any, Any] = {}  # platform -> latest contact in this batch: one UPDATE each
+        if any(not isinstance(event, Request.Answered | Call.Made) for _, event in events):
+            invalidation.changed_here()  # this process's caches read their own writes
         for position, event in events:
             if isinstance(event, Party.Onboarded):
                 self._party_onboarded(cur, event, position)
                 continue
+            if isinstance(event, Request.Answered | Call.Made):
+                platform_id = _heard_from(event)
+                if platform_id and (platform_id not in seen or seen[platform_id] < event.timestamp):
+                    seen[platform_id] = event.timestamp
+                continue
             handler = getattr(self, "_" + type(event).__qualname__.replace(".", "_"), None)
             if handler is not None:
                 handler(cur, event)
+        for platform_id, moment in seen.items():  # "latest wins": the same as one UPDATE per event
+            self._seen(cur, platform_id, moment)
 
     # Platforms --------------------------------------------------------------
     def _Platform_Invited(self, cur, e) -> None:
@@ -154,13 +174,6 @@ class PartiesProjection(Follower):
                 )
 
     # Traffic: the last time a platform was heard from -----------------------
-    def _Request_Answered(self, cur, e) -> None:
-        self._seen(cur, e.platform_id, e.timestamp)
-
-    def _Call_Made(self, cur, e) -> None:
-        if e.platform_id and e.http_status is not None and e.http_status < 500:
-            self._seen(cur, e.platform_id, e.timestamp)
-
     @staticmethod
     def _seen(cur, platform_id, moment) -> None:
         cur.execute(
@@ -212,6 +225,13 @@ class PartiesProjection(Follower):
 
     def _Party_Resumed(self, cur, e) -> None:
         self._update_party(cur, e, "suspended = false", ())
+
+
+def _heard_from(event: Request.Answered | Call.Made) -> Any:
+    """The platform a request came from, or that answered a call (below HTTP 500)."""
+    if isinstance(event, Call.Made):
+        return event.platform_id if event.http_status is not None and event.http_status < 500 else None
+    return event.platform_id
 
 
 def client_info_row(row: dict) -> dict:

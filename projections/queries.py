@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from hub.domain.parties import party_key, party_state
+from hub.infra.invalidation import freshness_of
 from hub.infra.security import same_hash, token_hash
 from hub.ocpi.pagination import PageRequest
 from projections.parties import client_info_row
@@ -47,10 +48,25 @@ class Caller:
 
 
 def authenticate(pool: ConnectionPool, candidates: list[str]) -> Caller | None:
-    """The platform owning one of the candidate tokens, or None."""
+    """The platform owning one of the candidate tokens, or None.
+
+    In a process that registered ``pool`` with :mod:`hub.infra.invalidation` (the web
+    side), known tokens are answered from memory, never older than ``HUB_CACHE_MAX_AGE``
+    (a revoked token or a suspended party is refused within that bound); unknown tokens
+    are always looked up (a token issued a moment ago works at once).
+    """
     if not candidates:
         return None
     digests = {token_hash(token): token for token in candidates}
+    freshness = freshness_of(pool)
+    if freshness is not None:
+        return freshness.cache("callers", 4096).lookup(
+            freshness, tuple(sorted(digests)), lambda: _authenticate(pool, digests),
+            keep=lambda caller: caller is not None)
+    return _authenticate(pool, digests)
+
+
+def _authenticate(pool: ConnectionPool, digests: dict[str, str]) -> Caller | None:
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(  # one round trip: every request starts here
             "SELECT t.token_hash, t.kind, p.platform_id, p.state, coalesce((SELECT json_agg(json_build_object("
@@ -96,7 +112,19 @@ def platform_hosts(pool: ConnectionPool, platform_id) -> set[str]:
 def find_party(pool: ConnectionPool, country_code: str, party_id: str,
                role: str | None = None) -> list[dict]:
     """Parties with these ids (any role unless ``role``), with their platform state
-    and ``state`` (the operators' vocabulary, :func:`hub.domain.parties.party_state`)."""
+    and ``state`` (the operators' vocabulary, :func:`hub.domain.parties.party_state`).
+
+    Cached like :func:`authenticate` in a process that registered ``pool``."""
+    freshness = freshness_of(pool)
+    if freshness is not None:
+        key = (country_code.upper(), party_id.upper(), role.upper() if role else None)
+        rows = freshness.cache("parties", 4096).lookup(
+            freshness, key, lambda: _find_party(pool, country_code, party_id, role))
+        return [dict(row) for row in rows]
+    return _find_party(pool, country_code, party_id, role)
+
+
+def _find_party(pool: ConnectionPool, country_code: str, party_id: str, role: str | None) -> list[dict]:
     query = (
         "SELECT v.*, p.state AS platform_state FROM view_parties v"
         " JOIN view_platforms p USING (platform_id)"

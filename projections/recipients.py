@@ -3,6 +3,11 @@ routing rules, in one statement (one round trip), from the parties and rules vie
 
 Every path that decides who receives or sees what loads its snapshot here and asks
 :class:`hub.domain.recipients.Policy`.
+
+Read through a pool that a process registered with :mod:`hub.infra.invalidation` (the
+web side), snapshots and policies come from an in-process cache, never older than
+``HUB_CACHE_MAX_AGE``; read through a connection or cursor (the worker's followers,
+inside their transaction), they are always read afresh.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from hub.domain.recipients import Endpoint, Party, Platform, Policy, Snapshot, Verdict
 from hub.domain.ruleset import RuleSet
+from hub.infra.invalidation import freshness_of
 from projections.rules import RULE_COLUMNS
 
 Source = ConnectionPool | psycopg.Connection | psycopg.Cursor
@@ -44,9 +50,18 @@ def load_snapshot(source: Source, *, ids: Iterable[tuple[str, str]] | None = Non
     ``ids``: only the parties with these ``(country_code, party_id)`` and their platforms
     (the rules are always complete); ``tokens``: with the platforms' encrypted tokens.
     """
-    params: list = []
     if ids is not None:
         ids = [(cc.upper(), pid.upper()) for cc, pid in ids]
+    freshness = freshness_of(source)
+    if freshness is not None:
+        key = (None if ids is None else tuple(ids), tokens)
+        return freshness.cache("snapshots", 1024).lookup(freshness, key, lambda: _read(source, ids, tokens))
+    return _read(source, ids, tokens)
+
+
+def _read(source: Source, ids: list[tuple[str, str]] | None, tokens: bool) -> Snapshot:
+    params: list = []
+    if ids is not None:
         params = [[i[0] for i in ids], [i[1] for i in ids]]
     query = _statement(ids is not None, tokens)
     if isinstance(source, ConnectionPool):
@@ -73,6 +88,11 @@ def _uuid(value: str | None) -> UUID | None:
 
 def load_policy(source: Source, **kw) -> Policy:
     """:class:`Policy` over :func:`load_snapshot` (same arguments)."""
+    freshness = freshness_of(source)
+    if freshness is not None:
+        ids = kw.get("ids")
+        key = (None if ids is None else tuple((cc.upper(), pid.upper()) for cc, pid in ids), kw.get("tokens", False))
+        return freshness.cache("policies", 1024).lookup(freshness, key, lambda: Policy(load_snapshot(source, **kw)))
     return Policy(load_snapshot(source, **kw))
 
 

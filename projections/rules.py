@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from hub.domain.rules import RoutingRule
 from hub.domain.ruleset import RuleSet
+from hub.infra import invalidation
 from hub.infra.eventlog import Follower
 
 RULE_COLUMNS = ("cpo", "emsp", "module", "effect", "reason", "set_by", "updated_at")
@@ -36,9 +37,12 @@ class RulesProjection(Follower):
                 updated_at timestamptz NOT NULL,
                 PRIMARY KEY (cpo, emsp, module)
             )""",
+            *invalidation.ddl({"view_routing_rules": ()}),  # NOTIFY the web side's caches
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        if events:
+            invalidation.changed_here()  # this process's caches read their own writes
         for _, e in events:
             if isinstance(e, RoutingRule.Removed):
                 cur.execute(

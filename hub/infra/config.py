@@ -18,6 +18,7 @@
 | HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
 | HUB_SNAPSHOT_EVERY | events between snapshots of an aggregate (a cold load reads at most about this many events after its snapshot); 0: no snapshots | 20 |
 | HUB_AGGREGATE_CACHE_SIZE | aggregates each process keeps in memory (least recently used go first); 0: none | 2000 |
+| HUB_CACHE_MAX_AGE | seconds (0 to 60) a web process may answer tokens, parties, endpoints and routing rules from memory after they changed; 0: no cache | 1 |
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Settings:
     command_timeout_result: bool = True
     snapshot_every: int = 20
     aggregate_cache_size: int = 2000
+    cache_max_age: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -122,6 +124,7 @@ class Settings:
             command_timeout_result=_switch(env, "HUB_COMMAND_TIMEOUT_RESULT", True),
             snapshot_every=_count(env, "HUB_SNAPSHOT_EVERY", 20),
             aggregate_cache_size=_count(env, "HUB_AGGREGATE_CACHE_SIZE", 2000),
+            cache_max_age=_bounded(env, "HUB_CACHE_MAX_AGE", 1.0, 0, 60, low_inclusive=True),
         )
 
     def with_database(self, url: str) -> Settings:

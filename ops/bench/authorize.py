@@ -4,8 +4,11 @@ The eMSP is a partner test server that answers every request after a fixed
 20 ms. The same client threads send the same POST ``tokens/sender/{uid}/authorize``
 at the same steady rate either through the hub (directed, ``OCPI-to`` = the
 eMSP) or directly to the eMSP server; the two are measured in alternating
-blocks so machine noise hits both alike. Figures: p50 and p99 latency and what
-the hub adds. Goal: added p50 ≤ 10 % and added p99 ≤ 25 % of the direct figures.
+blocks so machine noise hits both alike. Two modes, each with its own direct
+figures from the same run: a steady rate (open loop), and ``callers`` closed-loop
+concurrent callers (each sends its next request as soon as the answer came).
+Figures: p50 and p99 latency and what the hub adds. Goal, in both modes: added
+p50 ≤ 10 % and added p99 ≤ 25 % of the direct figures.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from tests import ocpi_examples as ex
 from tests.partner import Partner, envelope
 
 SIZES = {
-    "smoke": {"threads": 2, "rate": 20.0, "block_seconds": 1.0, "rounds": 1, "web_workers": 2},
-    "full": {"threads": 4, "rate": 30.0, "block_seconds": 5.0, "rounds": 4, "web_workers": 2},
+    "smoke": {"threads": 2, "rate": 20.0, "block_seconds": 1.0, "rounds": 1, "web_workers": 2, "callers": 8},
+    "full": {"threads": 4, "rate": 30.0, "block_seconds": 5.0, "rounds": 4, "web_workers": 2, "callers": 8},
 }
 DELAY = 0.020
 UIDS = [f"RFID{n:04d}" for n in range(50)]
@@ -66,6 +69,38 @@ def paced(threads: int, rate: float, seconds: float, send) -> list[float]:
             due = max(due + interval, time.monotonic())  # never burst to catch up
     run_threads(threads, client)
     return [x for xs in latencies for x in xs]
+
+
+def closed_loop(callers: int, seconds: float, send) -> list[float]:
+    """``callers`` clients each sending its next request as soon as it has the answer; latencies in ms."""
+    latencies: list[list[float]] = [[] for _ in range(callers)]
+    end = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        n = 0
+        while time.monotonic() < end:
+            sent = time.monotonic()
+            send(i, n)
+            latencies[i].append((time.monotonic() - sent) * 1000)
+            n += 1
+    run_threads(callers, client)
+    return [x for xs in latencies for x in xs]
+
+
+def figures(result: Result, mode: str, hub_lat: list[float], direct_lat: list[float]) -> None:
+    """The rows of one mode: latencies, what the hub adds, and whether the goals are met."""
+    p50h, p99h = percentile(hub_lat, 50), percentile(hub_lat, 99)
+    p50d, p99d = percentile(direct_lat, 50), percentile(direct_lat, 99)
+    added50, added99 = p50h - p50d, p99h - p99d
+    result.add(
+        Row(f"{mode}: latency p50", p50h, p50d, "ms"),
+        Row(f"{mode}: latency p99", p99h, p99d, "ms"),
+        Row(f"{mode}: added by the hub, p50 (of direct p50)", added50, p50d, "ms", goal="≤ 0.10",
+            met=added50 <= 0.10 * p50d),
+        Row(f"{mode}: added by the hub, p99 (of direct p99)", added99, p99d, "ms", goal="≤ 0.25",
+            met=added99 <= 0.25 * p99d),
+        Row(f"{mode}: mean latency", sum(hub_lat) / len(hub_lat), sum(direct_lat) / len(direct_lat), "ms"),
+    )
 
 
 def run(db, size: str) -> Result:
@@ -122,26 +157,35 @@ def run(db, size: str) -> Result:
             meter = meter or hub.cpu_meter().start()
             hub_lat += paced(threads, cfg["rate"], cfg["block_seconds"], send_hub)
         cpu = meter.stop()
+        figures(result, "steady", hub_lat, direct_lat)
 
-        p50h, p99h = percentile(hub_lat, 50), percentile(hub_lat, 99)
-        p50d, p99d = percentile(direct_lat, 50), percentile(direct_lat, 99)
-        added50, added99 = p50h - p50d, p99h - p99d
-        result.add(
-            Row("latency p50", p50h, p50d, "ms"),
-            Row("latency p99", p99h, p99d, "ms"),
-            Row("added by the hub, p50 (of direct p50)", added50, p50d, "ms", goal="≤ 0.10",
-                met=added50 <= 0.10 * p50d),
-            Row("added by the hub, p99 (of direct p99)", added99, p99d, "ms", goal="≤ 0.25",
-                met=added99 <= 0.25 * p99d),
-            Row("mean latency", sum(hub_lat) / len(hub_lat), sum(direct_lat) / len(direct_lat), "ms"),
-        )
-        result.note(f"{threads} client threads, {cfg['rate']:.0f} requests/s in total, "
-                    f"{len(hub_lat)} requests through the hub and {len(direct_lat)} direct; the eMSP "
+        callers = cfg["callers"]
+        via_hub += [Http(hub.url, cpo_partner.hub_token) for _ in range(callers - threads)]
+        direct += [Http(emsp_partner.base, emsp_partner.token_for_hub) for _ in range(callers - threads)]
+        log(f"authorize: {cfg['rounds']} rounds of {cfg['block_seconds']:.0f} s direct + "
+            f"{cfg['block_seconds']:.0f} s through the hub, {callers} closed-loop callers")
+        hub_cl: list[float] = []
+        direct_cl: list[float] = []
+        meter = None
+        for _ in range(cfg["rounds"]):
+            direct_cl += closed_loop(callers, cfg["block_seconds"], send_direct)
+            meter = meter or hub.cpu_meter().start()
+            hub_cl += closed_loop(callers, cfg["block_seconds"], send_hub)
+        cpu_cl = meter.stop()
+        figures(result, f"{callers} callers", hub_cl, direct_cl)
+        seconds = cfg["rounds"] * cfg["block_seconds"]
+        result.add(Row(f"{callers} callers: authorizations/s", len(hub_cl) / seconds, len(direct_cl) / seconds,
+                       "/s"))
+
+        result.note(f"steady: {threads} client threads, {cfg['rate']:.0f} requests/s in total, "
+                    f"{len(hub_lat)} requests through the hub and {len(direct_lat)} direct; "
+                    f"{callers} callers: {len(hub_cl)} through the hub and {len(direct_cl)} direct; the eMSP "
                     f"server answers after {DELAY * 1000:.0f} ms; hub web = gunicorn {cfg['web_workers']} "
                     f"workers × 8 threads (gthread), plus hub worker")
         result.note(f"{len(errors)} answers were not status 1000 / ALLOWED"
                     + (f" (first: {errors[0]})" if errors else ""))
-        result.note(cpu + " (during the blocks through the hub and the direct blocks between them)")
+        result.note("steady: " + cpu + " (during the blocks through the hub and the direct blocks between them)")
+        result.note(f"{callers} callers: " + cpu_cl)
         for client in [*via_hub, *direct]:
             client.close()
         return result

@@ -35,6 +35,8 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
+
 from ops.bench.common import (
     ROOT,
     Http,
@@ -283,13 +285,19 @@ class Network:
         """Let the worker bring every follower to the head of the log, with progress."""
         deadline, started = time.monotonic() + timeout, time.monotonic()
         while time.monotonic() < deadline:
-            lag = self.hub.follower_lag()
-            behind = max(lag.values(), default=1)
-            if behind <= 0 and not self.hub.pending_deliveries():
+            try:  # the machine's PostgreSQL may be short of connections for a moment
+                lag = self.hub.follower_lag()
+                behind = max(lag.values(), default=1)
+                quiet = behind <= 0 and not self.hub.pending_deliveries()
+            except psycopg.OperationalError as exc:
+                log(f"scale: could not read the followers' positions ({exc}); trying again")
+                time.sleep(5)
+                continue
+            if quiet:
                 log(f"scale: worker at the head of the log after {time.monotonic() - started:.0f} s")
                 return
             if time.monotonic() - started > 5:
-                log(f"scale: waiting for the worker: {behind:,} events behind")
+                log(f"scale: waiting for the worker: its slowest follower is {behind:,} events behind")
             time.sleep(10 if behind > 10_000 else 0.5)
         log("scale: the worker did not catch up in time; measuring anyway")
 

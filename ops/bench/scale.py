@@ -1,12 +1,11 @@
 """Scale: EVSE PATCHes spread over a national-size network, every cache cold.
 
 The dataset: ``cpos`` CPOs × ``locations`` Locations, each Location a PUT then
-``history - 1`` EVSE status PATCHes, written through the hub's application
-(``hub.services.pushes.Pushes`` on a ``Hub`` with a ``UnitOfWork`` of
-``PER_UOW`` Locations, one event each: the aggregate cache serves the next
-round) by ``loaders`` processes; ``emsps`` eMSPs registered, so every PATCH
-of the measured phases is forwarded. The projections then catch up in a
-``hub worker``, and the Locations' old pushes count as forwarded (as in
+``history - 1`` EVSE status PATCHes, written through the hub's application by
+``loaders`` processes (``ops/bench/scale_dataset.py``: the push service itself,
+or the Location aggregate saved by ``Hub.save``); ``emsps`` eMSPs registered,
+so every PATCH of the measured phases is forwarded. The projections then catch
+up in a ``hub worker``, and the generated pushes count as forwarded (as in
 ``dataset.py``).
 
 Measured, each phase after ``hub web`` and ``hub worker`` were restarted
@@ -16,9 +15,9 @@ drawn at random from ALL Locations for ``seconds``. Baseline (same run, same
 clients, same duration, processes restarted cold again): 10 Locations with
 short histories. Goal: accepted msg/s ≥ 0.9 × baseline.
 
-Environment: ``HUB_BENCH_SCALE_HISTORY`` / ``HUB_BENCH_SCALE_LOCATIONS`` (per
-CPO) override the size; ``HUB_BENCH_SCALE_KEEP=1`` keeps the schema (its name
-is printed); ``HUB_BENCH_SCALE_SCHEMA=<name>`` reuses a kept dataset (no
+Environment: ``HUB_BENCH_SCALE_HISTORY``, ``HUB_BENCH_SCALE_LOCATIONS`` (per
+CPO) and ``HUB_BENCH_SCALE_WRITER`` (``pushes`` or ``domain``) override the
+size; ``HUB_BENCH_SCALE_KEEP=1`` keeps the schema (its name is printed); ``HUB_BENCH_SCALE_SCHEMA=<name>`` reuses a kept dataset (no
 generation); ``HUB_BENCH_SCALE_PYSPY=<file>`` records a py-spy profile
 (collapsed stacks) of one web worker during the all-Locations phase.
 """
@@ -44,6 +43,7 @@ from ops.bench.common import (
     Result,
     Row,
     cpo,
+    cpu_seconds,
     emsp,
     log,
     percentile,
@@ -52,110 +52,17 @@ from ops.bench.common import (
     stamp,
     token_header,
 )
+from ops.bench.scale_dataset import EVSES, STATUSES, cpo_party, load, location_id, writer_text
 from tests.partner import Partner
 
 SIZES = {
     "smoke": {"cpos": 2, "locations": 150, "history": 10, "emsps": 2, "loaders": 2, "writer": "pushes",
-              "clients": 4, "seconds": 3.0, "probes": 3},
+              "clients": 4, "seconds": 3.0, "probes": 3, "probe_history": 50},
     "full": {"cpos": 5, "locations": 4_000, "history": 300, "emsps": 3, "loaders": 2, "writer": "domain",
-             "clients": 8, "seconds": 30.0, "probes": 5},
+             "clients": 8, "seconds": 30.0, "probes": 5, "probe_history": 2_000},
 }
-PER_UOW = 200  # Locations (one event each) per UnitOfWork while generating
-CHUNK = 1_000  # Locations a loader takes through all their rounds together (< the 2,000-aggregate cache)
-EVSES = ("EVSE-BLR-0001-1", "EVSE-BLR-0001-2")
-STATUSES = ("CHARGING", "AVAILABLE", "BLOCKED", "AVAILABLE")
 BASELINE_CPO, BASELINE_LOCATIONS, SHORT_HISTORY = "SBL", 10, 4
 META = "bench_scale_meta"
-
-
-def cpo_party(i: int) -> str:
-    return f"S{i:02d}"
-
-
-def location_id(n: int) -> str:
-    return f"L{n:05d}"
-
-
-def message(party: str, method: str, path: str) -> dict:
-    """A push's routing facts, shaped as ``handlers.pushing.message_of`` builds them."""
-    return {"request_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4()), "from": f"IN/{party}/CPO",
-            "scenario": "broadcast", "to": "IN/CIH/HUB", "method": method, "path": path,
-            "received_at": "2026-01-01T00:00:00.000Z"}
-
-
-# Generation (runs in loader processes) ------------------------------------------------
-def load(env: dict, slices: list[list], history: int, writer: str = "pushes") -> int:
-    """Write the Locations of ``slices`` ([party, first, count]) with their histories; returns the events."""
-    from hub.infra.config import Settings
-    from hub.services.application import Hub, UnitOfWork
-    from hub.services.pushes import Pushes
-    from tests import ocpi_examples as ex
-
-    settings = Settings.from_env(env)
-    app = Hub(settings, settings.database_url, pool_size=1)
-    pushes = Pushes(app)
-    written = 0
-    try:
-        if writer == "domain":
-            return load_domain(app, slices, history)
-        for party, first, count in slices:
-            for start in range(first, first + count, CHUNK):
-                ids = [location_id(n) for n in range(start, min(start + CHUNK, first + count))]
-                for rnd in range(history):
-                    for b in range(0, len(ids), PER_UOW):
-                        uow = UnitOfWork(app)
-                        try:
-                            for loc in ids[b:b + PER_UOW]:
-                                path = f"/IN/{party}/{loc}"
-                                if rnd == 0:
-                                    body = ex.location(party_id=party, id=loc, last_updated=stamp(1))
-                                    pushes.put_location(uow, "IN", party, loc, body, message(party, "PUT", path))
-                                else:
-                                    evse = EVSES[rnd % len(EVSES)]
-                                    body = {"status": STATUSES[rnd % len(STATUSES)], "last_updated": stamp(1 + rnd)}
-                                    pushes.patch_location(uow, "IN", party, loc, body,
-                                                          message(party, "PATCH", f"{path}/{evse}"), evse_uid=evse)
-                            uow.commit()
-                        except BaseException:
-                            uow.discard()
-                            raise
-                        written += len(ids[b:b + PER_UOW])
-    finally:
-        app.close()
-    return written
-
-
-def load_domain(app, slices: list[list], history: int) -> int:
-    """The same events built on the ``Location`` aggregate in memory (its own methods, as
-    ``Pushes`` calls them once the stale check passed) and saved with ``Hub.save``, several
-    whole histories per transaction: about ten times faster than one push at a time."""
-    from hub.domain.objects import Location
-    from tests import ocpi_examples as ex
-
-    per_save = max(1, 2_000 // history)
-    written = 0
-    for party, first, count in slices:
-        for start in range(first, first + count, per_save):
-            batch = []
-            for n in range(start, min(start + per_save, first + count)):
-                loc, path = location_id(n), f"/IN/{party}/{location_id(n)}"
-                body = ex.location(party_id=party, id=loc, last_updated=stamp(1))
-                location = Location(country_code="IN", party_id=party, object_id=loc, body=body,
-                                    message=message(party, "PUT", path))
-                for rnd in range(1, history):
-                    evse = EVSES[rnd % len(EVSES)]
-                    location.patch_evse(evse, {"status": STATUSES[rnd % len(STATUSES)], "last_updated": stamp(1 + rnd)},
-                                        message(party, "PATCH", f"{path}/{evse}"))
-                batch.append(location)
-            app.save(*batch)
-            written += len(batch) * history
-    return written
-
-
-def writer_text(writer: str) -> str:
-    if writer == "pushes":
-        return f"hub.services.pushes, {PER_UOW} events per UnitOfWork"
-    return "Location aggregates saved by Hub.save, whole histories per transaction"
 
 
 class Network:
@@ -168,6 +75,18 @@ class Network:
         self.generated_events = 0
         self.generation_seconds = 0.0
         self.reused = False
+
+    def connect(self, attempts: int = 60) -> psycopg.Connection:
+        """A connection to the schema, waiting while the machine's PostgreSQL has none free."""
+        for attempt in range(attempts):
+            try:
+                return self.hub.connect_db()
+            except psycopg.OperationalError as exc:
+                if attempt == attempts - 1:
+                    raise
+                log(f"scale: no PostgreSQL connection ({str(exc).strip()[-60:]}); trying again in 5 s")
+                time.sleep(5)
+        raise AssertionError("unreachable")
 
     # Generation ------------------------------------------------------------------------
     def generate(self) -> None:
@@ -184,7 +103,7 @@ class Network:
         share = -(-cfg["locations"] // loaders)
         log(f"scale: generating {cfg['cpos']} CPOs × {cfg['locations']:,} Locations × {cfg['history']} events "
             f"= {total:,} events with {loaders} loader processes ({writer_text(cfg['writer'])})")
-        with hub.connect_db() as conn:
+        with self.connect() as conn:
             (head0,) = conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()
         started = time.monotonic()
         children = []
@@ -192,7 +111,7 @@ class Network:
             slices = [[cpo_party(c), i * share, min(share, cfg["locations"] - i * share)]
                       for c in range(cfg["cpos"]) if cfg["locations"] - i * share > 0]
             job = json.dumps({"env": hub.env, "slices": slices, "history": cfg["history"], "writer": cfg["writer"]})
-            child = subprocess.Popen([sys.executable, "-m", "ops.bench.scale"], stdin=subprocess.PIPE,
+            child = subprocess.Popen([sys.executable, "-m", "ops.bench.scale_dataset"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=ROOT)
             child.stdin.write(job)
             child.stdin.close()
@@ -201,7 +120,7 @@ class Network:
             last = (started, 0)
             while any(c.poll() is None for c in children):
                 time.sleep(1 if self.cfg["history"] < 50 else 15)
-                with hub.connect_db() as conn:
+                with self.connect() as conn:
                     (head,) = conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()
                 now, done = time.monotonic(), head - head0
                 rate = (done - last[1]) / max(now - last[0], 1e-9)
@@ -224,15 +143,15 @@ class Network:
         self.generated_events = written
         log(f"scale: {written:,} events written in {self.generation_seconds:.0f} s "
             f"({written / self.generation_seconds:,.0f} events/s)")
-        self._dispatched()
+        self.mark_dispatched()
         self._save_meta()
 
-    def _dispatched(self) -> None:
+    def mark_dispatched(self) -> None:
         """The dispatchers' positions go to the head of the log, as a live worker would have left them
         after forwarding the generated pushes when they came in (the one write outside the hub's code)."""
         from scheduler.worker import dispatchers
 
-        with self.hub.connect_db() as conn:
+        with self.connect() as conn:
             conn.execute(
                 "INSERT INTO hub_tracking (name, position) SELECT name, (SELECT max(notification_id)"
                 " FROM hub_events) FROM unnest(%s::text[]) AS name"
@@ -247,7 +166,7 @@ class Network:
                 "events": self.generated_events, "seconds": self.generation_seconds,
                 "partners": [{"roles": p.roles, "port": p.port, "token_for_hub": p.token_for_hub}
                              for p in hub.partners]}
-        with hub.connect_db() as conn:
+        with self.connect() as conn:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (meta jsonb NOT NULL)")
             conn.execute(f"DELETE FROM {META}")
             conn.execute(f"INSERT INTO {META} (meta) VALUES (%s::jsonb)", (json.dumps(meta),))
@@ -257,7 +176,7 @@ class Network:
         hub = self.hub
         hub.schema = schema
         hub.env["HUB_DATABASE_SCHEMA"] = schema
-        with hub.connect_db() as conn:
+        with self.connect() as conn:
             (meta,) = conn.execute(f"SELECT meta FROM {META}").fetchone()
         hub.env["HUB_SECRET_KEY"] = meta["secret_key"]
         hub.port = meta["port"]
@@ -347,6 +266,11 @@ def drive(url: str, tokens: dict, targets: list[tuple[str, str]], clients: int, 
             "stale": stale[0], "p50": percentile(lat, 50), "p99": percentile(lat, 99)}
 
 
+def hub_cpu(hub: HubProcesses) -> float:
+    """CPU seconds used so far by the live hub web (master and workers) and hub worker processes."""
+    return sum(cpu_seconds(p) for p in [*hub.web_pids(), *hub.worker_pids()])
+
+
 def pyspy(pid: int, seconds: float, out: str) -> subprocess.Popen | None:
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.exists():
@@ -376,9 +300,18 @@ def run(db, size: str) -> Result:
         cfg = net.cfg
         net.start()
         net.catch_up()
+        run_id = uuid.uuid4().hex[:4].upper()
+
+        # Locations with the issue's long history (2,000 events), for the first-PATCH probes only,
+        # written while the worker is stopped and counted as forwarded, like the dataset.
+        hub.stop("worker")
+        longest = [location_id(n, f"H{run_id}") for n in range(cfg["probes"])]
+        load(hub.env, [[BASELINE_CPO, 0, cfg["probes"]]], cfg["probe_history"], "domain", f"H{run_id}")
+        net.mark_dispatched()
+        hub.start_worker()
+        net.catch_up(timeout=300)
 
         # Short-history Locations of this run: the baseline's 10 and the fresh ones of the probes.
-        run_id = uuid.uuid4().hex[:4].upper()
         short = [f"B{run_id}{n:02d}" for n in range(BASELINE_LOCATIONS + cfg["probes"])]
         client, rng = Http(hub.url, net.tokens[BASELINE_CPO]), random.Random(1)
         from tests import ocpi_examples as ex
@@ -397,11 +330,12 @@ def run(db, size: str) -> Result:
         # Phase 1: caches cold; first PATCHes, then the clients over all Locations.
         log("scale: restarting hub web and hub worker (caches cold)")
         net.restart_cold()
-        firsts: dict[str, list[float]] = {"long": [], "fresh": []}
+        firsts: dict[str, list[float]] = {"long": [], "fresh": [], "longest": []}
         probe_rng = random.Random()
         for k in range(cfg["probes"]):
             for kind, (party, loc) in (("fresh", (BASELINE_CPO, short[BASELINE_LOCATIONS + k])),
-                                       ("long", probe_rng.choice(everywhere))):
+                                       ("long", probe_rng.choice(everywhere)),
+                                       ("longest", (BASELINE_CPO, longest[k]))):
                 probe = Http(hub.url)
                 t0 = time.monotonic()
                 status, answer = patch(probe, net.tokens[party], party, loc, probe_rng)
@@ -413,20 +347,23 @@ def run(db, size: str) -> Result:
         profiler = None
         if os.environ.get("HUB_BENCH_SCALE_PYSPY") and hub.web_worker_pids():
             profiler = pyspy(hub.web_worker_pids()[0], cfg["seconds"], os.environ["HUB_BENCH_SCALE_PYSPY"])
-        meter = hub.cpu_meter().start()
+        meter, spent = hub.cpu_meter().start(), hub_cpu(hub)
         wide = drive(hub.url, net.tokens, everywhere, cfg["clients"], cfg["seconds"])
         cpu_wide = meter.stop()
         if profiler is not None:
             profiler.wait(timeout=120)
         net.catch_up(timeout=300)
+        wide["cpu"] = (hub_cpu(hub) - spent) / max(wide["count"], 1) * 1000
 
         # Phase 2 (baseline): the same clients on 10 short Locations, processes restarted cold again.
         log("scale: restarting hub web and hub worker (caches cold) for the baseline")
         net.restart_cold()
-        meter = hub.cpu_meter().start()
+        meter, spent = hub.cpu_meter().start(), hub_cpu(hub)
         narrow = drive(hub.url, net.tokens, [(BASELINE_CPO, loc) for loc in short[:BASELINE_LOCATIONS]],
                        cfg["clients"], cfg["seconds"])
         cpu_narrow = meter.stop()
+        net.catch_up(timeout=300)
+        narrow["cpu"] = (hub_cpu(hub) - spent) / max(narrow["count"], 1) * 1000
 
         long_first, fresh_first = percentile(firsts["long"], 50), percentile(firsts["fresh"], 50)
         result.add(
@@ -434,8 +371,11 @@ def run(db, size: str) -> Result:
                 met=wide["rate"] >= 0.9 * narrow["rate"]),
             Row("answer latency p50", wide["p50"], narrow["p50"], "ms"),
             Row("answer latency p99", wide["p99"], narrow["p99"], "ms"),
+            Row("CPU of hub web + hub worker per accepted PATCH", wide["cpu"], narrow["cpu"], "ms"),
             Row(f"first PATCH after restart, {cfg['history']}-event vs fresh Location (median)",
                 long_first, fresh_first, "ms"),
+            Row(f"first PATCH after restart, {cfg['probe_history']:,}-event vs fresh Location (median)",
+                percentile(firsts["longest"], 50), fresh_first, "ms"),
         )
         if not net.reused:
             result.add(Row("dataset generation", net.generated_events / max(net.generation_seconds, 1e-9),
@@ -452,8 +392,9 @@ def run(db, size: str) -> Result:
         result.note(f"baseline: {narrow['count']} accepted in {narrow['elapsed']:.1f} s "
                     f"({narrow['stale']} answered as stale), {len(narrow['refused'])} not accepted"
                     + (f" (first: {narrow['refused'][0]})" if narrow["refused"] else ""))
-        result.note("first PATCHes after restart, ms: long " + ", ".join(f"{x:.0f}" for x in firsts["long"])
-                    + "; fresh " + ", ".join(f"{x:.0f}" for x in firsts["fresh"]))
+        result.note("first PATCHes after restart, ms: " + "; ".join(
+            f"{kind} " + ", ".join(f"{x:.0f}" for x in firsts[kind]) for kind in ("fresh", "long", "longest"))
+            + f" (fresh: {SHORT_HISTORY} events, long: {cfg['history']}, longest: {cfg['probe_history']:,})")
         result.note(f"all Locations: {cpu_wide}")
         result.note(f"baseline: {cpu_narrow}")
         if keep:
@@ -465,8 +406,3 @@ def run(db, size: str) -> Result:
             log(f"scale: keeping schema {hub.schema} (HUB_BENCH_SCALE_SCHEMA={hub.schema} reuses it; "
                 f"DROP SCHEMA \"{hub.schema}\" CASCADE when done)")
         hub.close()
-
-
-if __name__ == "__main__":
-    job = json.load(sys.stdin)
-    print(load(job["env"], job["slices"], job["history"], job["writer"]))

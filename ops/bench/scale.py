@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psycopg
 
+from hub.infra.config import Settings
 from ops.bench.common import (
     ROOT,
     Http,
@@ -179,6 +180,7 @@ class Network:
         with self.connect() as conn:
             (meta,) = conn.execute(f"SELECT meta FROM {META}").fetchone()
         hub.env["HUB_SECRET_KEY"] = meta["secret_key"]
+        hub.settings = Settings.from_env(hub.env)
         hub.port = meta["port"]
         hub.url = hub.env["HUB_BASE_URL"] = f"http://127.0.0.1:{hub.port}"
         self.cfg.update(meta["cfg"])
@@ -203,6 +205,7 @@ class Network:
     def catch_up(self, timeout: float = 3600) -> None:
         """Let the worker bring every follower to the head of the log, with progress."""
         deadline, started = time.monotonic() + timeout, time.monotonic()
+        told = started
         while time.monotonic() < deadline:
             try:  # the machine's PostgreSQL may be short of connections for a moment
                 lag = self.hub.follower_lag()
@@ -215,8 +218,10 @@ class Network:
             if quiet:
                 log(f"scale: worker at the head of the log after {time.monotonic() - started:.0f} s")
                 return
-            if time.monotonic() - started > 5:
-                log(f"scale: waiting for the worker: its slowest follower is {behind:,} events behind")
+            if time.monotonic() - told > 10:
+                told = time.monotonic()
+                log(f"scale: waiting for the worker: its slowest follower is {behind:,} events behind, "
+                    f"{self.hub.pending_deliveries():,} deliveries pending")
             time.sleep(10 if behind > 10_000 else 0.5)
         log("scale: the worker did not catch up in time; measuring anyway")
 

@@ -347,6 +347,7 @@ class HubProcesses:
         self.children: dict[str, subprocess.Popen] = {}
         self.partners: list[Partner] = []
         self._app = None
+        self.keep_schema = False  # close() leaves the schema (and its data) in place
 
     # Processes ---------------------------------------------------------------------
     def _env(self, extra: dict | None = None) -> dict:
@@ -555,8 +556,9 @@ class HubProcesses:
             self._app.close()
             self._app = None
         try:
-            with psycopg.connect(self.database_url, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            if not self.keep_schema:
+                with psycopg.connect(self.database_url, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         except psycopg.Error as exc:
             log(f"could not drop schema {self.schema}: {exc}")
         shutil.rmtree(self.tmp, ignore_errors=True)

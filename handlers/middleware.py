@@ -130,7 +130,9 @@ class OcpiMiddleware:
             req.context.duration_ms = _elapsed_ms(req)
             uow: UnitOfWork = req.context.uow
             record = self._request_record(req, resp, resource, routing, caller, True)
-            events = [e for aggregate in (*uow.aggregates, record) for e in aggregate.collect_events()]
+            # The request's record first: it was received before the call it made, so the log (and a
+            # trace, which orders steps of the same millisecond by position) tells them in that order.
+            events = [e for aggregate in (record, *uow.aggregates) for e in aggregate.collect_events()]
             uow.discard()  # its events are in hand; nothing else of it is needed
             self.ctx.recorder.submit(events, f"{req.method} {redact(req.path)}")
             self._observe(req, resp, resource, caller)

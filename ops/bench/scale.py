@@ -44,7 +44,6 @@ from ops.bench.common import (
     Result,
     Row,
     cpo,
-    cpu_seconds,
     emsp,
     log,
     percentile,
@@ -53,6 +52,7 @@ from ops.bench.common import (
     stamp,
     token_header,
 )
+from ops.bench.meters import cpu_seconds
 from ops.bench.scale_dataset import EVSES, STATUSES, cpo_party, load, location_id, writer_text
 from tests.partner import Partner
 

@@ -479,3 +479,21 @@ def run_threads(count: int, target: Callable[[int], None]) -> None:
         t.join()
     if errors:
         raise errors[0]
+
+
+def gather_loaders(children: list[subprocess.Popen], what: str) -> int:
+    """Wait for loader processes that print how many events they wrote; their sum.
+    A failed loader fails the dataset; any loader still running when that happens is killed."""
+    try:
+        written = 0
+        for child in children:
+            out = child.stdout.read()
+            if child.wait() != 0:
+                raise RuntimeError(f"a {what} loader failed")
+            written += int(out)
+        return written
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()

@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 
-from ops.bench.common import ROOT, HubProcesses, cpo, emsp, log, stamp
+from ops.bench.common import ROOT, HubProcesses, cpo, emsp, gather_loaders, log, stamp
 
 SIZES = {
     "smoke": {"locations": 500, "patches": 9, "loaders": 2},
@@ -103,18 +103,7 @@ class Dataset:
                                              stdout=subprocess.PIPE, text=True, cwd=ROOT))
             children[-1].stdin.write(job)
             children[-1].stdin.close()
-        try:
-            written = 0
-            for child in children:
-                out = child.stdout.read()
-                if child.wait() != 0:
-                    raise RuntimeError("a dataset loader failed")
-                written += int(out)
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
+        written = gather_loaders(children, "dataset")
         self.load_seconds = time.monotonic() - started
         self._dispatched()
         with hub.connect_db() as conn:

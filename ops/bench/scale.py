@@ -45,6 +45,7 @@ from ops.bench.common import (
     Row,
     cpo,
     emsp,
+    gather_loaders,
     log,
     percentile,
     push_headers,
@@ -129,17 +130,12 @@ class Network:
                 log(f"scale: {done:,} of {total:,} events ({100 * done / total:.0f} %), {rate:,.0f} events/s now, "
                     f"{average:,.0f} on average, ETA {(total - done) / max(average, 1e-9) / 60:.1f} min")
                 last = (now, done)
-            written = 0
+        except BaseException:  # the progress reading failed or was interrupted: stop the loaders
             for child in children:
-                out = child.stdout.read()
-                if child.wait() != 0:
-                    raise RuntimeError("a scale loader failed")
-                written += int(out)
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
+                child.kill()
+                child.wait()
+            raise
+        written = gather_loaders(children, "scale")
         self.generation_seconds = time.monotonic() - started
         self.generated_events = written
         log(f"scale: {written:,} events written in {self.generation_seconds:.0f} s "

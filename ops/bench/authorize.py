@@ -9,6 +9,11 @@ figures from the same run: a steady rate (open loop), and ``callers`` closed-loo
 concurrent callers (each sends its next request as soon as the answer came).
 Figures: p50 and p99 latency and what the hub adds. Goal, in both modes: added
 p50 ≤ 10 % and added p99 ≤ 25 % of the direct figures.
+
+A third path in the same alternating blocks, the stack's floor
+(``ops/bench/floor.py``): a Falcon app under the same gunicorn settings that only
+relays the request to the eMSP with ``requests``. What it adds is what this stack
+on this machine adds before the hub does any work of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+from ops.bench.floor import FloorServer
 from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, percentile, run_threads
 from tests import ocpi_examples as ex
 from tests.partner import Partner, envelope
@@ -87,8 +93,9 @@ def closed_loop(callers: int, seconds: float, send) -> list[float]:
     return [x for xs in latencies for x in xs]
 
 
-def figures(result: Result, mode: str, hub_lat: list[float], direct_lat: list[float]) -> None:
-    """The rows of one mode: latencies, what the hub adds, and whether the goals are met."""
+def figures(result: Result, mode: str, hub_lat: list[float], direct_lat: list[float],
+            floor_lat: list[float]) -> None:
+    """The rows of one mode: latencies, what the hub and the floor add, and whether the goals are met."""
     p50h, p99h = percentile(hub_lat, 50), percentile(hub_lat, 99)
     p50d, p99d = percentile(direct_lat, 50), percentile(direct_lat, 99)
     added50, added99 = p50h - p50d, p99h - p99d
@@ -101,12 +108,19 @@ def figures(result: Result, mode: str, hub_lat: list[float], direct_lat: list[fl
             met=added99 <= 0.25 * p99d),
         Row(f"{mode}: mean latency", sum(hub_lat) / len(hub_lat), sum(direct_lat) / len(direct_lat), "ms"),
     )
+    if floor_lat:
+        p50f, p99f = percentile(floor_lat, 50), percentile(floor_lat, 99)
+        result.add(
+            Row(f"{mode}: added by the stack's floor (relay only), p50 (of direct p50)", p50f - p50d, p50d, "ms"),
+            Row(f"{mode}: added by the stack's floor (relay only), p99 (of direct p99)", p99f - p99d, p99d, "ms"),
+        )
 
 
 def run(db, size: str) -> Result:
     cfg = SIZES[size]
     result = Result("authorize", "real-time authorization through the hub vs directly to the eMSP", size)
     hub = HubProcesses(db.url, "authorize")
+    floor = None
     try:
         hub.migrate()
         hub.start_web(workers=cfg["web_workers"])
@@ -143,10 +157,22 @@ def run(db, size: str) -> Result:
             status, _, payload = direct[i].request("POST", f"{emsp_path}/{uid}/authorize?type=RFID", BODY, headers)
             check("direct", status, payload)
 
-        # Warm up both paths (connections, first requests of each gunicorn worker).
+        floor = FloorServer(cfg["web_workers"], 8,
+                            {"FLOOR_RELAY_TO": f"{emsp_partner.base}/ocpi/2.2.1/tokens/sender"})
+        via_floor = [Http(floor.url, emsp_partner.token_for_hub) for _ in range(threads)]
+
+        def send_floor(i: int, n: int) -> None:
+            uid = UIDS[(i * 7 + n) % len(UIDS)]
+            headers = {**hub_headers, "X-Correlation-ID": str(uuid.uuid4()), "X-Request-ID": str(uuid.uuid4())}
+            status, _, payload = via_floor[i].request("POST", f"/relay/{uid}/authorize?type=RFID", BODY, headers)
+            check("floor", status, payload)
+
+        # Warm up every path (connections, first requests of each gunicorn worker).
         paced(threads, cfg["rate"], 0.5, send_direct)
+        paced(threads, cfg["rate"], 0.5, send_floor)
         paced(threads, cfg["rate"], 1.0, send_hub)
         errors.clear()
+        floor_lat: list[float] = []
         hub_lat: list[float] = []
         direct_lat: list[float] = []
         log(f"authorize: {cfg['rounds']} rounds of {cfg['block_seconds']:.0f} s direct + "
@@ -154,25 +180,29 @@ def run(db, size: str) -> Result:
         meter = None
         for _ in range(cfg["rounds"]):
             direct_lat += paced(threads, cfg["rate"], cfg["block_seconds"], send_direct)
+            floor_lat += paced(threads, cfg["rate"], cfg["block_seconds"], send_floor)
             meter = meter or hub.cpu_meter().start()
             hub_lat += paced(threads, cfg["rate"], cfg["block_seconds"], send_hub)
         cpu = meter.stop()
-        figures(result, "steady", hub_lat, direct_lat)
+        figures(result, "steady", hub_lat, direct_lat, floor_lat)
 
         callers = cfg["callers"]
         via_hub += [Http(hub.url, cpo_partner.hub_token) for _ in range(callers - threads)]
         direct += [Http(emsp_partner.base, emsp_partner.token_for_hub) for _ in range(callers - threads)]
+        via_floor += [Http(floor.url, emsp_partner.token_for_hub) for _ in range(callers - threads)]
         log(f"authorize: {cfg['rounds']} rounds of {cfg['block_seconds']:.0f} s direct + "
             f"{cfg['block_seconds']:.0f} s through the hub, {callers} closed-loop callers")
         hub_cl: list[float] = []
+        floor_cl: list[float] = []
         direct_cl: list[float] = []
         meter = None
         for _ in range(cfg["rounds"]):
             direct_cl += closed_loop(callers, cfg["block_seconds"], send_direct)
+            floor_cl += closed_loop(callers, cfg["block_seconds"], send_floor)
             meter = meter or hub.cpu_meter().start()
             hub_cl += closed_loop(callers, cfg["block_seconds"], send_hub)
         cpu_cl = meter.stop()
-        figures(result, f"{callers} callers", hub_cl, direct_cl)
+        figures(result, f"{callers} callers", hub_cl, direct_cl, floor_cl)
         seconds = cfg["rounds"] * cfg["block_seconds"]
         result.add(Row(f"{callers} callers: authorizations/s", len(hub_cl) / seconds, len(direct_cl) / seconds,
                        "/s"))
@@ -186,8 +216,13 @@ def run(db, size: str) -> Result:
                     + (f" (first: {errors[0]})" if errors else ""))
         result.note("steady: " + cpu + " (during the blocks through the hub and the direct blocks between them)")
         result.note(f"{callers} callers: " + cpu_cl)
-        for client in [*via_hub, *direct]:
+        result.note("the stack's floor: a Falcon app under the same gunicorn settings that only relays "
+                    "the request to the eMSP with requests (ops/bench/floor.py), measured in the same "
+                    "alternating blocks")
+        for client in [*via_hub, *direct, *via_floor]:
             client.close()
         return result
     finally:
+        if floor is not None:
+            floor.close()
         hub.close()

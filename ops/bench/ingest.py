@@ -15,6 +15,11 @@ first. Concurrency: ``HUB_BENCH_INGEST_CLIENTS``, ``_WEB_WORKERS``, ``_THREADS``
 Baseline: the same number of threads, each with its own connection, doing one
 ``INSERT`` of the same JSON payload + ``COMMIT`` per message on the same
 PostgreSQL. Goal: hub ≥ 0.25 × baseline; 0.5 × is the ambition.
+
+Also in the same run, the stack's floor (``ops/bench/floor.py``): the same
+clients PATCH the same bodies to a Falcon app under the same gunicorn settings
+that only parses each body and does that ``INSERT+COMMIT``. It is the most a hub
+on this stack could accept on this machine before doing any work of its own.
 """
 
 from __future__ import annotations
@@ -161,6 +166,40 @@ def _batching(hub: HubProcesses, after: int) -> str:
             f"({requests / transactions:.2f} requests per transaction)")
 
 
+def _floor_phase(db, hub: HubProcesses, cfg: dict, parties: list[str]) -> tuple[float, str]:
+    """The same clients and bodies against the floor app (parse + INSERT+COMMIT): msg/s and CPU."""
+    from ops.bench.floor import FloorServer
+    from ops.bench.meters import CpuMeter
+
+    with hub.connect_db() as conn:
+        conn.execute("CREATE TABLE floor_ingest (id bigserial PRIMARY KEY, path text NOT NULL,"
+                     " payload jsonb NOT NULL)")
+    floor = FloorServer(cfg["web_workers"], cfg["threads"],
+                        {"FLOOR_DATABASE_URL": db.url, "FLOOR_SCHEMA": hub.schema})
+    counts = [0] * len(parties)
+
+    def push(i: int) -> None:
+        client = Http(floor.url)
+        source = messages(i, cfg["locations"], cfg["sessions"])
+        deadline = time.monotonic() + cfg["seconds"]
+        while time.monotonic() < deadline:
+            path, body = next(source)
+            status, _, _ = client.request("PATCH", "/ingest" + path, body)
+            if status == 200:
+                counts[i] += 1
+        client.close()
+
+    try:
+        log(f"ingest: the stack's floor, {len(parties)} clients PATCHing for {cfg['seconds']:.0f} s")
+        meter = CpuMeter({"floor app": floor.pids}, db.url).start()
+        started = time.monotonic()
+        run_threads(len(parties), push)
+        rate = sum(counts) / (time.monotonic() - started)
+        return rate, meter.stop()
+    finally:
+        floor.close()
+
+
 def run(db, size: str) -> Result:
     cfg = _config(size)
     result = Result("ingest", "EVSE status + Session PATCHes through hub web vs INSERT+COMMIT", size)
@@ -214,6 +253,7 @@ def run(db, size: str) -> Result:
         started = time.monotonic()
         run_threads(clients, insert)
         baseline_rate = sum(baseline_counts) / (time.monotonic() - started)
+        floor_rate, floor_cpu = _floor_phase(db, hub, cfg, parties)
 
         # The hub: first with group commit off (each request its own transaction), for the
         # same-run comparison, then as deployed (group commit on).
@@ -235,6 +275,9 @@ def run(db, size: str) -> Result:
             Row("hub answer latency p50", percentile(on.latencies, 50), unit="ms"),
             Row("hub answer latency p99", percentile(on.latencies, 99), unit="ms"),
         )
+        result.add(Row("accepted messages/s, the stack's floor (parse + INSERT+COMMIT behind gunicorn)",
+                       floor_rate, baseline_rate, "msg/s"),
+                   Row("hub's accepted messages/s of the stack's floor", on.rate, floor_rate, "msg/s"))
         if "off" in phases:
             off = phases["off"]
             result.add(
@@ -250,6 +293,7 @@ def run(db, size: str) -> Result:
                         + f"; {phase.batching}; rate in the first half {phase.first:.0f}/s, second half "
                         f"{phase.second:.0f}/s")
             result.note(f"group commit {mode}: {phase.cpu}")
+        result.note(f"the stack's floor: {floor_cpu}")
         lag = hub.follower_lag()
         result.note("worker lag at the end of the run (events not yet followed): "
                     + ", ".join(f"{k} {v}" for k, v in sorted(lag.items())))

@@ -24,8 +24,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from ops.bench.floor import FloorServer
 from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, percentile, run_threads
+from ops.bench.floor import FloorServer
 from tests import ocpi_examples as ex
 from tests.partner import Partner, envelope
 

@@ -1,6 +1,6 @@
 """``python -m ops.bench all|NAME [NAME...] [--size smoke|full] [--json]``.
 
-NAME is one of ingest, authorize, fanout, rebuild, pulls, memory, loadcost, scale; several run
+NAME is one of ingest, authorize, fanout, rebuild, pulls, memory, loadcost, scale, footprint; several run
 in the order given (rebuild, pulls and memory share one large dataset, built once).
 
 The database: ``--database-url``, else ``HUB_BENCH_DATABASE_URL``,
@@ -25,7 +25,7 @@ import traceback
 
 from ops.bench.common import Database, database_url_from_env, log
 
-BENCHMARKS = ("ingest", "authorize", "fanout", "rebuild", "pulls", "memory", "loadcost", "scale")
+BENCHMARKS = ("ingest", "authorize", "fanout", "rebuild", "pulls", "memory", "loadcost", "scale", "footprint")
 
 
 def machine(db: Database) -> dict:

@@ -10,7 +10,9 @@ The hub runs twice in the same run, each time with fresh ``hub web`` and
 ``hub worker`` processes: with group commit off (every request its own
 transaction), then as deployed (on); the batching line says how many
 requests shared a transaction. ``HUB_BENCH_INGEST_COMPARE=off`` skips the
-first. Concurrency: ``HUB_BENCH_INGEST_CLIENTS``, ``_WEB_WORKERS``, ``_THREADS``.
+first. ``HUB_BENCH_INGEST_PYSPY=<prefix>`` records py-spy profiles (collapsed
+stacks) of one web worker and of ``hub worker`` during the last hub phase, into
+``<prefix>.web`` and ``<prefix>.worker``. Concurrency: ``HUB_BENCH_INGEST_CLIENTS``, ``_WEB_WORKERS``, ``_THREADS``.
 
 Baseline: the same number of threads, each with its own connection, doing one
 ``INSERT`` of the same JSON payload + ``COMMIT`` per message on the same
@@ -43,6 +45,7 @@ from ops.bench.common import (
     run_threads,
     stamp,
 )
+from ops.bench.meters import pyspy
 from tests import ocpi_examples as ex
 
 SIZES = {
@@ -138,11 +141,19 @@ def _push_phase(hub: HubProcesses, cfg: dict, parties: list[str], partners: list
                     refused.append(f"{status} {answer.get('status_code')} {answer.get('status_message')}")
         client.close()
 
+    profilers = []
+    prefix = os.environ.get("HUB_BENCH_INGEST_PYSPY")
+    if prefix and hub.web_worker_pids():
+        profilers = [pyspy(hub.web_worker_pids()[0], cfg["seconds"], prefix + ".web"),
+                     pyspy(hub.worker_pids()[0], cfg["seconds"], prefix + ".worker")]
     meter = hub.cpu_meter().start()
     started = time.monotonic()
     run_threads(clients, push)
     elapsed = time.monotonic() - started
     cpu = meter.stop()
+    for profiler in profilers:
+        if profiler is not None:
+            profiler.wait(timeout=120)
     times = sorted(t for ts in accepted_at for t in ts)
     half = started + elapsed / 2
     return Phase(

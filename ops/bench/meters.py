@@ -4,6 +4,8 @@ including the PostgreSQL backends that serve them."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -134,3 +136,14 @@ class CpuMeter:
         parts = [f"{k} {v:.0f}%" for k, v in used.items()] + [f"{label} {rest:.0f}%"]
         return f"CPU over {wall:.1f} s, % of one core ({os.cpu_count()} cores = {100 * os.cpu_count()}%): " \
                + ", ".join(parts)
+
+
+def pyspy(pid: int, seconds: float, out: str) -> subprocess.Popen | None:
+    """py-spy recording ``pid`` for ``seconds`` into ``out`` (collapsed stacks, idle threads left out)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        print("py-spy is not installed next to this Python: no profile (pip install py-spy)", file=sys.stderr)
+        return None
+    return subprocess.Popen([str(exe), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                             "--rate", "200", "--nonblocking", "--format", "raw", "--output", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 
@@ -53,7 +52,7 @@ from ops.bench.common import (
     stamp,
     token_header,
 )
-from ops.bench.meters import cpu_seconds
+from ops.bench.meters import cpu_seconds, pyspy
 from ops.bench.scale_dataset import EVSES, STATUSES, cpo_party, load, location_id, writer_text
 from tests.partner import Partner
 
@@ -270,16 +269,6 @@ def drive(url: str, tokens: dict, targets: list[tuple[str, str]], clients: int, 
 def hub_cpu(hub: HubProcesses) -> float:
     """CPU seconds used so far by the live hub web (master and workers) and hub worker processes."""
     return sum(cpu_seconds(p) for p in [*hub.web_pids(), *hub.worker_pids()])
-
-
-def pyspy(pid: int, seconds: float, out: str) -> subprocess.Popen | None:
-    exe = Path(sys.executable).with_name("py-spy")
-    if not exe.exists():
-        log("scale: HUB_BENCH_SCALE_PYSPY set but py-spy is not installed next to this Python")
-        return None
-    return subprocess.Popen([str(exe), "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                             "--rate", "200", "--nonblocking", "--format", "raw", "--output", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # The benchmark -------------------------------------------------------------------------

@@ -88,11 +88,11 @@ def settle_body(req: falcon.Request) -> None:
 
 
 class RateLimiter:
-    """Token buckets per platform: ``rate`` a second, holding at most ``2 * rate``."""
+    """Token buckets per platform: ``rate`` a second, holding at most ``2 * rate`` (at least 1)."""
 
     def __init__(self, rate: float, clock=time.monotonic) -> None:
         self.rate = rate
-        self.capacity = 2 * rate
+        self.capacity = max(1.0, 2 * rate)  # a rate below 0.5/s still lets one request through
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # platform -> (tokens, at)
         self._lock = threading.Lock()

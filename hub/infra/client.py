@@ -278,7 +278,8 @@ class OcpiClient:
             )
             content = self._read(response, method, url, request_id, started)
         except OutboundRefused as exc:
-            raise PartnerRefused(str(exc), request_id=request_id, elapsed_ms=_ms(started)) from None
+            raise PartnerRefused(f"{method} {url}: {exc.reason}", request_id=request_id,
+                                 elapsed_ms=_ms(started)) from None
         except requests.RequestException as exc:
             # Past the deadline, whatever broke off the call (a read timeout mid-body
             # surfaces as a ConnectionError) is the partner not answering in time.

@@ -40,7 +40,14 @@ _BENCHMARK = ipaddress.ip_network("198.18.0.0/15")
 
 
 class OutboundRefused(Exception):
-    """A URL the hub must not call (its message names the URL and why)."""
+    """A URL the hub must not call (its message names the URL and why; ``reason``: the why)."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"{target}: {reason}")
+        self.reason = reason
+
+
+GUARD_HINT = "(HUB_PARTNER_NETWORKS_ALLOWED lists ranges allowed anyway)"
 
 
 def parse_networks(text: str | None) -> tuple[IPNetwork, ...]:
@@ -119,9 +126,7 @@ class OutboundGuard:
         for _family, _type, _proto, _name, sockaddr in infos:
             reason = self.refusal(sockaddr[0])
             if reason:
-                target = url or f"{host}:{port}"
-                raise OutboundRefused(f"{target}: refused by the outbound guard, {reason} "
-                                      "(HUB_PARTNER_NETWORKS_ALLOWED lists ranges allowed anyway)")
+                raise OutboundRefused(url or f"{host}:{port}", f"refused by the outbound guard, {reason} {GUARD_HINT}")
         return [(f, t, p, s) for f, t, p, _n, s in infos]
 
     def check_url(self, url: str) -> None:
@@ -131,9 +136,9 @@ class OutboundGuard:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise OutboundRefused(f"{url[:200]}: not a valid URL") from None
+            raise OutboundRefused(url[:200], "not a valid URL") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OutboundRefused(f"{url[:200]}: not an absolute http or https URL")
+            raise OutboundRefused(url[:200], "not an absolute http or https URL")
         try:
             self.resolve(parts.hostname, port, url[:200])
         except (OSError, UnicodeError):

@@ -62,7 +62,9 @@ def limit_body(req: falcon.Request, limit: int) -> None:
     if length is not None and length > limit:
         req.env[CLOSE_CONNECTION] = True
         raise PayloadTooLarge(limit)
-    if length is None and is_chunked(req):
+    if length is None and is_chunked(req) and req.env.get("wsgi.input_terminated"):
+        # The server decoded the chunks and ends the input at the body's end (gunicorn does;
+        # a server that does not would block this read until the client hangs up).
         body = req.stream.read(limit + 1)
         if len(body) > limit:
             req.env[CLOSE_CONNECTION] = True

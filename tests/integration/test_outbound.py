@@ -8,6 +8,7 @@ byte is sent; with the list set, the same calls go through.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import replace
@@ -20,6 +21,7 @@ from hub.infra.client import OcpiClient, PartnerBadResponse, PartnerRefused
 from hub.infra.outbound import OutboundGuard, parse_networks
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import SANDBOX_NETWORKS, HubUnderTest, serve_in_thread, wait_until
 from tests.integration.test_forwarding import Cpo, stamp
 from tests.partner import Partner, free_port, role
@@ -314,3 +316,39 @@ def test_the_answer_to_a_refused_call_is_the_envelope_not_a_500(strict_hub):
         partner.stop()
 
 
+
+
+def test_a_real_time_call_to_a_refused_address_is_not_sent(hub, settings):
+    """A token authorization relayed by a web process with the default guard: the eMSP (on
+    loopback) receives nothing, the CPO gets the hub's 'could not be reached' answer, and the
+    recorded call says why."""
+    from handlers.app import create_app
+    from handlers.context import WebContext
+    from tests.integration.test_tokens import authorize, emsp_answering
+
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp = emsp_answering(hub)
+    strict = replace(settings, partner_networks_allowed=())
+    ctx = WebContext.open(strict, strict.database_url)
+    port = free_port()
+    server = serve_in_thread(create_app(ctx), port)
+    try:
+        allowed = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert allowed.json()["data"]["allowed"] == "ALLOWED"
+        asked = len(emsp.requests_to("/ocpi/2.2.1/tokens/sender"))
+        correlation = str(uuid.uuid4())
+        refused = authorize(HubUnderTest(strict, f"http://127.0.0.1:{port}", ctx), cpo, "ALLOW1",
+                            to=("IN", "EMP"), correlation_id=correlation)
+        assert refused.status_code == 200 and refused.json()["status_code"] == 4003, refused.text
+        assert len(emsp.requests_to("/ocpi/2.2.1/tokens/sender")) == asked
+        def traced():  # as an operator reads it: hub audit trace <correlation id>
+            steps = json.loads(run_hub(settings, "audit", "trace", correlation, "--json").stdout)
+            return [s for s in steps if "refused by the outbound guard" in json.dumps(s)]
+
+        assert wait_until(traced, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+        ctx.close()
+        cpo.stop()
+        emsp.stop()

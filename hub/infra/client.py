@@ -35,12 +35,11 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-
-import socket
 
 import orjson
 import requests

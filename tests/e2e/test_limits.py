@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests import ocpi_examples as ex
-from tests.conftest import HubUnderTest, wait_until, _answers
+from tests.conftest import HubUnderTest, _answers, wait_until
 from tests.integration.test_commands import cpo_answering, emsp_url
 from tests.integration.test_forwarding import Cpo, stamp
 from tests.partner import role

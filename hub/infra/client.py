@@ -144,6 +144,9 @@ class _DeadlineResponse(http.client.HTTPResponse):
 
 
 class _DeadlineSending:
+    """The hub's connections: the outbound guard when connecting, the call's deadline when
+    connecting, sending and reading the answer."""
+
     response_class = _DeadlineResponse
 
     def _new_conn(self) -> socket.socket:
@@ -155,6 +158,8 @@ class _DeadlineSending:
             infos = guard.resolve(self._dns_host, self.port)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc
+        except (UnicodeError, ValueError) as exc:  # a host name no resolver takes
+            raise NewConnectionError(self, f"cannot resolve {self.host!r}: {exc}") from exc
         error: OSError | None = None
         for family, kind, proto, sockaddr in infos:
             sock = socket.socket(family, kind, proto)

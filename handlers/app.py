@@ -21,6 +21,7 @@ from hub import OCPI_VERSION
 from hub.domain.modules import HANDLED
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import OcpiError
+from hub.ocpi.limits import loads_bounded
 
 # One handler file per module the hub offers interfaces of (hub.domain.modules), in table order.
 MODULES = tuple(f"handlers.{identifier}" for identifier in HANDLED)
@@ -70,7 +71,8 @@ def create_app(ctx: WebContext) -> falcon.App:
     # OptionsAnswer comes last: its envelope is in place before the request is recorded.
     app = falcon.App(middleware=[OcpiMiddleware(ctx, metrics), OptionsAnswer()])
     app.req_options.strip_url_path_trailing_slash = True
-    json_handler = falcon.media.JSONHandler(dumps=_dumps, loads=orjson.loads)
+    # Requests nested deeper than hub.ocpi.limits.MAX_JSON_DEPTH are refused as they are read (2001).
+    json_handler = falcon.media.JSONHandler(dumps=_dumps, loads=loads_bounded)
     # Bodies are JSON whatever the client says: none, form, XML or text Content-Type
     # alike (curl -d sends a form type), and a body that is not JSON is a 2001.
     app.req_options.media_handlers = falcon.media.Handlers(

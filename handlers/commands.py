@@ -1,8 +1,8 @@
 """Commands module.
 
 RECEIVER (eMSPs): ``POST /commands/receiver/{command}``. The hub validates the
-command (``response_url``: an absolute http(s) URL on a host of the eMSP's own
-registered URLs, see :func:`check_response_url`), finds the CPO (``OCPI-to``,
+command (``response_url``: an absolute http(s) URL the outbound guard allows,
+see :func:`check_response_url`), finds the CPO (``OCPI-to``,
 or the owner of ``location_id``, or of ``session_id`` for STOP_SESSION, or the
 CPO that received the RESERVE_NOW for a CANCEL_RESERVATION), replaces
 ``response_url`` with a hub URL of its own, forwards at once and relays the
@@ -24,12 +24,13 @@ from handlers.context import WebContext
 from handlers.tokens import relay
 from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, record
 from hub.domain.routing import DIRECTED
+from hub.infra.outbound import OutboundGuard, OutboundRefused
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
 from hub.ocpi.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
-from projections.queries import location_owners, platform_hosts, reservation_cpos, session_owners
+from projections.queries import location_owners, reservation_cpos, session_owners
 
 COMMAND_TYPES = tuple(c.value for c in models.CommandType)
 WITH_TOKEN = frozenset({"START_SESSION", "RESERVE_NOW"})
@@ -56,7 +57,7 @@ class CommandReceiver:
                 if value.upper() != own:
                     raise InvalidParameters(f"token.{field}: {value!r} is not the calling eMSP's ({own!r}); "
                                             "an eMSP may only use its own tokens")
-        check_response_url(body["response_url"], platform_hosts(self.ctx.app.pool, req.context.caller.platform_id))
+        check_response_url(body["response_url"], self.ctx.client.guard)
         now = datetime.now(UTC)
         expiry = None
         if command == "RESERVE_NOW":
@@ -123,10 +124,9 @@ class CommandReceiver:
         return self.ctx.realtime.sole_owner(owners, module="commands", requester=routing.sender_key, what=what)
 
 
-def check_response_url(url: str, hosts: set[str]) -> None:
-    """2001 unless ``url`` is an absolute http(s) URL on one of ``hosts`` (the host names of
-    the eMSP platform's registered versions URL and endpoints): the hub POSTs the result
-    there with the eMSP's token, so it must not be sent anywhere else."""
+def check_response_url(url: str, guard: OutboundGuard) -> None:
+    """2001 unless ``url`` is an absolute http(s) URL the outbound guard lets the hub call
+    (hub/infra/outbound.py): the hub POSTs the result there."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -134,10 +134,10 @@ def check_response_url(url: str, hosts: set[str]) -> None:
         parts = None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise InvalidParameters(f"response_url: {url[:80]!r} is not an absolute http or https URL")
-    if parts.hostname.lower() not in hosts:
-        raise InvalidParameters(
-            f"response_url: host {parts.hostname!r} is not a host of your platform's registered URLs "
-            f"({', '.join(sorted(hosts)) or 'none'}); results are only sent to your own hosts")
+    try:
+        guard.check_url(url)
+    except OutboundRefused as exc:
+        raise InvalidParameters(f"response_url: {exc}") from None
 
 
 class CommandResultReceiver:

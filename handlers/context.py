@@ -37,7 +37,7 @@ class WebContext:
     @classmethod
     def open(cls, settings: Settings, database_url: str) -> WebContext:
         app = Hub(settings, database_url)
-        client = OcpiClient(read_timeout=settings.forward_timeout)
+        client = OcpiClient(read_timeout=settings.forward_timeout, guard=settings.outbound_guard())
         freshness = invalidation.open_caches(app.pool, database_url, settings.database_schema,
                                              settings.cache_max_age)
         return cls(

@@ -8,6 +8,7 @@ import falcon
 
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import OcpiError
+from hub.ocpi.limits import JsonTooDeep
 from hub.ocpi.status import OcpiStatus
 
 log = logging.getLogger(__name__)
@@ -18,11 +19,15 @@ def handle_ocpi_error(req: falcon.Request, resp: falcon.Response, exc: OcpiError
     resp.media = envelope(exc.data, exc.status_code, exc.message)
     if exc.http_status == 401:
         resp.set_header("WWW-Authenticate", "Token")
+    for name, value in (getattr(exc, "headers", None) or {}).items():  # e.g. a 429's Retry-After
+        resp.set_header(name, value)
 
 
 def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     """Falcon's own errors (unknown path, wrong method, bad JSON) as envelopes."""
-    if isinstance(exc, falcon.MediaMalformedError):
+    if isinstance(exc, falcon.MediaMalformedError) and isinstance(exc.__cause__, JsonTooDeep):
+        code, message = OcpiStatus.INVALID_PARAMETERS, f"body: {exc.__cause__}; not an OCPI object"
+    elif isinstance(exc, falcon.MediaMalformedError):
         code, message = OcpiStatus.INVALID_PARAMETERS, "body: not valid JSON"
     elif isinstance(exc, falcon.MediaNotFoundError):
         code, message = OcpiStatus.INVALID_PARAMETERS, "body: missing; expected JSON"

@@ -16,7 +16,11 @@
    the new state, so concurrent pushes to one Location are all applied.
    A real-time relay (``record_after_answer``) is answered first and recorded by
    the process's recorder thread (:class:`handlers.context.Recorder`).
-5. Observation, last: one JSON log line per request (ids, module, party, the
+5. Inbound limits (handlers/limits.py): the body size (413) and chunked bodies
+   first, before anything is read; the platform's rate (429) once its token is
+   known (a request refused for its rate is logged and counted, not recorded);
+   after the answer, an unread body is dropped or the connection closed.
+6. Observation, last: one JSON log line per request (ids, module, party, the
    HTTP status and the OCPI status code and message, in the text too: ``POST
    /ocpi/2.2.1/credentials -> 200 3001 token A already used``; never a token)
    and the request metrics (``handlers/metrics.py``).
@@ -35,6 +39,7 @@ from eventsourcing.persistence import IntegrityError
 
 from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected
+from handlers.limits import RateLimiter, limit_body, settle_body
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.audit.records import redact
@@ -58,6 +63,7 @@ class OcpiMiddleware:
     def __init__(self, ctx: WebContext, metrics: RequestMetrics | None = None) -> None:
         self.ctx = ctx
         self.metrics = metrics
+        self.limiter = RateLimiter(ctx.settings.rate_limit)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -74,6 +80,7 @@ class OcpiMiddleware:
         req.context.keep = False
         resp.set_header("X-Request-ID", req.context.request_id)
         resp.set_header("X-Correlation-ID", req.context.correlation_id)
+        limit_body(req, self.ctx.settings.max_body_bytes)
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
         req.context.params = params
@@ -83,6 +90,7 @@ class OcpiMiddleware:
         caller = authenticate(self.ctx.app.pool, header_token_candidates(req.get_header("Authorization")))
         if caller is None:
             raise Unauthorized()
+        self.limiter.check(str(caller.platform_id))
         req.context.caller = caller  # from here on the request is recorded, even if refused
         req.context.uow = UnitOfWork(self.ctx.app)
         if caller.token_kind == "PENDING" and module not in PENDING_TOKEN_MODULES:
@@ -105,6 +113,7 @@ class OcpiMiddleware:
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource,
                          req_succeeded: bool) -> None:
+        settle_body(req)
         routing = getattr(req.context, "routing", None)
         if routing is not None and resp.get_header(FROM_CC) is None:
             # Answers come from the hub unless a forwarding handler set the receiver's ids.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from psycopg.rows import dict_row
@@ -88,25 +87,6 @@ def _authenticate(pool: ConnectionPool, digests: dict[str, str]) -> Caller | Non
         token=token,
         parties=tuple(PartyRef(**p) for p in parties),
     )
-
-
-def platform_hosts(pool: ConnectionPool, platform_id) -> set[str]:
-    """The host names of a platform's registered URLs: its versions URL and every endpoint."""
-    with pool.connection() as conn:
-        row = conn.execute("SELECT versions_url, endpoints FROM view_platforms WHERE platform_id = %s",
-                           (platform_id,)).fetchone()
-    if row is None:
-        return set()
-    urls = [row[0], *(e.get("url") for e in row[1] or [] if isinstance(e, dict))]
-    hosts = set()
-    for url in urls:
-        try:
-            host = urlsplit(url).hostname if isinstance(url, str) else None
-        except ValueError:
-            host = None
-        if host:
-            hosts.add(host.lower())
-    return hosts
 
 
 def find_party(pool: ConnectionPool, country_code: str, party_id: str,

@@ -38,7 +38,7 @@ from uuid import UUID, uuid4
 
 from psycopg.rows import dict_row
 
-from hub.infra.client import OcpiClient, PartnerCallError
+from hub.infra.client import OcpiClient, PartnerCallError, PartnerRefused
 from hub.services.application import Hub
 from scheduler import outcomes
 from scheduler.lanes import Lane
@@ -338,6 +338,11 @@ class Sender:
                 headers=row["headers"] or None, correlation_id=row["correlation_id"],
                 deadline=self.call_seconds,  # the whole call, so it never outlasts the lease it started under
             )
+        except PartnerRefused as exc:  # the outbound guard: no request left, none ever will; parked
+            lane.record(row, method, url, sent_at, exc.request_id, None, None, str(exc), exc.elapsed_ms,
+                        failure="refused by the outbound guard")
+            lane.finish(row, "FAILED", error=str(exc), covered=covered, sent_at=sent_at)
+            return
         except PartnerCallError as exc:
             failure = outcomes.failure_kind(type(exc).__name__)
             lane.record(row, method, url, sent_at, exc.request_id, exc.http_status, None, str(exc),

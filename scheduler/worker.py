@@ -48,7 +48,7 @@ class Worker:
         self.settings = settings
         self.app = Hub(settings, database_url, pool_size=8 + LANES // 2)  # lanes write their outcomes too
         self.log = EventLog(self.app)
-        self.client = OcpiClient(read_timeout=settings.forward_timeout)
+        self.client = OcpiClient(read_timeout=settings.forward_timeout, guard=settings.outbound_guard())
         self.projections = all_projections()
         self.dispatchers = dispatchers(settings)
         self.still_alive = StillAlive(self.app, self.client, settings.still_alive_after)

@@ -31,6 +31,11 @@ from tests.partner import Partner, _Quiet, _ThreadingServer, free_port, role
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Partner test servers live on 127.0.0.1: the outbound guard must allow loopback for them. Set
+#: here, so every hub process a test starts (they inherit the environment) allows it too.
+SANDBOX_NETWORKS = "127.0.0.0/8,::1/128"
+os.environ["HUB_PARTNER_NETWORKS_ALLOWED"] = SANDBOX_NETWORKS
+
 
 @pytest.fixture(scope="session")
 def database_url():
@@ -72,6 +77,7 @@ def settings(database_url, schema, tmp_path) -> Settings:
         "HUB_SECRET_KEY": "test-secret-" + schema,
         "HUB_STILL_ALIVE_AFTER": "300",
         "HUB_FORWARD_TIMEOUT": "3",
+        "HUB_PARTNER_NETWORKS_ALLOWED": SANDBOX_NETWORKS,
     }
     settings = Settings.from_env(env)
     settings = replace(settings, extra={**env, "port": str(port)})

@@ -100,6 +100,13 @@ def post_worker_init(worker):
         warm()
 
 
+def pre_request(worker, req):
+    """Let the app close this connection when it answers without reading the body (hub/wsgi.py)."""
+    remember = getattr(worker.wsgi, "remember_request", None)
+    if remember is not None:
+        remember(req)
+
+
 def worker_exit(server, worker):
     """Close the worker's database pools when it stops."""
     app = getattr(worker, "wsgi", None)

@@ -9,6 +9,14 @@ One short connection is made when the app object is created (in each worker
 as it boots): a worker whose ``HUB_SECRET_KEY`` is not the database's exits
 with gunicorn's "app failed to load" code, so gunicorn stops instead of
 serving, or restarting workers, with the wrong key.
+
+When the app answers without reading a large body (a 404, 405 or 413 before
+the body; handlers/limits.py sets ``environ["hub.close_connection"]``), the
+connection cannot serve another request: gunicorn is told to close it, so its
+answer says ``Connection: close`` instead of announcing a keep-alive it then
+breaks. (An application may not send the hop-by-hop ``Connection`` header
+itself; gunicorn closes when the request asked to, so the request held by
+the ``pre_request`` hook is marked so.)
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from hub.infra.config import Settings
 from hub.infra.logs import configure_logging
 
 APP_LOAD_ERROR = 4  # the worker exit code on which gunicorn's arbiter halts
+CLOSE_CONNECTION = "hub.close_connection"  # the environ key handlers/limits.py sets
 
 
 def refuse_a_foreign_key(settings: Settings) -> None:
@@ -50,6 +59,7 @@ class LazyApp:
         self._app = None
         self._context = None
         self._lock = threading.Lock()
+        self._current = threading.local()  # gunicorn's request being served by this thread
         refuse_a_foreign_key(settings or Settings.from_env())
 
     def _build(self):
@@ -80,7 +90,19 @@ class LazyApp:
             with self._lock:
                 if self._app is None:
                     self._app = self._build()
-        return self._app(environ, start_response)
+        gunicorn_request = getattr(self._current, "request", None)
+        self._current.request = None
+
+        def start(status, headers, exc_info=None):
+            if environ.get(CLOSE_CONNECTION) and gunicorn_request is not None:
+                gunicorn_request.headers.append(("CONNECTION", "close"))
+            return start_response(status, headers, exc_info)
+
+        return self._app(environ, start)
+
+    def remember_request(self, req) -> None:
+        """gunicorn's ``pre_request``: the request this thread serves next."""
+        self._current.request = req
 
     def close(self) -> None:
         if self._context is not None:

@@ -18,6 +18,16 @@ honoured when one is set. Without a proxy setting the session does not rescan
 the environment on every call, as requests otherwise does (a measurable share
 of an authorization). A ``.netrc`` file never replaces the hub's
 ``Authorization: Token`` header.
+
+Every connection goes through the outbound guard (:mod:`hub.infra.outbound`):
+the host is resolved once, every address checked, and the socket connected to
+a checked address, so DNS rebinding cannot get around it; a refused URL raises
+:class:`PartnerRefused`. Through a proxy the proxy makes the connection: the
+target's addresses are then checked before the call (a rebinding between the
+two lookups is the proxy's to stop). Redirects are never followed. An answer
+longer than the guard's ``max_response_bytes`` is cut off and raises
+:class:`PartnerBadResponse`, as does one nested deeper than
+:data:`hub.ocpi.limits.MAX_JSON_DEPTH`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import socket
 import threading
 import time
 import uuid
@@ -35,8 +46,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from hub.infra.outbound import OutboundGuard, OutboundRefused
 from hub.infra.security import encode_header_token
+from hub.ocpi.limits import JsonTooDeep, loads_bounded
 
 
 class PartnerCallError(Exception):
@@ -63,6 +77,10 @@ class PartnerBadResponse(PartnerCallError):
     """The partner answered, but not with an OCPI envelope."""
 
 
+class PartnerRefused(PartnerCallError):
+    """The outbound guard refused the URL: no request was sent (the message names URL and reason)."""
+
+
 @dataclass
 class OcpiResponse:
     http_status: int
@@ -87,7 +105,8 @@ class OcpiResponse:
         return 200 <= self.http_status < 300 and self.status_code is not None and 1000 <= self.status_code < 2000
 
 
-_call = threading.local()  # ``deadline``: time.monotonic() by which this thread's call must end
+_call = threading.local()  # ``deadline``: time.monotonic() by which this thread's call must end; ``guard``
+_STRICT = OutboundGuard()  # a connection made outside OcpiClient.request: public addresses only
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -125,7 +144,41 @@ class _DeadlineResponse(http.client.HTTPResponse):
 
 
 class _DeadlineSending:
+    """The hub's connections: the outbound guard when connecting, the call's deadline when
+    connecting, sending and reading the answer."""
+
     response_class = _DeadlineResponse
+
+    def _new_conn(self) -> socket.socket:
+        """Resolve once, check every address with the guard, connect to a checked one."""
+        if getattr(self, "proxy", None) is not None:  # the operator's proxy connects, not the hub
+            return super()._new_conn()
+        guard = getattr(_call, "guard", None) or _STRICT
+        try:
+            infos = guard.resolve(self._dns_host, self.port)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except (UnicodeError, ValueError) as exc:  # a host name no resolver takes
+            raise NewConnectionError(self, f"cannot resolve {self.host!r}: {exc}") from exc
+        error: OSError | None = None
+        for family, kind, proto, sockaddr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                for level, option, value in self.socket_options or ():
+                    sock.setsockopt(level, option, value)
+                if isinstance(self.timeout, int | float):
+                    sock.settimeout(self.timeout)
+                if self.source_address:
+                    sock.bind(self.source_address)
+                sock.connect(sockaddr)
+                return sock
+            except TimeoutError as exc:
+                sock.close()
+                raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from exc
+            except OSError as exc:
+                sock.close()
+                error = exc
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
     def request(self, *args, **kwargs) -> None:
         deadline = getattr(_call, "deadline", None)
@@ -162,7 +215,15 @@ class _DeadlineAdapter(HTTPAdapter):
 
 class OcpiClient:
     def __init__(self, *, connect_timeout: float = 3.0, read_timeout: float = 10.0,
-                 pool_size: int = 32, user_agent: str = "ChargeIndia-Hub") -> None:
+                 pool_size: int = 32, user_agent: str = "ChargeIndia-Hub",
+                 guard: OutboundGuard | None = None) -> None:
+        """``guard``: where calls may go and how much of an answer is read; by default
+        the one of ``HUB_PARTNER_NETWORKS_ALLOWED`` and ``HUB_PARTNER_MAX_RESPONSE_BYTES``."""
+        if guard is None:
+            from hub.infra.config import Settings
+
+            guard = Settings.from_env().outbound_guard()
+        self.guard = guard
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         adapter = _DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
@@ -211,11 +272,18 @@ class OcpiClient:
             ends = time.monotonic() + deadline
             timeout = (deadline, deadline)
             _call.deadline = ends
+        _call.guard = self.guard
         try:
+            if self.session.trust_env:  # a proxy may connect for the hub: check the target first
+                self.guard.check_url(url)
             response = self.session.request(
                 method, url, data=data, headers=all_headers, params=params,
-                timeout=timeout or self.timeout, allow_redirects=False,
+                timeout=timeout or self.timeout, allow_redirects=False, stream=True,
             )
+            content = self._read(response, method, url, request_id, started)
+        except OutboundRefused as exc:
+            raise PartnerRefused(f"{method} {url}: {exc.reason}", request_id=request_id,
+                                 elapsed_ms=_ms(started)) from None
         except requests.RequestException as exc:
             # Past the deadline, whatever broke off the call (a read timeout mid-body
             # surfaces as a ConnectionError) is the partner not answering in time.
@@ -226,9 +294,14 @@ class OcpiClient:
                                      elapsed_ms=_ms(started)) from exc
         finally:
             _call.deadline = None
+            _call.guard = None
         elapsed = _ms(started)
         try:
-            body = orjson.loads(response.content) if response.content else {}
+            body = loads_bounded(content) if content else {}
+        except JsonTooDeep as exc:
+            raise PartnerBadResponse(f"{method} {url}: HTTP {response.status_code}, answer {exc}",
+                                     request_id=request_id, elapsed_ms=elapsed,
+                                     http_status=response.status_code) from None
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
@@ -244,8 +317,32 @@ class OcpiClient:
             request_id=request_id,
             correlation_id=correlation_id,
             elapsed_ms=elapsed,
-            raw=response.content,
+            raw=content,
         )
+
+    def _read(self, response: requests.Response, method: str, url: str, request_id: str,
+              started: float) -> bytes:
+        """The answer's body, at most ``guard.max_response_bytes`` of it (counted as decoded);
+        longer: the connection is dropped and :class:`PartnerBadResponse` raised."""
+        limit = self.guard.max_response_bytes
+        chunks, size = [], 0
+        try:
+            declared = int(response.headers.get("Content-Length") or 0)
+        except ValueError:
+            declared = 0
+        if declared <= limit:
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+        if declared > limit or size > limit:
+            response.close()  # not back to the pool: the rest of the answer is never read
+            raise PartnerBadResponse(
+                f"{method} {url}: HTTP {response.status_code}, answer cut off: longer than "
+                f"{limit} bytes (HUB_PARTNER_MAX_RESPONSE_BYTES)", request_id=request_id,
+                elapsed_ms=_ms(started), http_status=response.status_code)
+        return b"".join(chunks)
 
 
 PROXY_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

@@ -19,6 +19,10 @@
 | HUB_SNAPSHOT_EVERY | events between snapshots of an aggregate (a cold load reads at most about this many events after its snapshot); 0: no snapshots | 20 |
 | HUB_AGGREGATE_CACHE_SIZE | aggregates each process keeps in memory (least recently used go first); 0: none | 2000 |
 | HUB_CACHE_MAX_AGE | seconds (0 to 60) a web process may answer tokens, parties, endpoints and routing rules from memory after they changed; 0: no cache | 1 |
+| HUB_PARTNER_NETWORKS_ALLOWED | comma-separated CIDR ranges the hub may call although they are not public (a local sandbox: `127.0.0.0/8,::1/128`) | empty: public unicast addresses only |
+| HUB_PARTNER_MAX_RESPONSE_BYTES | largest partner answer read; a longer one is cut off and counts as no valid answer | 16777216 (16 MiB) |
+| HUB_MAX_BODY_BYTES | largest request body accepted (HTTP 413 beyond) | 4194304 (4 MiB) |
+| HUB_RATE_LIMIT | requests per second per platform and web process (bursts of twice as many); 0: no limit | 200 |
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hub import OCPI_VERSION
+from hub.infra.outbound import DEFAULT_MAX_RESPONSE_BYTES, IPNetwork, OutboundGuard, parse_networks
 
 #: A charger waits for the hub; a longer synchronous call than this is a misconfiguration.
 MAX_FORWARD_TIMEOUT = 30.0
@@ -67,6 +72,28 @@ def _count(env: dict[str, str], key: str, default: int) -> int:
     return int(value)
 
 
+def _networks(env: dict[str, str], key: str) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(env.get(key))
+    except ValueError as exc:
+        raise SystemExit(f"{key}: {str(exc)!r} is not a CIDR range; give ranges like "
+                         f"127.0.0.0/8,::1/128 separated by commas, or leave it empty") from None
+
+
+def _positive(env: dict[str, str], key: str, default: int) -> int:
+    value = _count(env, key, default)
+    if value < 1:
+        raise SystemExit(f"{key} must be a whole number of bytes, 1 or more, got {env.get(key)!r}")
+    return value
+
+
+def _rate(env: dict[str, str], key: str, default: float) -> float:
+    value = _float(env, key, default)
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise SystemExit(f"{key} must be requests per second, 0 (no limit) or more, got {env.get(key)!r}")
+    return value
+
+
 def _switch(env: dict[str, str], key: str, default: bool) -> bool:
     value = (env.get(key) or "").strip().lower()
     if not value:
@@ -97,6 +124,10 @@ class Settings:
     snapshot_every: int = 20
     aggregate_cache_size: int = 2000
     cache_max_age: float = 1.0
+    partner_networks_allowed: tuple[IPNetwork, ...] = ()
+    partner_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_body_bytes: int = 4 * 1024 * 1024
+    rate_limit: float = 200.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,7 +156,15 @@ class Settings:
             snapshot_every=_count(env, "HUB_SNAPSHOT_EVERY", 20),
             aggregate_cache_size=_count(env, "HUB_AGGREGATE_CACHE_SIZE", 2000),
             cache_max_age=_bounded(env, "HUB_CACHE_MAX_AGE", 1.0, 0, 60, low_inclusive=True),
+            partner_networks_allowed=_networks(env, "HUB_PARTNER_NETWORKS_ALLOWED"),
+            partner_max_response_bytes=_positive(env, "HUB_PARTNER_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES),
+            max_body_bytes=_positive(env, "HUB_MAX_BODY_BYTES", 4 * 1024 * 1024),
+            rate_limit=_rate(env, "HUB_RATE_LIMIT", 200.0),
         )
+
+    def outbound_guard(self) -> OutboundGuard:
+        """The guard of every call this process makes to a partner (hub/infra/outbound.py)."""
+        return OutboundGuard(self.partner_networks_allowed, self.partner_max_response_bytes)
 
     def with_database(self, url: str) -> Settings:
         return replace(self, database_url=url)

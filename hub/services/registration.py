@@ -21,6 +21,7 @@ from hub import HUB_COUNTRY_CODE, HUB_NAME, HUB_PARTY_ID, OCPI_VERSION
 from hub.domain.audit import Call
 from hub.domain.parties import Party, Platform, party_key
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError
+from hub.infra.outbound import OutboundRefused
 from hub.infra.security import new_token, token_hash
 from hub.ocpi.envelope import format_datetime
 from hub.ocpi.errors import InvalidParameters, MethodNotAllowed, OcpiError
@@ -120,6 +121,12 @@ class Registration:
         ]
         if not any(e["identifier"] == "credentials" for e in endpoints):
             raise fail(OcpiStatus.NO_MATCHING_ENDPOINTS, "version details list no credentials endpoint")
+        for endpoint in endpoints:  # every one will be called: refused now, not at its first delivery
+            try:
+                self.client.guard.check_url(endpoint["url"])
+            except OutboundRefused as exc:
+                raise fail(OcpiStatus.CLIENT_API_UNUSABLE,
+                           f"endpoints: the {endpoint['identifier']} {endpoint['role']} URL {exc}") from None
         return OCPI_VERSION, endpoints
 
     # Roles -----------------------------------------------------------------

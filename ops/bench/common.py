@@ -219,6 +219,7 @@ class HubProcesses:
             "HUB_DATA_DIR": str(self.tmp / "var"),
             "HUB_BASE_URL": self.url,
             "HUB_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+            "HUB_PARTNER_NETWORKS_ALLOWED": "127.0.0.0/8,::1/128",  # the bench's partners are on 127.0.0.1
         }
         self.settings = Settings.from_env(self.env)
         self.children: dict[str, subprocess.Popen] = {}

@@ -451,9 +451,10 @@ def test_command_dates_are_bounded(hub, worker, settings):
 
 @pytest.mark.parametrize("url", [
     "not a url", "/relative/results/1", "file:///etc/passwd", "ftp://x/y", "http:///no-host",
-    "http://127.0.0.1:port/x", "http://169.254.169.254/latest/meta-data/", "https://results.example.com/r/1",
+    "http://127.0.0.1:port/x", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/r",
+    "http://[::ffff:169.254.169.254]/r", "https://[fd00::1]/r",
 ])
-def test_response_url_must_be_an_http_url_on_the_emsps_own_hosts(hub, url):
+def test_response_url_must_be_an_http_url_the_outbound_guard_allows(hub, url):
     cpo = cpo_answering(hub)
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
     try:
@@ -461,14 +462,16 @@ def test_response_url_must_be_an_http_url_on_the_emsps_own_hosts(hub, url):
         assert answer.status_code == 200 and answer.json()["status_code"] == 2001
         message = answer.json()["status_message"]
         assert message.startswith("response_url: ")
-        if url.startswith(("http://169", "https://results")):
-            assert "is not a host of your platform's registered URLs (127.0.0.1)" in message
+        if url.startswith(("http://1", "http://[", "https://[")) and ":port" not in url:
+            assert "refused by the outbound guard" in message
         else:
             assert "is not an absolute http or https URL" in message
         assert not forwarded(cpo, "STOP_SESSION")
-        # Any http(s) URL on the eMSP's registered host is fine, whatever its port or path.
-        fine = send(hub, emsp, "STOP_SESSION", body_of("STOP_SESSION", "https://127.0.0.1:1/other/result"))
-        assert fine.json()["status_code"] == 1000
+        # An allowed address is fine, whatever its port or path, and also a public one that is
+        # not among the eMSP's registered hosts (the guard replaced that rule).
+        for fine_url in ("https://127.0.0.1:1/other/result", "https://93.184.215.14/result/1"):
+            fine = send(hub, emsp, "STOP_SESSION", body_of("STOP_SESSION", fine_url))
+            assert fine.json()["status_code"] == 1000, fine.json()
     finally:
         cpo.stop()
         emsp.stop()

@@ -141,7 +141,7 @@ def cmd_connect(args) -> int:
     if not token:
         raise Usage(f"the partner's token is missing: set {PARTNER_TOKEN_ENV}, or pipe it to --token -")
     with Runtime() as rt:
-        client = OcpiClient(read_timeout=rt.settings.forward_timeout)
+        client = OcpiClient(read_timeout=rt.settings.forward_timeout, guard=rt.settings.outbound_guard())
         platform, connected = parties.connect(rt.app, client, args.versions_url, token, args.platform,
                                               rt.catch_up)
     rows = [{"party": p.key, "country_code": p.country_code, "party_id": p.party_id, "role": p.role,

@@ -47,13 +47,24 @@ from scheduler.outcomes import COLLAPSIBLE, CallResult, backoff
 
 log = logging.getLogger(__name__)
 
-LANES = 8  # recipient platforms sent to at the same time
+LANES = 32  # recipient platforms sent to at the same time (HUB_DELIVERY_LANES)
 PER_LANE = 50  # rows a lane takes at a time
-LEASE_SECONDS = 60
+LEASE_SECONDS = 60.0  # HUB_LEASE_SECONDS
 LEASE_MARGIN = 10.0  # lease a lane must have left beyond its longest call, or it renews first
 FLUSH_EVERY = 0.5  # seconds a lane keeps outcomes before writing them down
 CATCH_UP_PAUSE = 0.2  # seconds before a current state waiting for the dispatcher is tried again
 COLLAPSE_AFTER_SECONDS = 30.0
+
+
+def lease_budget(call_seconds: float, lease_seconds: float) -> tuple[float, float]:
+    """One call's deadline and the lease a lane must have left beyond it before a call.
+
+    A call never outlasts the lease it started under: with a short lease (a test, or
+    an operator who wants a fast takeover) a call gets at most half of it, and the lane
+    renews when less than the call plus a quarter of the lease (at most ``LEASE_MARGIN``)
+    is left. Both together stay below the lease, so a freshly renewed lane always sends.
+    """
+    return min(call_seconds, lease_seconds / 2), min(LEASE_MARGIN, lease_seconds / 4)
 
 
 class Sender:
@@ -77,7 +88,8 @@ class Sender:
 
     def __init__(self, app: Hub, client: OcpiClient, renderers: dict[str, Render],
                  on_unreachable: Callable[[UUID, str], None] | None = None,
-                 on_idle: Callable[[], None] | None = None, lanes: int = LANES) -> None:
+                 on_idle: Callable[[], None] | None = None, lanes: int = LANES,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.app = app
         self.client = client
         self.renderers = renderers
@@ -86,7 +98,9 @@ class Sender:
         # Unique per sender: two workers in one process must not take each other's leases for their own.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         timeout = getattr(client, "timeout", None)  # (connect, read): one call's budget in all
-        self.call_seconds = float(sum(timeout)) if isinstance(timeout, tuple) else 15.0
+        call_seconds = float(sum(timeout)) if isinstance(timeout, tuple) else 15.0
+        self.lease_seconds = float(lease_seconds)
+        self.call_seconds, self.lease_margin = lease_budget(call_seconds, self.lease_seconds)
         self._lanes = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="hub-lane")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a lane ended, or outcomes were written
@@ -140,7 +154,7 @@ class Sender:
                 RETURNING h.*, (SELECT row_to_json(p) FROM view_platforms p
                                 WHERE p.platform_id = h.platform_id) AS platform
                 """,
-                (limit, list(exclude), LEASE_SECONDS, self.worker_id),
+                (limit, list(exclude), self.lease_seconds, self.worker_id),
             ).fetchall()
 
     def dispatch(self) -> int:
@@ -163,7 +177,7 @@ class Sender:
                 for platform_id, group in lanes.items():
                     with self._lock:
                         self._busy.add(platform_id)
-                    lane = Lane(platform_id, deque(group), leased_at + LEASE_SECONDS, self.worker_id)
+                    lane = Lane(platform_id, deque(group), leased_at + self.lease_seconds, self.worker_id)
                     try:
                         self._lanes.submit(self._run, lane)
                     except RuntimeError:  # closing: give the rows back
@@ -197,7 +211,7 @@ class Sender:
     def _run(self, lane: Lane) -> None:
         try:
             while lane.rows and not lane.stop and not self._stopping.is_set():
-                if not lane.fresh and time.monotonic() + self.call_seconds + LEASE_MARGIN > lane.held_until:
+                if not lane.fresh and time.monotonic() + self.call_seconds + self.lease_margin > lane.held_until:
                     self._hand_over(lane)
                     self._renew(lane)
                     continue
@@ -231,12 +245,12 @@ class Sender:
             held = {r[0] for r in conn.execute(
                 "UPDATE hub_deliveries SET lease_until = now() + make_interval(secs => %s)"
                 " WHERE id = ANY(%s) AND leased_by = %s AND lease_until > now() AND state = 'PENDING'"
-                " RETURNING id", (LEASE_SECONDS, [r["id"] for r in lane.rows], self.worker_id)).fetchall()}
+                " RETURNING id", (self.lease_seconds, [r["id"] for r in lane.rows], self.worker_id)).fetchall()}
         lost = [r["id"] for r in lane.rows if r["id"] not in held]
         if lost:
             log.warning("lease of deliveries %s ran out before they were sent; left to others", lost)
         lane.rows = deque(r for r in lane.rows if r["id"] in held)
-        lane.held_until = renewed_at + LEASE_SECONDS
+        lane.held_until = renewed_at + self.lease_seconds
         lane.fresh = True
 
     def _hand_over(self, lane: Lane, *, wait: bool = False) -> None:

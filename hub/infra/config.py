@@ -19,6 +19,8 @@
 | HUB_SNAPSHOT_EVERY | events between snapshots of an aggregate (a cold load reads at most about this many events after its snapshot); 0: no snapshots | 20 |
 | HUB_AGGREGATE_CACHE_SIZE | aggregates each process keeps in memory (least recently used go first); 0: none | 2000 |
 | HUB_CACHE_MAX_AGE | seconds (0 to 60) a web process may answer tokens, parties, endpoints and routing rules from memory after they changed; 0: no cache | 1 |
+| HUB_LEASE_SECONDS | seconds (1 to 3600) a worker holds the deliveries it took; a dead worker's deliveries are taken over by another worker once this has passed | 60 |
+| HUB_DELIVERY_LANES | recipient platforms (1 to 256) one worker sends to at the same time | 32 |
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from hub import OCPI_VERSION
 #: A charger waits for the hub; a longer synchronous call than this is a misconfiguration.
 MAX_FORWARD_TIMEOUT = 30.0
 MAX_COMMAND_RESULT_MARGIN = 24 * 3600.0
+MAX_LEASE_SECONDS = 3600.0
+MAX_DELIVERY_LANES = 256
 
 
 def _float(env: dict[str, str], key: str, default: float) -> float:
@@ -67,6 +71,13 @@ def _count(env: dict[str, str], key: str, default: int) -> int:
     return int(value)
 
 
+def _lanes(env: dict[str, str]) -> int:
+    value = _count(env, "HUB_DELIVERY_LANES", 32)
+    if not 1 <= value <= MAX_DELIVERY_LANES:
+        raise SystemExit(f"HUB_DELIVERY_LANES must be between 1 and {MAX_DELIVERY_LANES}, got {value}")
+    return value
+
+
 def _switch(env: dict[str, str], key: str, default: bool) -> bool:
     value = (env.get(key) or "").strip().lower()
     if not value:
@@ -97,6 +108,8 @@ class Settings:
     snapshot_every: int = 20
     aggregate_cache_size: int = 2000
     cache_max_age: float = 1.0
+    lease_seconds: float = 60.0
+    delivery_lanes: int = 32
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,6 +138,8 @@ class Settings:
             snapshot_every=_count(env, "HUB_SNAPSHOT_EVERY", 20),
             aggregate_cache_size=_count(env, "HUB_AGGREGATE_CACHE_SIZE", 2000),
             cache_max_age=_bounded(env, "HUB_CACHE_MAX_AGE", 1.0, 0, 60, low_inclusive=True),
+            lease_seconds=_bounded(env, "HUB_LEASE_SECONDS", 60.0, 1, MAX_LEASE_SECONDS, low_inclusive=True),
+            delivery_lanes=_lanes(env),
         )
 
     def with_database(self, url: str) -> Settings:

@@ -47,7 +47,7 @@ class Worker:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         # Lanes lease, renew and render through the pool; the writer writes their outcomes.
-        self.app = Hub(settings, database_url, pool_size=8 + min(settings.delivery_lanes, 32) // 2)
+        self.app = Hub(settings, database_url, pool_size=8 + min(settings.delivery_lanes, 16) // 2)
         self.log = EventLog(self.app)
         self.client = OcpiClient(read_timeout=settings.forward_timeout)
         self.projections = all_projections()

@@ -1,0 +1,208 @@
+"""Fan-out at load: a CPO's broadcast EVSE updates at a steady rate, to many eMSPs, by 1 and 2 workers.
+
+One CPO pushes EVSE status PATCHes (``OCPI-to`` = the hub: broadcast) through
+``hub web`` at ``rate`` per second for ``seconds``; ``hub worker`` forwards each
+to ``emsps`` eMSP test servers (50/s to 20 eMSPs: 1,000 deliveries/s offered).
+The same run is made with one ``hub worker`` process, then with two.
+
+- Latency: for each push, the time from the CPO receiving the hub's answer to
+  the last eMSP receiving the PATCH (p50, p99). Goal: p99 under 1 s.
+- Throughput: the workers are stopped, a backlog of ``burst`` pushes (each to
+  every eMSP, each a different Location) is accepted, the workers are started
+  again; deliveries/s from the first to the last receipt. Baseline: the same
+  requests (URLs, headers, bodies) sent by one process with one thread and one
+  pooled ``requests.Session`` per eMSP, all at once (the hub's concurrency: one
+  lane per recipient platform). Goal: hub ≥ 0.8 × baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+from ops.bench.common import (
+    ROOT,
+    Http,
+    HubProcesses,
+    Result,
+    Row,
+    cpo,
+    emsp,
+    log,
+    percentile,
+    push_headers,
+    stamp,
+    token_header,
+)
+from ops.bench.fanout import Arrivals
+from ops.bench.meters import CpuMeter
+from tests import ocpi_examples as ex
+
+SIZES = {
+    "smoke": {"emsps": 3, "locations": 40, "rate": 10.0, "seconds": 2.0, "burst": 30},
+    "full": {"emsps": 20, "locations": 400, "rate": 50.0, "seconds": 30.0, "burst": 300},
+}
+EVSE_UID = "EVSE-BLR-0001-1"
+WORKERS = ("worker", "worker2")
+
+
+class Pusher:
+    """The CPO: EVSE status PATCHes, each to the next Location, each newer than the last."""
+
+    def __init__(self, hub: HubProcesses, token: str, locations: int) -> None:
+        self.client = Http(hub.url, token)
+        self.locations = locations
+        self.pushed = 0
+
+    def push(self, corr: str) -> tuple[float, float, str, dict]:
+        self.pushed += 1
+        loc = f"L{self.pushed % self.locations:04d}"
+        path = f"/IN/CPF/{loc}/{EVSE_UID}"
+        body = {"status": ("CHARGING", "AVAILABLE")[self.pushed % 2], "last_updated": stamp(1000 + self.pushed)}
+        sent = time.monotonic()
+        status, _, answer = self.client.request("PATCH", "/ocpi/2.2.1/locations/receiver" + path, body,
+                                                push_headers("CPF", correlation_id=corr))
+        assert status == 200 and json.loads(answer)["status_code"] == 1000, answer[:300]
+        return sent, time.monotonic(), path, body
+
+
+def paced(pusher: Pusher, arrivals: Arrivals, cfg: dict, label: str) -> dict:
+    """Push at ``rate`` for ``seconds``; latency from each answer to its last receipt."""
+    n_emsps = cfg["emsps"]
+    answered: dict[str, float] = {}
+    interval = 1.0 / cfg["rate"]
+    due = first = time.monotonic()
+    end = due + cfg["seconds"]
+    late = 0
+    while due < end:
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        elif now - due > interval:
+            late += 1
+        corr = f"{label}-" + uuid.uuid4().hex
+        _, answered[corr], _, _ = pusher.push(corr)
+        due += interval
+    ids = list(answered)
+    complete = arrivals.wait(ids, n_emsps, timeout=300)
+    reached = [i for i in ids if arrivals.complete([i], n_emsps)]
+    e2e = [(arrivals.last(i) - answered[i]) * 1000 for i in reached]
+    last = max((arrivals.last(i) or 0 for i in ids), default=first)
+    return {"e2e": e2e, "complete": complete, "pushes": len(ids), "reached": len(reached), "late": late,
+            "rate": arrivals.count(ids) / max(last - first, 1e-9)}
+
+
+def drain(hub: HubProcesses, pusher: Pusher, arrivals: Arrivals, cfg: dict, workers: int, label: str) -> dict:
+    """Stop the workers, accept a backlog, start ``workers`` workers; deliveries/s while it drains."""
+    for name in WORKERS:
+        hub.stop(name)
+    burst = []
+    for _ in range(cfg["burst"]):
+        corr = f"{label}-" + uuid.uuid4().hex
+        _, _, path, body = pusher.push(corr)
+        burst.append((corr, path, body))
+    ids = [b[0] for b in burst]
+    meter = worker_meter(hub).start()
+    for name in WORKERS[:workers]:
+        hub.start(name, "worker")
+    complete = arrivals.wait(ids, cfg["emsps"], timeout=600)
+    times = arrivals.all_times(ids)
+    cpu = meter.stop()
+    rate = len(times) / max(max(times) - min(times), 1e-9) if len(times) > 1 else None
+    return {"burst": burst, "rate": rate, "complete": complete, "delivered": len(times), "cpu": cpu}
+
+
+def worker_meter(hub: HubProcesses) -> CpuMeter:
+    def workers():
+        return [c.pid for name, c in hub.children.items() if name in WORKERS and c.poll() is None]
+    return CpuMeter({"web": hub.web_pids, "workers": workers}, hub.database_url)
+
+
+def baseline(burst: list, emsps: list) -> dict:
+    """The burst's requests, one lane per eMSP, sent by ``ops.bench.direct_lanes``."""
+    lanes = []
+    for p in emsps:
+        lane = []
+        for corr, path, body in burst:
+            lane.append(["PATCH", f"{p.base}/ocpi/2.2.1/locations/receiver{path}",
+                         {"Authorization": token_header(p.token_for_hub), "Content-Type": "application/json",
+                          "X-Request-ID": str(uuid.uuid4()), "X-Correlation-ID": "direct-" + corr,
+                          "OCPI-from-country-code": "IN", "OCPI-from-party-id": "CIH",
+                          "OCPI-to-country-code": "IN", "OCPI-to-party-id": p.roles[0]["party_id"]},
+                         json.dumps(body, separators=(",", ":"))])
+        lanes.append(lane)
+    done = subprocess.run([sys.executable, "-m", "ops.bench.direct_lanes"], input=json.dumps({"lanes": lanes}),
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(done.stdout)
+
+
+def run(db, size: str) -> Result:
+    cfg = SIZES[size]
+    n_emsps = cfg["emsps"]
+    offered = cfg["rate"] * n_emsps
+    result = Result("fanload", f"{cfg['rate']:.0f} broadcast updates/s to {n_emsps} eMSPs, 1 and 2 workers,"
+                    " vs one client per eMSP", size)
+    hub = HubProcesses(db.url, "fanload")
+    try:
+        hub.migrate()
+        hub.start_web()
+        hub.start_worker()
+        (cpo_partner,) = hub.connect_partners([cpo("CPF")])
+        client = Http(hub.url, cpo_partner.hub_token)
+        for n in range(cfg["locations"]):
+            status, _, body = client.request(
+                "PUT", f"/ocpi/2.2.1/locations/receiver/IN/CPF/L{n:04d}",
+                ex.location(party_id="CPF", id=f"L{n:04d}", last_updated=stamp(1)), push_headers("CPF"))
+            assert status == 201, (status, body[:300])
+        client.close()
+        hub.wait_quiet()
+        arrivals = Arrivals()
+        emsps = hub.connect_partners([emsp(f"E{i:02d}") for i in range(n_emsps)], factory=arrivals.partner)
+        hub.wait_quiet()
+        pusher = Pusher(hub, cpo_partner.hub_token, cfg["locations"])
+        log(f"fanload: 1 CPO, {n_emsps} eMSPs, {cfg['locations']} Locations")
+
+        figures = {}
+        for workers in (1, 2):
+            if workers == 2:
+                hub.start("worker2", "worker")
+            hub.wait_quiet()
+            log(f"fanload: {workers} worker(s): {cfg['rate']:.0f} pushes/s for {cfg['seconds']:.0f} s")
+            meter = worker_meter(hub).start()
+            steady = paced(pusher, arrivals, cfg, f"w{workers}")
+            steady["cpu"] = meter.stop()
+            hub.wait_quiet()
+            log(f"fanload: {workers} worker(s): a backlog of {cfg['burst']} pushes "
+                f"({cfg['burst'] * n_emsps} deliveries)")
+            figures[workers] = (steady, drain(hub, pusher, arrivals, cfg, workers, f"b{workers}"))
+            hub.wait_quiet()
+        burst = figures[1][1]["burst"]
+        log(f"fanload: baseline, one client per eMSP sending the same {len(burst) * n_emsps} requests")
+        direct = baseline(burst, emsps)
+        direct_rate = direct["sent"] / direct["elapsed"]
+
+        for workers, (steady, drained) in figures.items():
+            p99 = percentile(steady["e2e"], 99)
+            result.add(
+                Row(f"{workers} worker(s): latency p50 (CPO answer → last eMSP)", percentile(steady["e2e"], 50),
+                    unit="ms"),
+                Row(f"{workers} worker(s): latency p99", p99, unit="ms", goal="< 1000 ms",
+                    met=p99 is not None and p99 < 1000 and steady["complete"]),
+                Row(f"{workers} worker(s): deliveries/s at {offered:.0f}/s offered", steady["rate"], offered, "/s"),
+                Row(f"{workers} worker(s): deliveries/s (backlog drain)", drained["rate"], direct_rate, "/s",
+                    goal="≥ 0.80", met=drained["rate"] is not None and drained["rate"] >= 0.8 * direct_rate
+                    and drained["complete"]),
+            )
+            result.note(f"{workers} worker(s): {steady['pushes']} pushes at {cfg['rate']:.0f}/s "
+                        f"({steady['late']} sent late by the bench client), {steady['reached']} reached all "
+                        f"{n_emsps} eMSPs; {steady['cpu']}")
+            result.note(f"{workers} worker(s), drain: {drained['delivered']} of {cfg['burst'] * n_emsps} "
+                        f"deliveries received; {drained['cpu']}")
+        result.note(f"baseline: {n_emsps} threads (one per eMSP) sent {direct['sent']} requests in "
+                    f"{direct['elapsed']:.2f} s, {direct['failed']} failed")
+        return result
+    finally:
+        hub.close()

@@ -129,8 +129,11 @@ class Worker:
     def _deliver_loop(self) -> None:
         """Hands due rows to the sender's lanes; does not wait for them (a slow partner
         must not hold up deliveries to the others)."""
+        # Due rows are looked for at least every second, and four times per lease when the lease
+        # is shorter: a dead worker's rows are taken over at most a tick after its lease ran out.
+        tick = min(1.0, self.settings.lease_seconds / 4)
         while not self.stopping.is_set():
-            self.deliver_now.wait(1.0)
+            self.deliver_now.wait(tick)
             # Under a stream of pushes the wake-ups come hundreds of times a second; gather
             # them into rounds DISPATCH_GAP apart, so the lease query runs a bounded number
             # of times (each round leases everything due, for every idle recipient).

@@ -23,7 +23,7 @@ import pytest
 from tests import ocpi_examples as ex
 from tests.conftest import HubUnderTest, _answers, wait_until
 from tests.e2e.test_resilience import in_order, replay
-from tests.integration.test_forwarding import Cpo, received, stamp
+from tests.integration.test_forwarding import Cpo, stamp
 from tests.partner import Partner, role
 
 EVSE = "EVSE-BLR-0001-1"

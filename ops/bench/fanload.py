@@ -164,6 +164,37 @@ def drain(hub: HubProcesses, pusher: Pusher, states: States, cfg: dict, workers:
     return {"burst": burst, "rate": rate, "complete": complete, "delivered": len(times), "cpu": cpu}
 
 
+class Quiet:
+    """``HubProcesses.wait_quiet`` on one connection held for the whole run: on a PostgreSQL
+    shared with others, a connection per poll may find no free slot."""
+
+    def __init__(self, hub: HubProcesses) -> None:
+        self.hub = hub
+        for attempt in range(30):
+            try:
+                self.conn = hub.connect_db()
+                break
+            except Exception:  # too many clients: wait for a slot
+                if attempt == 29:
+                    raise
+                time.sleep(2)
+
+    def wait(self, timeout: float = 300) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lagging = self.conn.execute(
+                "SELECT count(*) FROM hub_tracking WHERE position < (SELECT coalesce(max(notification_id), 0)"
+                " FROM hub_events)").fetchone()[0]
+            pending = self.conn.execute("SELECT count(*) FROM hub_deliveries WHERE state = 'PENDING'").fetchone()[0]
+            if not lagging and not pending:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def worker_meter(hub: HubProcesses) -> CpuMeter:
     def workers():
         return [c.pid for name, c in hub.children.items() if name in WORKERS and c.poll() is None]
@@ -213,26 +244,31 @@ def run(db, size: str) -> Result:
         emsps = hub.connect_partners([emsp(f"E{i:02d}") for i in range(n_emsps)], factory=states.partner)
         hub.wait_quiet()
         pusher = Pusher(hub, cpo_partner.hub_token, cfg["locations"])
+        quiet = Quiet(hub)
         log(f"fanload: 1 CPO, {n_emsps} eMSPs, {cfg['locations']} Locations")
 
         figures = {}
         for workers in (1, 2):
             if workers == 2:
                 hub.start("worker2", "worker")
-            hub.wait_quiet()
+            quiet.wait()
             log(f"fanload: {workers} worker(s): {cfg['rate']:.0f} pushes/s for {cfg['seconds']:.0f} s")
             meter = worker_meter(hub).start()
             steady = paced(pusher, states, cfg)
             steady["cpu"] = meter.stop()
-            hub.wait_quiet()
+            log(f"fanload: {workers} worker(s): p50 {percentile(steady['e2e'], 50)} ms, p99 "
+                f"{percentile(steady['e2e'], 99)} ms, {steady['rate']:.0f} deliveries/s; {steady['cpu']}")
+            quiet.wait()
             log(f"fanload: {workers} worker(s): a backlog of {cfg['burst']} pushes "
                 f"({cfg['burst'] * n_emsps} deliveries)")
             figures[workers] = (steady, drain(hub, pusher, states, cfg, workers))
-            hub.wait_quiet()
+            log(f"fanload: {workers} worker(s): drained at {figures[workers][1]['rate']} deliveries/s")
+            quiet.wait()
         burst = figures[1][1]["burst"]
         log(f"fanload: baseline, one client per eMSP sending the same {len(burst) * n_emsps} requests")
         direct = baseline(burst, emsps)
         direct_rate = direct["sent"] / direct["elapsed"]
+        quiet.close()
 
         for workers, (steady, drained) in figures.items():
             p99 = percentile(steady["e2e"], 99)

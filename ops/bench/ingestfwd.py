@@ -18,7 +18,7 @@ import threading
 import time
 
 from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, push_headers, run_threads, stamp
-from ops.bench.fanload import EVSE_UID
+from ops.bench.fanload import EVSE_UID, Quiet
 from tests import ocpi_examples as ex
 from tests.partner import Partner
 
@@ -43,9 +43,12 @@ class Counting(Partner):
         return super().answer(record)
 
 
-def backlog(hub: HubProcesses) -> tuple[int, int]:
+def backlog(conn) -> tuple[int, int]:
     """(pending deliveries, events the forwarding dispatcher has not read)."""
-    return hub.pending_deliveries(), hub.follower_lag().get(DISPATCHER, 0)
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM hub_deliveries WHERE state = 'PENDING'),"
+        " (SELECT coalesce(max(notification_id), 0) FROM hub_events)"
+        " - (SELECT position FROM hub_tracking WHERE name = %s)", (DISPATCHER,)).fetchone()
 
 
 def run(db, size: str) -> Result:
@@ -71,9 +74,10 @@ def run(db, size: str) -> Result:
             client.close()
 
         run_threads(clients, setup)
-        hub.wait_quiet()
+        quiet = Quiet(hub)
+        quiet.wait()
         (receiver,) = hub.connect_partners([emsp("EMF")], factory=lambda r: Counting(roles=[r]))
-        hub.wait_quiet()
+        quiet.wait()
         log(f"ingestfwd: {clients} CPO clients push for {cfg['seconds']:.0f} s; 1 eMSP receives")
 
         accepted = [0] * clients
@@ -105,9 +109,10 @@ def run(db, size: str) -> Result:
         cpu = meter.stop()
         elapsed = stopped - started
         delivered = sum(1 for t in receiver.at[before:] if started <= t <= stopped)
-        pending, unread = backlog(hub)
-        hub.wait_quiet(timeout=600)
+        pending, unread = backlog(quiet.conn)
+        quiet.wait(timeout=600)
         drained = time.monotonic() - stopped
+        quiet.close()
         total = sum(accepted)
         in_rate, out_rate = total / elapsed, delivered / elapsed
         result.add(

@@ -19,7 +19,7 @@ import time
 import uuid
 
 from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, push_headers, stamp
-from ops.bench.fanload import EVSE_UID
+from ops.bench.fanload import EVSE_UID, Quiet
 from ops.bench.fanout import Arrivals
 from tests import ocpi_examples as ex
 
@@ -31,11 +31,10 @@ IN_FLIGHT_MARGIN = 0.25  # seconds after the kill by which a call the victim had
 DISPATCH_TICK = 1.0  # seconds: the worker looks for due deliveries at least this often (lease/4 if shorter)
 
 
-def leased_by(hub: HubProcesses) -> dict[str, list[str]]:
+def leased_by(conn) -> dict[str, list[str]]:
     """Worker id -> correlation ids of the rows it holds a live lease on."""
-    with hub.connect_db() as conn:
-        rows = conn.execute("SELECT leased_by, correlation_id FROM hub_deliveries WHERE state = 'PENDING'"
-                            " AND lease_until > now() AND leased_by IS NOT NULL").fetchall()
+    rows = conn.execute("SELECT leased_by, correlation_id FROM hub_deliveries WHERE state = 'PENDING'"
+                        " AND lease_until > now() AND leased_by IS NOT NULL").fetchall()
     held: dict[str, list[str]] = {}
     for worker, corr in rows:
         held.setdefault(worker, []).append(corr)
@@ -59,7 +58,8 @@ def run(db, size: str) -> Result:
                 "PUT", f"/ocpi/2.2.1/locations/receiver/IN/CPL/L{n:04d}",
                 ex.location(party_id="CPL", id=f"L{n:04d}", last_updated=stamp(1)), push_headers("CPL"))
             assert status == 201, (status, body[:300])
-        hub.wait_quiet()
+        quiet = Quiet(hub)
+        quiet.wait()
         arrivals = Arrivals()
 
         def slow(r: dict):
@@ -68,7 +68,7 @@ def run(db, size: str) -> Result:
             return partner
 
         hub.connect_partners([emsp(f"K{i:02d}") for i in range(cfg["emsps"])], factory=slow)
-        hub.wait_quiet()
+        quiet.wait()
         hub.start("worker2", "worker", extra_env=env)
         time.sleep(2.0)  # the second worker is up
         pids = {name: hub.children[name].pid for name in ("worker", "worker2")}
@@ -86,7 +86,7 @@ def run(db, size: str) -> Result:
         deadline = time.monotonic() + 60
         held: dict[str, list[str]] = {}
         while time.monotonic() < deadline:
-            held = leased_by(hub)
+            held = leased_by(quiet.conn)
             holders = {name for name, pid in pids.items() for worker in held if f":{pid}:" in worker}
             if len(holders) == 2:
                 break
@@ -111,6 +111,7 @@ def run(db, size: str) -> Result:
                 if after:
                     resumed = min(after) if resumed is None else min(resumed, *after)
         takeover = None if resumed is None else resumed - killed
+        quiet.close()
         received = arrivals.count(ids)
         expected = len(ids) * cfg["emsps"]
         result.add(

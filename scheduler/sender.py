@@ -47,8 +47,9 @@ from scheduler.outcomes import COLLAPSIBLE, CallResult, backoff
 
 log = logging.getLogger(__name__)
 
-LANES = 32  # recipient platforms sent to at the same time (HUB_DELIVERY_LANES)
-PER_LANE = 50  # rows a lane takes at a time
+LANES = 32  # calls in flight at the same time per worker (HUB_DELIVERY_LANES)
+PER_LANE = 50  # rows a platform's lanes take at a time
+PER_PLATFORM = 4  # lanes (calls in flight) per recipient platform, each for other objects
 LEASE_SECONDS = 60.0  # HUB_LEASE_SECONDS
 LEASE_MARGIN = 10.0  # lease a lane must have left beyond its longest call, or it renews first
 FLUSH_EVERY = 0.5  # seconds a lane keeps outcomes before writing them down
@@ -65,6 +66,11 @@ def lease_budget(call_seconds: float, lease_seconds: float) -> tuple[float, floa
     is left. Both together stay below the lease, so a freshly renewed lane always sends.
     """
     return min(call_seconds, lease_seconds / 2), min(LEASE_MARGIN, lease_seconds / 4)
+
+
+def lanes_for(rows: int) -> int:
+    """How many lanes send a platform's leased rows: one per 4 rows, at most ``PER_PLATFORM``."""
+    return max(1, min(PER_PLATFORM, rows // 4))
 
 
 class Sender:
@@ -105,7 +111,8 @@ class Sender:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a lane ended, or outcomes were written
         self._dispatching = threading.Lock()
-        self._busy: set[UUID] = set()  # platforms with a lane running or queued
+        self._busy: dict[UUID, int] = {}  # platform -> its lanes running or queued
+        self._halted: set[UUID] = set()  # platforms whose lanes stop (no answer: going OFFLINE)
         self._unanswered: dict[UUID, int] = {}  # platform -> calls in a row that found no answer
         self._handled = 0
         self._outcomes: list[tuple[list, list, list]] = []  # handed to the writer, not written yet
@@ -171,18 +178,24 @@ class Sender:
                 rows = self.lease(exclude=busy)
                 if not rows:
                     break
-                lanes: dict[UUID, list[dict]] = {}
+                groups: dict[UUID, list[dict]] = {}
                 for row in sorted(rows, key=lambda r: r["id"]):
-                    lanes.setdefault(row["platform_id"], []).append(row)
-                for platform_id, group in lanes.items():
+                    groups.setdefault(row["platform_id"], []).append(row)
+                for platform_id, group in groups.items():
+                    # A lease holds at most one row per recipient and object (only the oldest, and
+                    # only while none of that object is in flight), so the group's rows may go out
+                    # side by side: up to PER_PLATFORM lanes, each in id order.
+                    count = lanes_for(len(group))
                     with self._lock:
-                        self._busy.add(platform_id)
-                    lane = Lane(platform_id, deque(group), leased_at + self.lease_seconds, self.worker_id)
-                    try:
-                        self._lanes.submit(self._run, lane)
-                    except RuntimeError:  # closing: give the rows back
-                        lane.stop = True
-                        self._run(lane)
+                        self._busy[platform_id] = self._busy.get(platform_id, 0) + count
+                    for share in range(count):
+                        lane = Lane(platform_id, deque(group[share::count]), leased_at + self.lease_seconds,
+                                    self.worker_id)
+                        try:
+                            self._lanes.submit(self._run, lane)
+                        except RuntimeError:  # closing: give the rows back
+                            lane.stop = True
+                            self._run(lane)
                 handed += len(rows)
         return handed
 
@@ -210,7 +223,8 @@ class Sender:
 
     def _run(self, lane: Lane) -> None:
         try:
-            while lane.rows and not lane.stop and not self._stopping.is_set():
+            while lane.rows and not lane.stop and not self._stopping.is_set() \
+                    and lane.platform_id not in self._halted:
                 if not lane.fresh and time.monotonic() + self.call_seconds + self.lease_margin > lane.held_until:
                     self._hand_over(lane)
                     self._renew(lane)
@@ -232,7 +246,12 @@ class Sender:
         finally:
             self._hand_over(lane)
             with self._changed:
-                self._busy.discard(lane.platform_id)
+                left = self._busy.get(lane.platform_id, 1) - 1
+                if left > 0:
+                    self._busy[lane.platform_id] = left
+                else:
+                    self._busy.pop(lane.platform_id, None)
+                    self._halted.discard(lane.platform_id)
                 self._handled += lane.done
                 self._changed.notify_all()
             if self.on_idle is not None:
@@ -399,6 +418,8 @@ class Sender:
         if not offline:
             return
         lane.stop = True
+        with self._lock:
+            self._halted.add(lane.platform_id)  # the platform's other lanes stop after their call
         if self.on_unreachable is not None:
             self._hand_over(lane, wait=True)  # the failed calls come before the parties' OFFLINE in the log
             self.on_unreachable(lane.platform_id, f"{outcomes.OFFLINE_AFTER_FAILURES} calls in a row found"

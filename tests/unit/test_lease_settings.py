@@ -45,3 +45,10 @@ def test_a_call_and_its_renewal_margin_fit_in_the_lease(lease, call):
 
 def test_a_long_lease_keeps_the_whole_call_and_a_ten_second_margin():
     assert lease_budget(8.0, 60.0) == (8.0, 10.0)
+
+
+def test_a_platforms_rows_go_out_on_up_to_four_lanes():
+    from scheduler.sender import PER_PLATFORM, lanes_for
+
+    assert [lanes_for(n) for n in (1, 3, 4, 7, 8, 12, 16, 50)] == [1, 1, 1, 1, 2, 3, 4, 4]
+    assert PER_PLATFORM == 4

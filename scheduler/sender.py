@@ -1,10 +1,13 @@
 """The sender: leases due deliveries and sends them, one lane per recipient platform.
 
-Lanes: each recipient platform's rows are sent by one lane, one after another;
-lanes of different platforms run side by side (``LANES`` threads), so a slow
-or dead partner holds up nobody else. Senders lease due rows with ``FOR UPDATE
-SKIP LOCKED`` and send a row only while they hold its lease, so several
-workers never send the same row; every attempt is a ``Call.Made`` event.
+Lanes: a recipient platform's leased rows are sent by up to ``PER_PLATFORM``
+lanes, each one row after another; lanes run side by side (``LANES`` threads,
+HUB_DELIVERY_LANES), so a slow or dead partner holds up nobody else. Senders
+lease due rows with ``FOR UPDATE SKIP LOCKED`` for ``lease_seconds``
+(HUB_LEASE_SECONDS) and send a row only while they hold its lease, so several
+workers (processes or nodes) never send the same row at the same time; a dead
+worker's rows are due again when its lease runs out. Every attempt is a
+``Call.Made`` event.
 
 Ordering: per (platform, recipient, module, object) only the oldest pending
 row is ever leased, and only while no other row of that object is in flight,
@@ -83,8 +86,10 @@ class Sender:
     ``on_unreachable(platform_id, reason)`` is called when a platform keeps not answering;
     ``on_idle()`` when a lane has finished or outcomes were written (more may be due).
 
-    Lanes run in a small thread pool, so a slow partner holds up only its own
-    deliveries. A lane sends its rows in id order, only while it holds their
+    Lanes run in a thread pool, so a slow partner holds up only its own
+    deliveries. A lease holds at most one row per recipient and object, so a
+    platform's rows are split over up to ``PER_PLATFORM`` lanes without
+    reordering anything. A lane sends its rows in id order, only while it holds their
     lease (renewed in one statement when less than the longest call plus
     ``LEASE_MARGIN`` is left). Outcomes go to one writer thread, which writes
     whatever the lanes handed over meanwhile together: the ``Call.Made`` and

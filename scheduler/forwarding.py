@@ -31,7 +31,7 @@ from hub.domain.routing import BROADCAST
 from hub.infra.eventlog import Follower
 from projections.objects import CHANGE_EVENTS, emsp_tokens, module_of, object_of
 from projections.recipients import load_policy
-from scheduler.outbox import NotCaughtUp, Outgoing, enqueue
+from scheduler.outbox import NotCaughtUp, Outgoing, enqueue_many
 
 
 class ForwardingDispatcher(Follower):
@@ -41,10 +41,12 @@ class ForwardingDispatcher(Follower):
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         policy = load_policy(cur)
+        outgoing: list[Outgoing] = []
         for position, event in events:
-            self._forward(cur, policy, position, event)
+            self._forward(cur, policy, position, event, outgoing)
+        enqueue_many(cur, outgoing)  # in event order: per recipient and object, ids keep the log's order
 
-    def _forward(self, cur, policy: Policy, position: int, event: Any) -> None:
+    def _forward(self, cur, policy: Policy, position: int, event: Any, outgoing: list[Outgoing]) -> None:
         module = module_of(event)
         message = event.message
         found = object_of(cur, event.originator_id)
@@ -60,7 +62,7 @@ class ForwardingDispatcher(Follower):
             party = verdict.party
             broadcast = message["scenario"] == BROADCAST and MODULES[module].routing != CDR_TOKEN
             from_cc, from_pid = (HUB_COUNTRY_CODE, HUB_PARTY_ID) if broadcast else message["from"].split("/")[:2]
-            enqueue(cur, Outgoing(
+            outgoing.append(Outgoing(
                 platform_id=party.platform_id,
                 recipient=party.key,
                 module=module,

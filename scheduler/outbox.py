@@ -103,25 +103,45 @@ class Outgoing:
     kind: str = "exact"
 
 
+_INSERT = (
+    "INSERT INTO hub_deliveries (platform_id, recipient, kind, module, interface, object_key,"
+    " method, path, body, headers, correlation_id, position)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+)
+_MERGE = _INSERT + (
+    " ON CONFLICT (platform_id, (coalesce(recipient, '')), module, object_key)"
+    " WHERE state = 'PENDING' AND kind = 'current'"
+    " DO UPDATE SET position = excluded.position, revision = hub_deliveries.revision + 1,"
+    " correlation_id = excluded.correlation_id"
+)
+
+
+def _params(item: Outgoing) -> tuple:
+    return (item.platform_id, item.recipient, item.kind, item.module, item.interface,
+            item.object_key, item.method, item.path,
+            None if item.body is None else Json(item.body), Jsonb(item.headers or {}),
+            item.correlation_id, item.position)
+
+
 def enqueue(cur: psycopg.Cursor, item: Outgoing) -> None:
     """Add a delivery inside the caller's transaction."""
-    params = (item.platform_id, item.recipient, item.kind, item.module, item.interface,
-              item.object_key, item.method, item.path,
-              None if item.body is None else Json(item.body), Jsonb(item.headers or {}),
-              item.correlation_id, item.position)
-    insert = (
-        "INSERT INTO hub_deliveries (platform_id, recipient, kind, module, interface, object_key,"
-        " method, path, body, headers, correlation_id, position)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-    )
-    if item.kind == "current":
-        insert += (
-            " ON CONFLICT (platform_id, (coalesce(recipient, '')), module, object_key)"
-            " WHERE state = 'PENDING' AND kind = 'current'"
-            " DO UPDATE SET position = excluded.position, revision = hub_deliveries.revision + 1,"
-            " correlation_id = excluded.correlation_id"
-        )
-    cur.execute(insert, params)
+    cur.execute(_MERGE if item.kind == "current" else _INSERT, _params(item))
+
+
+def enqueue_many(cur: psycopg.Cursor, items: list[Outgoing]) -> None:
+    """Add deliveries inside the caller's transaction, in the given order (ids rise with it).
+
+    Runs of rows of one kind go as one ``executemany`` (pipelined: one round trip), so
+    a batch of events fanned out to many recipients does not wait on one insert each.
+    """
+    start = 0
+    while start < len(items):
+        current = items[start].kind == "current"
+        end = start
+        while end < len(items) and (items[end].kind == "current") == current:
+            end += 1
+        cur.executemany(_MERGE if current else _INSERT, [_params(i) for i in items[start:end]])
+        start = end
 
 
 Render = Callable[[dict], "tuple | None"]

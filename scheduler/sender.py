@@ -1,10 +1,13 @@
 """The sender: leases due deliveries and sends them, one lane per recipient platform.
 
-Lanes: each recipient platform's rows are sent by one lane, one after another;
-lanes of different platforms run side by side (``LANES`` threads), so a slow
-or dead partner holds up nobody else. Senders lease due rows with ``FOR UPDATE
-SKIP LOCKED`` and send a row only while they hold its lease, so several
-workers never send the same row; every attempt is a ``Call.Made`` event.
+Lanes: a recipient platform's leased rows are sent by up to ``PER_PLATFORM``
+lanes, each one row after another; lanes run side by side (``LANES`` threads,
+HUB_DELIVERY_LANES), so a slow or dead partner holds up nobody else. Senders
+lease due rows with ``FOR UPDATE SKIP LOCKED`` for ``lease_seconds``
+(HUB_LEASE_SECONDS) and send a row only while they hold its lease, so several
+workers (processes or nodes) never send the same row at the same time; a dead
+worker's rows are due again when its lease runs out. Every attempt is a
+``Call.Made`` event.
 
 Ordering: per (platform, recipient, module, object) only the oldest pending
 row is ever leased, and only while no other row of that object is in flight,
@@ -47,13 +50,30 @@ from scheduler.outcomes import COLLAPSIBLE, CallResult, backoff
 
 log = logging.getLogger(__name__)
 
-LANES = 8  # recipient platforms sent to at the same time
-PER_LANE = 50  # rows a lane takes at a time
-LEASE_SECONDS = 60
+LANES = 32  # calls in flight at the same time per worker (HUB_DELIVERY_LANES)
+PER_LANE = 50  # rows a platform's lanes take at a time
+PER_PLATFORM = 4  # lanes (calls in flight) per recipient platform, each for other objects
+LEASE_SECONDS = 60.0  # HUB_LEASE_SECONDS
 LEASE_MARGIN = 10.0  # lease a lane must have left beyond its longest call, or it renews first
 FLUSH_EVERY = 0.5  # seconds a lane keeps outcomes before writing them down
 CATCH_UP_PAUSE = 0.2  # seconds before a current state waiting for the dispatcher is tried again
 COLLAPSE_AFTER_SECONDS = 30.0
+
+
+def lease_budget(call_seconds: float, lease_seconds: float) -> tuple[float, float]:
+    """One call's deadline and the lease a lane must have left beyond it before a call.
+
+    A call never outlasts the lease it started under: with a short lease (a test, or
+    an operator who wants a fast takeover) a call gets at most half of it, and the lane
+    renews when less than the call plus a quarter of the lease (at most ``LEASE_MARGIN``)
+    is left. Both together stay below the lease, so a freshly renewed lane always sends.
+    """
+    return min(call_seconds, lease_seconds / 2), min(LEASE_MARGIN, lease_seconds / 4)
+
+
+def lanes_for(rows: int) -> int:
+    """How many lanes send a platform's leased rows: one per 4 rows, at most ``PER_PLATFORM``."""
+    return max(1, min(PER_PLATFORM, rows // 4))
 
 
 class Sender:
@@ -66,8 +86,10 @@ class Sender:
     ``on_unreachable(platform_id, reason)`` is called when a platform keeps not answering;
     ``on_idle()`` when a lane has finished or outcomes were written (more may be due).
 
-    Lanes run in a small thread pool, so a slow partner holds up only its own
-    deliveries. A lane sends its rows in id order, only while it holds their
+    Lanes run in a thread pool, so a slow partner holds up only its own
+    deliveries. A lease holds at most one row per recipient and object, so a
+    platform's rows are split over up to ``PER_PLATFORM`` lanes without
+    reordering anything. A lane sends its rows in id order, only while it holds their
     lease (renewed in one statement when less than the longest call plus
     ``LEASE_MARGIN`` is left). Outcomes go to one writer thread, which writes
     whatever the lanes handed over meanwhile together: the ``Call.Made`` and
@@ -77,7 +99,8 @@ class Sender:
 
     def __init__(self, app: Hub, client: OcpiClient, renderers: dict[str, Render],
                  on_unreachable: Callable[[UUID, str], None] | None = None,
-                 on_idle: Callable[[], None] | None = None, lanes: int = LANES) -> None:
+                 on_idle: Callable[[], None] | None = None, lanes: int = LANES,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.app = app
         self.client = client
         self.renderers = renderers
@@ -86,12 +109,15 @@ class Sender:
         # Unique per sender: two workers in one process must not take each other's leases for their own.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         timeout = getattr(client, "timeout", None)  # (connect, read): one call's budget in all
-        self.call_seconds = float(sum(timeout)) if isinstance(timeout, tuple) else 15.0
+        call_seconds = float(sum(timeout)) if isinstance(timeout, tuple) else 15.0
+        self.lease_seconds = float(lease_seconds)
+        self.call_seconds, self.lease_margin = lease_budget(call_seconds, self.lease_seconds)
         self._lanes = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="hub-lane")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a lane ended, or outcomes were written
         self._dispatching = threading.Lock()
-        self._busy: set[UUID] = set()  # platforms with a lane running or queued
+        self._busy: dict[UUID, int] = {}  # platform -> its lanes running or queued
+        self._halted: set[UUID] = set()  # platforms whose lanes stop (no answer: going OFFLINE)
         self._unanswered: dict[UUID, int] = {}  # platform -> calls in a row that found no answer
         self._handled = 0
         self._outcomes: list[tuple[list, list, list]] = []  # handed to the writer, not written yet
@@ -140,7 +166,7 @@ class Sender:
                 RETURNING h.*, (SELECT row_to_json(p) FROM view_platforms p
                                 WHERE p.platform_id = h.platform_id) AS platform
                 """,
-                (limit, list(exclude), LEASE_SECONDS, self.worker_id),
+                (limit, list(exclude), self.lease_seconds, self.worker_id),
             ).fetchall()
 
     def dispatch(self) -> int:
@@ -157,18 +183,24 @@ class Sender:
                 rows = self.lease(exclude=busy)
                 if not rows:
                     break
-                lanes: dict[UUID, list[dict]] = {}
+                groups: dict[UUID, list[dict]] = {}
                 for row in sorted(rows, key=lambda r: r["id"]):
-                    lanes.setdefault(row["platform_id"], []).append(row)
-                for platform_id, group in lanes.items():
+                    groups.setdefault(row["platform_id"], []).append(row)
+                for platform_id, group in groups.items():
+                    # A lease holds at most one row per recipient and object (only the oldest, and
+                    # only while none of that object is in flight), so the group's rows may go out
+                    # side by side: up to PER_PLATFORM lanes, each in id order.
+                    count = lanes_for(len(group))
                     with self._lock:
-                        self._busy.add(platform_id)
-                    lane = Lane(platform_id, deque(group), leased_at + LEASE_SECONDS, self.worker_id)
-                    try:
-                        self._lanes.submit(self._run, lane)
-                    except RuntimeError:  # closing: give the rows back
-                        lane.stop = True
-                        self._run(lane)
+                        self._busy[platform_id] = self._busy.get(platform_id, 0) + count
+                    for share in range(count):
+                        lane = Lane(platform_id, deque(group[share::count]), leased_at + self.lease_seconds,
+                                    self.worker_id)
+                        try:
+                            self._lanes.submit(self._run, lane)
+                        except RuntimeError:  # closing: give the rows back
+                            lane.stop = True
+                            self._run(lane)
                 handed += len(rows)
         return handed
 
@@ -196,8 +228,9 @@ class Sender:
 
     def _run(self, lane: Lane) -> None:
         try:
-            while lane.rows and not lane.stop and not self._stopping.is_set():
-                if not lane.fresh and time.monotonic() + self.call_seconds + LEASE_MARGIN > lane.held_until:
+            while lane.rows and not lane.stop and not self._stopping.is_set() \
+                    and lane.platform_id not in self._halted:
+                if not lane.fresh and time.monotonic() + self.call_seconds + self.lease_margin > lane.held_until:
                     self._hand_over(lane)
                     self._renew(lane)
                     continue
@@ -218,7 +251,12 @@ class Sender:
         finally:
             self._hand_over(lane)
             with self._changed:
-                self._busy.discard(lane.platform_id)
+                left = self._busy.get(lane.platform_id, 1) - 1
+                if left > 0:
+                    self._busy[lane.platform_id] = left
+                else:
+                    self._busy.pop(lane.platform_id, None)
+                    self._halted.discard(lane.platform_id)
                 self._handled += lane.done
                 self._changed.notify_all()
             if self.on_idle is not None:
@@ -231,12 +269,12 @@ class Sender:
             held = {r[0] for r in conn.execute(
                 "UPDATE hub_deliveries SET lease_until = now() + make_interval(secs => %s)"
                 " WHERE id = ANY(%s) AND leased_by = %s AND lease_until > now() AND state = 'PENDING'"
-                " RETURNING id", (LEASE_SECONDS, [r["id"] for r in lane.rows], self.worker_id)).fetchall()}
+                " RETURNING id", (self.lease_seconds, [r["id"] for r in lane.rows], self.worker_id)).fetchall()}
         lost = [r["id"] for r in lane.rows if r["id"] not in held]
         if lost:
             log.warning("lease of deliveries %s ran out before they were sent; left to others", lost)
         lane.rows = deque(r for r in lane.rows if r["id"] in held)
-        lane.held_until = renewed_at + LEASE_SECONDS
+        lane.held_until = renewed_at + self.lease_seconds
         lane.fresh = True
 
     def _hand_over(self, lane: Lane, *, wait: bool = False) -> None:
@@ -390,6 +428,8 @@ class Sender:
         if not offline:
             return
         lane.stop = True
+        with self._lock:
+            self._halted.add(lane.platform_id)  # the platform's other lanes stop after their call
         if self.on_unreachable is not None:
             self._hand_over(lane, wait=True)  # the failed calls come before the parties' OFFLINE in the log
             self.on_unreachable(lane.platform_id, f"{outcomes.OFFLINE_AFTER_FAILURES} calls in a row found"

@@ -28,7 +28,7 @@ from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client
 from scheduler.commands import CommandResultDispatcher, CommandTimeouts
 from scheduler.forwarding import ForwardingDispatcher, render_current
 from scheduler.outbox import give_up
-from scheduler.sender import LANES, Sender
+from scheduler.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def dispatchers(settings: Settings | None = None) -> list:
 class Worker:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
-        self.app = Hub(settings, database_url, pool_size=8 + LANES // 2)  # lanes write their outcomes too
+        # Lanes lease, renew and render through the pool; the writer writes their outcomes.
+        self.app = Hub(settings, database_url, pool_size=8 + min(settings.delivery_lanes, 16) // 2)
         self.log = EventLog(self.app)
         self.client = OcpiClient(read_timeout=settings.forward_timeout, guard=settings.outbound_guard())
         self.projections = all_projections()
@@ -60,6 +61,8 @@ class Worker:
              "sessions": current, "tokens": current},
             on_unreachable=self._unreachable,
             on_idle=self._lane_done,
+            lanes=settings.delivery_lanes,
+            lease_seconds=settings.lease_seconds,
         )
         self.waker = Waker(database_url)
         self.deliver_now = threading.Event()
@@ -126,8 +129,11 @@ class Worker:
     def _deliver_loop(self) -> None:
         """Hands due rows to the sender's lanes; does not wait for them (a slow partner
         must not hold up deliveries to the others)."""
+        # Due rows are looked for at least every second, and four times per lease when the lease
+        # is shorter: a dead worker's rows are taken over at most a tick after its lease ran out.
+        tick = min(1.0, self.settings.lease_seconds / 4)
         while not self.stopping.is_set():
-            self.deliver_now.wait(1.0)
+            self.deliver_now.wait(tick)
             # Under a stream of pushes the wake-ups come hundreds of times a second; gather
             # them into rounds DISPATCH_GAP apart, so the lease query runs a bounded number
             # of times (each round leases everything due, for every idle recipient).

@@ -35,6 +35,7 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import random
 import socket
 import threading
 import time
@@ -211,6 +212,15 @@ class _DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
+        self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        """As requests does, once per origin: it looks at the CA bundle on disk on every call."""
+        key = (*request.url.split("/", 3)[:3], verify, str(cert))
+        found = self._pool_keys.get(key)
+        if found is None:
+            found = self._pool_keys[key] = super().build_connection_pool_key_attributes(request, verify, cert)
+        return dict(found[0]), dict(found[1])
 
 
 class OcpiClient:
@@ -253,7 +263,7 @@ class OcpiClient:
         deadline: float | None = None,
     ) -> OcpiResponse:
         """One call. ``deadline``: seconds the whole call may take (overrides ``timeout``)."""
-        request_id = str(uuid.uuid4())
+        request_id = _request_id()
         correlation_id = correlation_id or str(uuid.uuid4())
         all_headers = {
             "Authorization": encode_header_token(token),
@@ -356,6 +366,12 @@ def uses_proxy(environ=os.environ) -> bool:
 def _token_header_only(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """requests' auth hook: the request keeps the Authorization header the hub set."""
     return request
+
+
+def _request_id() -> str:
+    """A random version-4 UUID for ``X-Request-ID``: an identifier, not a secret, so it comes from
+    ``random`` rather than one ``os.urandom`` system call per partner call."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def _ms(started: float) -> float:

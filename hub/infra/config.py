@@ -23,6 +23,8 @@
 | HUB_PARTNER_MAX_RESPONSE_BYTES | largest partner answer read; a longer one is cut off and counts as no valid answer | 16777216 (16 MiB) |
 | HUB_MAX_BODY_BYTES | largest request body accepted (HTTP 413 beyond) | 4194304 (4 MiB) |
 | HUB_RATE_LIMIT | requests per second per platform and web process (bursts of twice as many); 0: no limit | 200 |
+| HUB_LEASE_SECONDS | seconds (1 to 3600) a worker holds the deliveries it took; a dead worker's deliveries are taken over by another worker once this has passed | 60 |
+| HUB_DELIVERY_LANES | recipient platforms (1 to 256) one worker sends to at the same time | 32 |
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from hub.infra.outbound import DEFAULT_MAX_RESPONSE_BYTES, IPNetwork, OutboundGu
 #: A charger waits for the hub; a longer synchronous call than this is a misconfiguration.
 MAX_FORWARD_TIMEOUT = 30.0
 MAX_COMMAND_RESULT_MARGIN = 24 * 3600.0
+MAX_LEASE_SECONDS = 3600.0
+MAX_DELIVERY_LANES = 256
 
 
 def _float(env: dict[str, str], key: str, default: float) -> float:
@@ -94,6 +98,13 @@ def _rate(env: dict[str, str], key: str, default: float) -> float:
     return value
 
 
+def _lanes(env: dict[str, str]) -> int:
+    value = _count(env, "HUB_DELIVERY_LANES", 32)
+    if not 1 <= value <= MAX_DELIVERY_LANES:
+        raise SystemExit(f"HUB_DELIVERY_LANES must be between 1 and {MAX_DELIVERY_LANES}, got {value}")
+    return value
+
+
 def _switch(env: dict[str, str], key: str, default: bool) -> bool:
     value = (env.get(key) or "").strip().lower()
     if not value:
@@ -128,6 +139,8 @@ class Settings:
     partner_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_body_bytes: int = 4 * 1024 * 1024
     rate_limit: float = 200.0
+    lease_seconds: float = 60.0
+    delivery_lanes: int = 32
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -160,6 +173,8 @@ class Settings:
             partner_max_response_bytes=_positive(env, "HUB_PARTNER_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES),
             max_body_bytes=_positive(env, "HUB_MAX_BODY_BYTES", 4 * 1024 * 1024),
             rate_limit=_rate(env, "HUB_RATE_LIMIT", 200.0),
+            lease_seconds=_bounded(env, "HUB_LEASE_SECONDS", 60.0, 1, MAX_LEASE_SECONDS, low_inclusive=True),
+            delivery_lanes=_lanes(env),
         )
 
     def outbound_guard(self) -> OutboundGuard:

@@ -1,7 +1,7 @@
 """Benchmarks of the hub, each against a baseline measured in the same run.
 
 ``python -m ops.bench all [--size smoke|full] [--json]`` runs every benchmark;
-``python -m ops.bench ingest|authorize|fanout|rebuild|pulls|memory`` runs one.
+``python -m ops.bench ingest|authorize|fanout|fanload|leases|ingestfwd|...`` runs some.
 Each starts what it needs (a fresh schema, ``hub migrate``, ``hub web`` under
 gunicorn and ``hub worker`` as processes, partner servers from
 ``tests/partner.py``), prints a table (figure, hub, baseline, ratio, goal,

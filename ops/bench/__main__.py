@@ -1,6 +1,7 @@
 """``python -m ops.bench all|NAME [NAME...] [--size smoke|full] [--json]``.
 
-NAME is one of ingest, authorize, fanout, rebuild, pulls, memory, loadcost, scale, footprint; several run
+NAME is one of ingest, authorize, fanout, rebuild, pulls, memory, loadcost, scale, footprint,
+fanload, leases, ingestfwd; several run
 in the order given (rebuild, pulls and memory share one large dataset, built once).
 
 The database: ``--database-url``, else ``HUB_BENCH_DATABASE_URL``,
@@ -25,7 +26,8 @@ import traceback
 
 from ops.bench.common import Database, database_url_from_env, log
 
-BENCHMARKS = ("ingest", "authorize", "fanout", "rebuild", "pulls", "memory", "loadcost", "scale", "footprint")
+BENCHMARKS = ("ingest", "authorize", "fanout", "rebuild", "pulls", "memory", "loadcost", "scale",
+              "footprint", "fanload", "leases", "ingestfwd")
 
 
 def machine(db: Database) -> dict:

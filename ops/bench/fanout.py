@@ -87,6 +87,10 @@ class Arrivals:
             times = self.times.get(corr)
             return max(times) if times else None
 
+    def all_times(self, ids: list[str]) -> list[float]:
+        with self.lock:
+            return [t for i in ids for t in self.times.get(i, ())]
+
     def count(self, ids: list[str]) -> int:
         with self.lock:
             return sum(len(self.times.get(i, ())) for i in ids)

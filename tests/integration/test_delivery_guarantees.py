@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import psycopg
 
-from scheduler import sender
 from scheduler.worker import Worker
 from tests import ocpi_examples as ex
 from tests.cli import run_hub
@@ -52,7 +51,7 @@ def status_of(hub, viewer, party_id: str) -> str:
     return next(c["status"] for c in listed if c["party_id"] == party_id)
 
 
-def test_two_workers_send_each_delivery_once_when_a_batch_outlasts_its_lease(hub, settings, monkeypatch):
+def test_two_workers_send_each_delivery_once_when_a_batch_outlasts_its_lease(hub, settings):
     em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
     cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")])
     cpo = Cpo(hub, cpo_partner)
@@ -60,9 +59,8 @@ def test_two_workers_send_each_delivery_once_when_a_batch_outlasts_its_lease(hub
         assert cpo.push("PUT", f"locations/receiver/IN/ECP/W{n:02d}",
                         ex.location(id=f"W{n:02d}", last_updated=stamp(n))).status_code == 201
     # Sending the batch one by one to a partner that takes 0.4 s per answer outlasts a 4 s lease.
-    monkeypatch.setattr(sender, "LEASE_SECONDS", 4)
     em1.delay = 0.4
-    workers = [Worker(settings, settings.database_url) for _ in range(2)]
+    workers = [Worker(replace(settings, lease_seconds=4), settings.database_url) for _ in range(2)]
     try:
         for w in workers:
             w.start()

@@ -97,6 +97,11 @@ class Settings:
     snapshot_every: int = 20
     aggregate_cache_size: int = 2000
     cache_max_age: float = 1.0
+    # Real-time isolation (hub/services/bulkhead.py): calls in flight per receiving platform and
+    # web process; consecutive timeouts or connection failures that open its circuit, and for how long.
+    realtime_concurrency: int = 4
+    realtime_circuit_failures: int = 3
+    realtime_circuit_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,6 +130,10 @@ class Settings:
             snapshot_every=_count(env, "HUB_SNAPSHOT_EVERY", 20),
             aggregate_cache_size=_count(env, "HUB_AGGREGATE_CACHE_SIZE", 2000),
             cache_max_age=_bounded(env, "HUB_CACHE_MAX_AGE", 1.0, 0, 60, low_inclusive=True),
+            realtime_concurrency=max(1, _count(env, "HUB_REALTIME_CONCURRENCY", 4)),
+            realtime_circuit_failures=_count(env, "HUB_REALTIME_CIRCUIT_FAILURES", 3),
+            realtime_circuit_seconds=_bounded(env, "HUB_REALTIME_CIRCUIT_SECONDS", 10.0, 0, 3600,
+                                              low_inclusive=True),
         )
 
     def with_database(self, url: str) -> Settings:

@@ -6,7 +6,9 @@ receiving party, its routing rules and endpoint, calls it with the hub's
 timeout and turns what can go wrong into the hub's 4xxx codes:
 
 - 4001 unknown receiver (no such party, or the owner cannot be resolved);
-- 4003 receiver not CONNECTED, or it could not be reached;
+- 4003 receiver not CONNECTED, or it could not be reached, or (at once, without calling)
+  it already has its share of calls in flight or its circuit is open
+  (:mod:`hub.services.bulkhead`);
 - 4002 no complete answer within ``HUB_FORWARD_TIMEOUT``, one deadline for
   connecting, sending and reading the whole answer;
 - 4000 the routing rules refuse it, the receiver lacks the module, or its
@@ -34,6 +36,7 @@ from hub.ocpi.envelope import format_datetime
 from hub.ocpi.errors import HubError
 from hub.ocpi.status import OcpiStatus
 from hub.services.application import Hub, UnitOfWork
+from hub.services.bulkhead import Bulkheads
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Realtime:
         self.app = app
         self.client = client
         self.snapshot_loader = snapshot_loader
+        # Per receiving platform: calls in flight and a circuit (hub/services/bulkhead.py).
+        self.bulkheads = Bulkheads.from_settings(app.settings)
 
     def receiver(self, *, module: str, requester: str, country_code: str, party_id: str) -> Receiver:
         """The party that will receive the request, as the recipient policy decides it
@@ -110,8 +115,14 @@ class Realtime:
         sent_at = format_datetime(datetime.now(UTC))
         timeout = self.app.settings.forward_timeout
         try:
-            response = self.client.request(method, url, receiver.token, json=body, headers=headers,
-                                           correlation_id=correlation_id, params=params, deadline=timeout)
+            with self.bulkheads.call(str(receiver.platform_id), receiver.key) as done:
+                try:
+                    response = self.client.request(method, url, receiver.token, json=body, headers=headers,
+                                                   correlation_id=correlation_id, params=params,
+                                                   deadline=timeout)
+                except PartnerCallError as exc:
+                    done(exc.http_status is not None)  # it answered, if with no envelope
+                    raise
         except PartnerCallError as exc:
             if isinstance(exc, PartnerTimeout):
                 error = HubError(OcpiStatus.FORWARD_TIMEOUT,

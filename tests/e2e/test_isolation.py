@@ -13,9 +13,6 @@ The latencies are printed (``pytest -s``), not asserted: timing belongs in ops/b
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +20,8 @@ import uuid
 import requests
 
 from tests import ocpi_examples as ex
-from tests.conftest import ROOT, HubUnderTest, wait_until
+from tests.conftest import wait_until
+from tests.e2e.deployed import start_deployed
 from tests.integration.test_forwarding import HUB, Cpo, stamp
 from tests.integration.test_tokens import emsp_answering
 from tests.partner import role
@@ -34,32 +32,6 @@ EVSE = "EVSE-BLR-0001-1"
 # How long the other partners' clients wait for an answer: twice the hub's forward timeout.
 # An answer later than that is a failure for them (a charger gives up), not a slow success.
 PATIENCE = 4.0
-
-
-def start_gunicorn(settings, processes) -> HubUnderTest:
-    env = {**os.environ, **{k: v for k, v in settings.extra.items() if k.startswith("HUB_")}}
-    env.update({"HUB_FORWARD_TIMEOUT": "2", "HUB_STILL_ALIVE_AFTER": "2",
-                "HUB_PARTNER_NETWORKS_ALLOWED": "127.0.0.0/8,::1/128",
-                "HUB_BIND": f"127.0.0.1:{settings.extra['port']}"})
-    for name in ("HUB_WEB_WORKERS", "HUB_WEB_THREADS", "WEB_CONCURRENCY", "HUB_REALTIME_CONCURRENCY"):
-        env.pop(name, None)  # the deployed defaults
-    log = open(processes.logs / "gunicorn.log", "wb")  # noqa: SIM115 - closed with the process
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "hub.entrypoints.wsgi:app",
-                            "-c", str(ROOT / "ops" / "gunicorn.conf.py")],
-                           env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-    log.close()
-    processes.children.append(web)
-    processes.start(["worker"], env)
-    url = f"http://127.0.0.1:{settings.extra['port']}"
-
-    def up() -> bool:
-        try:
-            return requests.get(url + "/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    assert wait_until(up, timeout=30), "gunicorn did not come up\n" + processes.log_tail()
-    return HubUnderTest(settings, url)
 
 
 def headers_for(partner, cc: str, pid: str, to: tuple[str, str]) -> dict:
@@ -113,7 +85,7 @@ def paced(every: float, until: float, action) -> None:
 
 
 def test_a_slow_emsp_costs_only_its_own_callers(settings, processes):
-    hub = start_gunicorn(settings, processes)
+    hub = start_deployed(settings, processes, HUB_FORWARD_TIMEOUT="2")
     authorizer = hub.connect_partner([role("CPO", "IN", "ECP")])
     pusher_partner = hub.connect_partner([role("CPO", "IN", "PSH")])
     healthy = emsp_answering(hub, "EMP")

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
+
 from hub.domain.audit import Call
 from hub.domain.modules import MODULES
 from hub.domain.parties import party_key
@@ -33,7 +35,7 @@ from hub.domain.recipients import Policy, Snapshot
 from hub.domain.routing import Routing
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
-from hub.ocpi.errors import HubError
+from hub.ocpi.errors import HubError, InvalidParameters
 from hub.ocpi.status import OcpiStatus
 from hub.services.application import Hub, UnitOfWork
 from hub.services.bulkhead import Bulkheads
@@ -123,6 +125,8 @@ class Realtime:
                 except PartnerCallError as exc:
                     done(exc.http_status is not None)  # it answered, if with no envelope
                     raise
+        except orjson.JSONEncodeError as exc:  # e.g. an unknown property nested past the encoder's bound
+            raise unforwardable(exc) from None
         except PartnerCallError as exc:
             if isinstance(exc, PartnerTimeout):
                 error = HubError(OcpiStatus.FORWARD_TIMEOUT,
@@ -155,6 +159,19 @@ class Realtime:
                     url=url, request_id=request_id, correlation_id=correlation_id, http_status=http_status,
                     status_code=status_code, error=error, sent_at=sent_at, duration_ms=elapsed,
                     sent=sent, answer=answer)
+
+
+def check_forwardable(body: object) -> None:
+    """2001 unless ``body`` can be sent on as JSON (orjson refuses nesting past 255 levels),
+    for a handler that must refuse before it stores anything."""
+    try:
+        orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise unforwardable(exc) from None
+
+
+def unforwardable(exc: Exception) -> InvalidParameters:
+    return InvalidParameters(f"body: cannot be forwarded as JSON ({exc})")
 
 
 def not_an_envelope(receiver: Receiver, http_status: int) -> HubError:

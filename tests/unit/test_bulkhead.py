@@ -87,3 +87,18 @@ def test_no_circuit_when_failures_is_zero():
         fail(bulkheads)
     with bulkheads.call("p1", "IN/EMP/EMSP"):
         pass
+
+
+def test_a_body_that_cannot_be_encoded_is_refused_with_2001():
+    from hub.ocpi.errors import InvalidParameters
+    from hub.services.realtime import check_forwardable
+
+    deep: dict = {}
+    node = deep
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(InvalidParameters) as caught:
+        check_forwardable({"response_url": "http://x", "extra": deep})
+    assert caught.value.status_code == 2001 and caught.value.message.startswith("body:")
+    check_forwardable({"response_url": "http://x", "extra": {"a": {"b": [1, 2]}}})

@@ -306,9 +306,11 @@ def outage_aware(base: type[ConnectionPool]) -> type[ConnectionPool]:
             if not OUTAGE.down:
                 return super().getconn(timeout)
             try:
-                return super().getconn(min(self.timeout if timeout is None else timeout, DOWN_CHECKOUT_WAIT))
+                conn = super().getconn(min(self.timeout if timeout is None else timeout, DOWN_CHECKOUT_WAIT))
             except PoolTimeout:
                 raise DatabaseUnavailable("the database cannot be reached") from None
+            OUTAGE.mark(True)  # a connection that passed the check: the database answers again
+            return conn
 
         def _connect(self, timeout: float | None = None):
             try:

@@ -257,14 +257,15 @@ class _CappedBackoff(AttemptWithBackoff):
         self.delay = min(self.delay, MAX_RECONNECT_DELAY)
 
 
-# The pool module looks the class up by name when it retries (psycopg_pool 3.2 and 3.3);
-# tests/unit/test_database_outage.py fails if a release stops doing so.
+# The pool module looks the class up by this name each time it retries (psycopg_pool 3.3);
+# tests/unit/test_database_outage.py checks the name, tests/e2e/test_db_outage.py the effect.
 psycopg_pool.pool.AttemptWithBackoff = _CappedBackoff
 
 
 class _Outage:
-    """Whether this process's last attempt to connect to PostgreSQL failed (set and cleared
-    by the pools' connection attempts, never by a slow checkout under load)."""
+    """Whether PostgreSQL is known to be unreachable from this process: set when a pool's
+    connection attempt fails (never by a slow checkout under load), cleared when one succeeds
+    or a checked connection is handed out."""
 
     def __init__(self) -> None:
         self.since: float | None = None

@@ -30,6 +30,7 @@ from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
 from hub.ocpi.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
 from hub.ocpi.validation import validate
+from hub.services.realtime import check_forwardable
 from projections.queries import location_owners, reservation_cpos, session_owners
 
 COMMAND_TYPES = tuple(c.value for c in models.CommandType)
@@ -50,6 +51,7 @@ class CommandReceiver:
             raise InvalidParameters(f"command: {command[:30]!r} is not a CommandType ({', '.join(COMMAND_TYPES)})")
         body = req.get_media()
         validate(models.COMMAND_MODELS[models.CommandType(command)], body)
+        check_forwardable(body)  # before the command is stored
         routing = req.context.routing
         if command in WITH_TOKEN:
             for field, own in (("country_code", routing.from_country_code), ("party_id", routing.from_party_id)):

@@ -6,6 +6,7 @@ import logging
 
 import falcon
 
+from hub.infra.database import database_unavailable
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import OcpiError
 from hub.ocpi.limits import JsonTooDeep
@@ -53,6 +54,25 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception
         for name, value in (exc.headers or {}).items():
             resp.set_header(name, value)
         return
+    if database_unavailable(exc):
+        database_down(req, resp, exc)
+        return
     log.exception("unexpected error on %s %s", req.method, req.path)
     resp.status = 500
     resp.media = envelope(None, OcpiStatus.SERVER_ERROR, "internal error; the request was not accepted")
+
+
+#: Seconds a partner is asked to wait before sending again while the database is unavailable.
+RETRY_AFTER = 5
+
+
+def database_down(req: falcon.Request, resp: falcon.Response, exc: BaseException) -> None:
+    """PostgreSQL could not be used: 503, 3000 and Retry-After. A 503 acknowledges nothing:
+    the partner sends the request again (pushes are idempotent)."""
+    log.warning("database unavailable on %s %s: %s", req.method, req.path,
+                (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    req.context.database_down = True  # the middleware records nothing (it could not)
+    resp.status = 503
+    resp.media = envelope(None, OcpiStatus.SERVER_ERROR,
+                          "the hub's database is unavailable; send the request again later")
+    resp.set_header("Retry-After", str(RETRY_AFTER))

@@ -38,13 +38,14 @@ import falcon
 from eventsourcing.persistence import IntegrityError
 
 from handlers.context import WebContext
-from handlers.errors import handle_ocpi_error, handle_unexpected
+from handlers.errors import database_down, handle_ocpi_error, handle_unexpected
 from handlers.limits import RateLimiter, limit_body, settle_body
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.audit.records import redact
 from hub.domain.audit import Request
 from hub.domain.routing import FROM_CC, FROM_PID, TO_CC, TO_PID, classify
+from hub.infra.database import database_unavailable
 from hub.infra.security import header_token_candidates
 from hub.ocpi.envelope import envelope, format_datetime
 from hub.ocpi.errors import OcpiError, Unauthorized
@@ -153,6 +154,9 @@ class OcpiMiddleware:
     def _record(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,
                 req_succeeded: bool) -> None:
         """Commit the request's record (retrying a push that lost a write race) before answering."""
+        if getattr(req.context, "database_down", False):  # answered 503: nothing can be recorded now
+            req.context.uow.release()
+            return
         try:
             for attempt in range(CONFLICT_RETRIES + 1):
                 try:
@@ -166,7 +170,10 @@ class OcpiMiddleware:
                         req_succeeded = self._respond_again(req, resp, resource)
                         continue
                     log.exception("could not record %s %s", req.method, req.path)
-                except Exception:
+                except Exception as exc:
+                    if database_unavailable(exc):
+                        database_down(req, resp, exc)
+                        break
                     log.exception("could not record %s %s", req.method, req.path)
                 resp.status = 500
                 resp.media = envelope(None, OcpiStatus.SERVER_ERROR,

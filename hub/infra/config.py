@@ -141,6 +141,11 @@ class Settings:
     rate_limit: float = 200.0
     lease_seconds: float = 60.0
     delivery_lanes: int = 32
+    # Real-time isolation (hub/services/bulkhead.py): calls in flight per receiving platform and
+    # web process; consecutive timeouts or connection failures that open its circuit, and for how long.
+    realtime_concurrency: int = 4
+    realtime_circuit_failures: int = 3
+    realtime_circuit_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -175,6 +180,10 @@ class Settings:
             rate_limit=_rate(env, "HUB_RATE_LIMIT", 200.0),
             lease_seconds=_bounded(env, "HUB_LEASE_SECONDS", 60.0, 1, MAX_LEASE_SECONDS, low_inclusive=True),
             delivery_lanes=_lanes(env),
+            realtime_concurrency=max(1, _count(env, "HUB_REALTIME_CONCURRENCY", 4)),
+            realtime_circuit_failures=_count(env, "HUB_REALTIME_CIRCUIT_FAILURES", 3),
+            realtime_circuit_seconds=_bounded(env, "HUB_REALTIME_CIRCUIT_SECONDS", 10.0, 0, 3600,
+                                              low_inclusive=True),
         )
 
     def outbound_guard(self) -> OutboundGuard:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import select
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 import psycopg
+import psycopg_pool.pool
 from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from hub.infra.config import Settings
 
@@ -147,6 +151,9 @@ def eventsourcing_env(url: str, schema: str, *, create_table: bool = False,
         "POSTGRES_SCHEMA": schema,
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "8",
+        # The library's name for how long a request waits for a pooled connection (default 30 s):
+        # while PostgreSQL is unreachable a request is refused with 503 after this (handlers/errors.py).
+        "POSTGRES_CONNECT_TIMEOUT": str(int(CHECKOUT_TIMEOUT)),
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
         "CREATE_TABLE": "y" if create_table else "n",
@@ -195,20 +202,164 @@ def connect(url: str, schema: str, **kwargs) -> psycopg.Connection:
 def open_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 8,
               name: str = "hub") -> ConnectionPool:
     """A psycopg pool whose connections use the hub's schema (open it after fork)."""
-    pool = ConnectionPool(
+    pool = HubPool(
         url,
         min_size=min_size,
         max_size=max_size,
         configure=_configure(schema),
         name=name,
         open=False,
-        # No check on every checkout: that is one more round trip per query on
-        # the hot path. A connection that broke while idle fails its request once
-        # and is discarded by the pool; idle ones are recycled before PostgreSQL
-        # or a proxy would drop them.
+        kwargs=dict(CONNECT_OPTIONS),
+        check=check_idle,
         max_idle=300,
         max_lifetime=1800,
-        timeout=10,
+        timeout=CHECKOUT_TIMEOUT,
     )
     pool.open(wait=True, timeout=30)
     return pool
+
+
+# Outages -----------------------------------------------------------------------------
+#: How long a request waits for a pooled connection before the hub answers 503 (both pools).
+CHECKOUT_TIMEOUT = 5.0
+#: libpq options of every pooled connection: a connection attempt gives up after 3 s, and a
+#: peer that vanished without closing (network loss) is noticed by TCP within about 10 s.
+CONNECT_OPTIONS = {"connect_timeout": 3, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                   "keepalives_count": 2, "tcp_user_timeout": 10000}
+#: psycopg_pool retries a lost connection with a delay doubling up to its reconnect_timeout
+#: (5 min): after a long outage the pool would wait tens of seconds before trying again, and
+#: every request would wait for it. The hub's pools retry at most this far apart.
+MAX_RECONNECT_DELAY = 1.0
+
+
+def check_idle(conn: psycopg.Connection) -> None:
+    """The pools' checkout check, free on the hot path: an idle connection's socket has
+    nothing to read unless the server or the network closed it (or a notification waits);
+    only then does a round trip decide, and a broken connection is replaced, not handed out.
+
+    Without it, after PostgreSQL restarts every pooled connection fails one request.
+    """
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff, never longer than :data:`MAX_RECONNECT_DELAY`
+    (also the pause between two broken connections met at one checkout)."""
+
+    INITIAL_DELAY = 0.1
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, MAX_RECONNECT_DELAY)
+
+
+# The pool module looks the class up by this name each time it retries (psycopg_pool 3.3);
+# tests/unit/test_database_outage.py checks the name, tests/e2e/test_db_outage.py the effect.
+psycopg_pool.pool.AttemptWithBackoff = _CappedBackoff
+
+
+class _Outage:
+    """Whether PostgreSQL is known to be unreachable from this process: set when a pool's
+    connection attempt fails (never by a slow checkout under load), cleared when one succeeds
+    or a checked connection is handed out."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def mark(self, reachable: bool) -> None:
+        if reachable:
+            if self.since is not None:
+                log.warning("the database is reachable again")
+            self.since = None
+        elif self.since is None:
+            self.since = time.monotonic()
+            log.warning("the database cannot be reached; requests are answered 503 until it can")
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+
+OUTAGE = _Outage()
+#: While the database is known to be unreachable, a checkout waits this long at most (a
+#: connection made meanwhile by the pool's retries is taken), then raises DatabaseUnavailable.
+DOWN_CHECKOUT_WAIT = 0.2
+
+
+class DatabaseUnavailable(Exception):
+    """No connection while the database is known to be unreachable.
+
+    Not a psycopg error on purpose: the eventsourcing library retries its queries ten
+    times on psycopg's OperationalError, pointless (and ten times as slow) in an outage.
+    """
+
+
+def outage_aware(base: type[ConnectionPool]) -> type[ConnectionPool]:
+    """``base`` whose connection attempts tell :data:`OUTAGE` and whose checkouts during an
+    outage fail fast instead of each waiting :data:`CHECKOUT_TIMEOUT`."""
+
+    class OutageAware(base):
+        def getconn(self, timeout: float | None = None):
+            if not OUTAGE.down:
+                return super().getconn(timeout)
+            try:
+                conn = super().getconn(min(self.timeout if timeout is None else timeout, DOWN_CHECKOUT_WAIT))
+            except PoolTimeout:
+                raise DatabaseUnavailable("the database cannot be reached") from None
+            OUTAGE.mark(True)  # a connection that passed the check: the database answers again
+            return conn
+
+        def _connect(self, timeout: float | None = None):
+            try:
+                conn = super()._connect(timeout=timeout)
+            except Exception:
+                OUTAGE.mark(False)
+                raise
+            OUTAGE.mark(True)
+            return conn
+
+    OutageAware.__name__ = OutageAware.__qualname__ = f"OutageAware{base.__name__}"
+    return OutageAware
+
+
+#: The hub's own pool (views, outbox, authentication).
+HubPool = outage_aware(ConnectionPool)
+_aware_classes: dict[type, type] = {ConnectionPool: HubPool}
+
+
+def harden_pool(pool: ConnectionPool) -> ConnectionPool:
+    """Give a pool made elsewhere (the eventsourcing library's) the hub's outage handling:
+    the checkout check, the connection options of :func:`open_pool` and :func:`outage_aware`."""
+    if getattr(pool, "_check", None) is None:
+        pool._check = check_idle  # psycopg_pool keeps the constructor's ``check`` here
+    if isinstance(pool.kwargs, dict):
+        for key, value in CONNECT_OPTIONS.items():
+            pool.kwargs.setdefault(key, value)
+    cls = type(pool)
+    if cls not in _aware_classes.values():
+        if cls not in _aware_classes:
+            _aware_classes[cls] = outage_aware(cls)
+        pool.__class__ = _aware_classes[cls]
+    return pool
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) means PostgreSQL could not be used just now:
+    unreachable, connection lost, no pooled connection in time, a lock or statement timeout.
+    The hub answers those with 503 and Retry-After: the request was not accepted."""
+    from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+    from eventsourcing.persistence import OperationalError as StoreOperationalError
+
+    kinds = (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
+             StoreOperationalError, StoreInterfaceError)
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kinds):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

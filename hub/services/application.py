@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from hub.domain.parties import Party, Platform, party_key
 from hub.infra.config import Settings
-from hub.infra.database import eventsourcing_env, in_memory_env, open_pool
+from hub.infra.database import eventsourcing_env, harden_pool, in_memory_env, open_pool
 from hub.infra.security import TokenCipher, check_secret_key, new_token, token_hash
 from hub.infra.snapshots import SnapshotRepository, Snapshotter, pool_writer
 from hub.services.committer import save as group_save
@@ -45,6 +45,7 @@ class Hub(Application):
         secret_key = self._start(settings, database_url, eventsourcing_env(
             database_url, settings.database_schema, create_table=create_table,
             cache_size=settings.aggregate_cache_size))
+        harden_pool(self.recorder.datastore.pool)  # the library's pool: the hub's outage handling
         self.pool = open_pool(database_url, settings.database_schema, max_size=pool_size)
         if not create_table:  # hub migrate records the key once the schema exists
             try:

@@ -6,7 +6,9 @@ receiving party, its routing rules and endpoint, calls it with the hub's
 timeout and turns what can go wrong into the hub's 4xxx codes:
 
 - 4001 unknown receiver (no such party, or the owner cannot be resolved);
-- 4003 receiver not CONNECTED, or it could not be reached;
+- 4003 receiver not CONNECTED, or it could not be reached, or (at once, without calling)
+  it already has its share of calls in flight or its circuit is open
+  (:mod:`hub.services.bulkhead`);
 - 4002 no complete answer within ``HUB_FORWARD_TIMEOUT``, one deadline for
   connecting, sending and reading the whole answer;
 - 4000 the routing rules refuse it, the receiver lacks the module, or its
@@ -24,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
+
 from hub.domain.audit import Call
 from hub.domain.modules import MODULES
 from hub.domain.parties import party_key
@@ -31,9 +35,10 @@ from hub.domain.recipients import Policy, Snapshot
 from hub.domain.routing import Routing
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
-from hub.ocpi.errors import HubError
+from hub.ocpi.errors import HubError, InvalidParameters
 from hub.ocpi.status import OcpiStatus
 from hub.services.application import Hub, UnitOfWork
+from hub.services.bulkhead import Bulkheads
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Realtime:
         self.app = app
         self.client = client
         self.snapshot_loader = snapshot_loader
+        # Per receiving platform: calls in flight and a circuit (hub/services/bulkhead.py).
+        self.bulkheads = Bulkheads.from_settings(app.settings)
 
     def receiver(self, *, module: str, requester: str, country_code: str, party_id: str) -> Receiver:
         """The party that will receive the request, as the recipient policy decides it
@@ -110,8 +117,16 @@ class Realtime:
         sent_at = format_datetime(datetime.now(UTC))
         timeout = self.app.settings.forward_timeout
         try:
-            response = self.client.request(method, url, receiver.token, json=body, headers=headers,
-                                           correlation_id=correlation_id, params=params, deadline=timeout)
+            with self.bulkheads.call(str(receiver.platform_id), receiver.key) as done:
+                try:
+                    response = self.client.request(method, url, receiver.token, json=body, headers=headers,
+                                                   correlation_id=correlation_id, params=params,
+                                                   deadline=timeout)
+                except PartnerCallError as exc:
+                    done(exc.http_status is not None)  # it answered, if with no envelope
+                    raise
+        except orjson.JSONEncodeError as exc:  # e.g. an unknown property nested past the encoder's bound
+            raise unforwardable(exc) from None
         except PartnerCallError as exc:
             if isinstance(exc, PartnerTimeout):
                 error = HubError(OcpiStatus.FORWARD_TIMEOUT,
@@ -144,6 +159,19 @@ class Realtime:
                     url=url, request_id=request_id, correlation_id=correlation_id, http_status=http_status,
                     status_code=status_code, error=error, sent_at=sent_at, duration_ms=elapsed,
                     sent=sent, answer=answer)
+
+
+def check_forwardable(body: object) -> None:
+    """2001 unless ``body`` can be sent on as JSON (orjson refuses nesting past 255 levels),
+    for a handler that must refuse before it stores anything."""
+    try:
+        orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise unforwardable(exc) from None
+
+
+def unforwardable(exc: Exception) -> InvalidParameters:
+    return InvalidParameters(f"body: cannot be forwarded as JSON ({exc})")
 
 
 def not_an_envelope(receiver: Receiver, http_status: int) -> HubError:

@@ -6,7 +6,7 @@ configuration and then applies its own ``--bind/--workers/--threads``;
 
 - No preload. ``hub.entrypoints.wsgi:app`` opens its database pools on the first request
   inside each worker; connections and pool threads do not survive the fork.
-- ``gthread`` workers by default (``HUB_WEB_THREADS``, 8): token authorization
+- ``gthread`` workers by default (``HUB_WEB_THREADS``, 16): token authorization
   and commands hold a thread while the partner answers (up to
   ``HUB_FORWARD_TIMEOUT``), so one slow partner must never occupy a whole
   worker process and stall everyone else's requests. Threads also keep
@@ -49,7 +49,7 @@ def _int(name: str, default: int) -> int:
 
 bind = [part.strip() for part in os.environ.get("HUB_BIND", "127.0.0.1:8000").split(",") if part.strip()]
 workers = _int("HUB_WEB_WORKERS", _int("WEB_CONCURRENCY", 2))
-threads = _int("HUB_WEB_THREADS", 8)
+threads = _int("HUB_WEB_THREADS", 16)
 worker_class = "gthread" if threads > 1 else "sync"
 preload_app = False
 

@@ -180,7 +180,7 @@ class Settings:
             rate_limit=_rate(env, "HUB_RATE_LIMIT", 200.0),
             lease_seconds=_bounded(env, "HUB_LEASE_SECONDS", 60.0, 1, MAX_LEASE_SECONDS, low_inclusive=True),
             delivery_lanes=_lanes(env),
-            realtime_concurrency=max(1, _count(env, "HUB_REALTIME_CONCURRENCY", 4)),
+            realtime_concurrency=max(1, _count(env, "HUB_REALTIME_CONCURRENCY", max(1, _count(env, "HUB_WEB_THREADS", 16) // 2))),
             realtime_circuit_failures=_count(env, "HUB_REALTIME_CIRCUIT_FAILURES", 3),
             realtime_circuit_seconds=_bounded(env, "HUB_REALTIME_CIRCUIT_SECONDS", 10.0, 0, 3600,
                                               low_inclusive=True),

@@ -211,7 +211,7 @@ def run(db, size: str) -> Result:
                     f"{len(hub_lat)} requests through the hub and {len(direct_lat)} direct; "
                     f"{callers} callers: {len(hub_cl)} through the hub and {len(direct_cl)} direct; the eMSP "
                     f"server answers after {DELAY * 1000:.0f} ms; hub web = gunicorn {cfg['web_workers']} "
-                    f"workers × 8 threads (gthread), plus hub worker")
+                    f"workers × 16 threads (gthread), plus hub worker")
         result.note(f"{len(errors)} answers were not status 1000 / ALLOWED"
                     + (f" (first: {errors[0]})" if errors else ""))
         result.note("steady: " + cpu + " (during the blocks through the hub and the direct blocks between them)")

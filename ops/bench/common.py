@@ -267,7 +267,7 @@ class HubProcesses:
         self.children[name] = child
         return child
 
-    def start_web(self, workers: int = 2, threads: int = 8, extra_env: dict | None = None) -> None:
+    def start_web(self, workers: int = 2, threads: int = 16, extra_env: dict | None = None) -> None:
         """``hub web`` as deployed by default: gthread workers (``hub/gunicorn_config.py``)."""
         self.start("web", "web", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
                    "--threads", str(threads), extra_env=extra_env)

@@ -49,8 +49,8 @@ from ops.bench.meters import pyspy
 from tests import ocpi_examples as ex
 
 SIZES = {
-    "smoke": {"clients": 4, "locations": 5, "sessions": 5, "seconds": 3.0, "web_workers": 2, "threads": 8},
-    "full": {"clients": 8, "locations": 50, "sessions": 50, "seconds": 20.0, "web_workers": 2, "threads": 8},
+    "smoke": {"clients": 4, "locations": 5, "sessions": 5, "seconds": 3.0, "web_workers": 2, "threads": 16},
+    "full": {"clients": 8, "locations": 50, "sessions": 50, "seconds": 20.0, "web_workers": 2, "threads": 16},
 }
 EVSE_UID = "EVSE-BLR-0001-1"
 STATUSES = ("CHARGING", "AVAILABLE", "BLOCKED", "AVAILABLE")

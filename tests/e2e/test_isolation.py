@@ -1,6 +1,6 @@
 """A slow eMSP costs only its own callers (issue 13, item 3).
 
-Real gunicorn started with ``ops/gunicorn.conf.py`` (2 workers x 8 threads, as deployed),
+Real gunicorn started with ``ops/gunicorn.conf.py`` (2 workers x 16 threads, as deployed),
 ``hub worker`` beside it, real partner servers on 127.0.0.1. One eMSP answers
 authorizations only after 10 s while ``HUB_FORWARD_TIMEOUT`` is 2 s; 40 callers send it
 authorizations for 10 s. Meanwhile another CPO pushes EVSE PATCHes at 10/s and a healthy

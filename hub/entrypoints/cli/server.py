@@ -214,7 +214,7 @@ def register(sub) -> None:
         p.add_argument("--bind", default=os.environ.get("HUB_BIND", "127.0.0.1:8000"))
         p.add_argument("--workers", type=int,
                        default=int(os.environ.get("HUB_WEB_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2))
-        p.add_argument("--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "8")),
+        p.add_argument("--threads", type=int, default=int(os.environ.get("HUB_WEB_THREADS", "16")),
                        help="threads per worker (default 8, gthread; 1: sync workers)")
 
     p = sub.add_parser("serve", help="everything in one: database, schema, web and worker")

@@ -112,8 +112,12 @@ class PartiesProjection(Follower):
             handler = getattr(self, "_" + type(event).__qualname__.replace(".", "_"), None)
             if handler is not None:
                 handler(cur, event)
-        for platform_id, moment in seen.items():  # "latest wins": the same as one UPDATE per event
-            self._seen(cur, platform_id, moment)
+        if seen:  # "latest wins": one statement, the same as one UPDATE per event
+            cur.execute(
+                "UPDATE view_platforms p SET last_seen_at = s.moment"
+                " FROM unnest(%s::uuid[], %s::timestamptz[]) AS s(platform_id, moment)"
+                " WHERE p.platform_id = s.platform_id AND (p.last_seen_at IS NULL OR p.last_seen_at < s.moment)",
+                (list(seen), list(seen.values())))
 
     # Platforms --------------------------------------------------------------
     def _Platform_Invited(self, cur, e) -> None:
@@ -172,15 +176,6 @@ class PartiesProjection(Follower):
                     " kind = excluded.kind",
                     (digest, platform_id, kind),
                 )
-
-    # Traffic: the last time a platform was heard from -----------------------
-    @staticmethod
-    def _seen(cur, platform_id, moment) -> None:
-        cur.execute(
-            "UPDATE view_platforms SET last_seen_at = %s WHERE platform_id = %s"
-            " AND (last_seen_at IS NULL OR last_seen_at < %s)",
-            (moment, platform_id, moment),
-        )
 
     # Parties ---------------------------------------------------------------
     def _party_onboarded(self, cur, e, position: int) -> None:

@@ -29,6 +29,7 @@ class CommandsProjection(Follower):
     name = "commands"
     event_classes = (Command.Requested, Command.Answered, Command.Failed, Command.ResultReceived,
                      Command.TimedOut)
+    partitioned = True  # one row per command (originator)
 
     def ddl(self) -> list[str]:
         return [
@@ -116,7 +117,7 @@ TYPES = ("text", "uuid", "text", "text", "text", "text", "text", "text", "text",
          "timestamptz", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "bigint", "text")
 UPSERT = (
     f"INSERT INTO view_commands ({', '.join(COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{t}[]" for t in TYPES)
+    + ", ".join(f"%b::{t}[]" for t in TYPES)  # arrays in binary: no text escaping
     + ") ON CONFLICT (result_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
 )

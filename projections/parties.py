@@ -115,7 +115,7 @@ class PartiesProjection(Follower):
         if seen:  # "latest wins": one statement, the same as one UPDATE per event
             cur.execute(
                 "UPDATE view_platforms p SET last_seen_at = s.moment"
-                " FROM unnest(%s::uuid[], %s::timestamptz[]) AS s(platform_id, moment)"
+                " FROM unnest(%b::uuid[], %b::timestamptz[]) AS s(platform_id, moment)"
                 " WHERE p.platform_id = s.platform_id AND (p.last_seen_at IS NULL OR p.last_seen_at < s.moment)",
                 (list(seen), list(seen.values())))
 

@@ -24,6 +24,7 @@ RULE_COLUMNS = ("cpo", "emsp", "module", "effect", "reason", "set_by", "updated_
 class RulesProjection(Follower):
     name = "routing-rules"
     event_classes = (RoutingRule.Set, RoutingRule.Changed, RoutingRule.Removed)
+    partitioned = True  # one row per rule, whose aggregate id is derived from its key
 
     def ddl(self) -> list[str]:
         return [
@@ -56,14 +57,14 @@ class RulesProjection(Follower):
         removed = [key for key, row in final.items() if row is None]
         if removed:
             cur.execute("DELETE FROM view_routing_rules WHERE (cpo, emsp, module) IN"
-                        " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                        " (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
                         [list(column) for column in zip(*removed, strict=True)])
         written = [row for row in final.values() if row is not None]
         if written:
             cur.execute(
                 "INSERT INTO view_routing_rules (cpo, emsp, module, effect, reason, set_by, updated_at)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-                " %s::text[], %s::timestamptz[]) ON CONFLICT (cpo, emsp, module) DO UPDATE"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+                " %b::text[], %b::timestamptz[]) ON CONFLICT (cpo, emsp, module) DO UPDATE"
                 " SET effect = excluded.effect, reason = excluded.reason,"
                 " set_by = excluded.set_by, updated_at = excluded.updated_at",
                 [list(column) for column in zip(*written, strict=True)])

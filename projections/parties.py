@@ -106,6 +106,7 @@ class PartiesProjection(Follower):
                 continue
             if isinstance(event, Request.Answered | Call.Made):
                 platform_id = _heard_from(event)
+                platform_id = str(platform_id) if platform_id else None  # one array type for the batch
                 if platform_id and (platform_id not in seen or seen[platform_id] < event.timestamp):
                     seen[platform_id] = event.timestamp
                 continue
@@ -115,8 +116,8 @@ class PartiesProjection(Follower):
         if seen:  # "latest wins": one statement, the same as one UPDATE per event
             cur.execute(
                 "UPDATE view_platforms p SET last_seen_at = s.moment"
-                " FROM unnest(%b::uuid[], %b::timestamptz[]) AS s(platform_id, moment)"
-                " WHERE p.platform_id = s.platform_id AND (p.last_seen_at IS NULL OR p.last_seen_at < s.moment)",
+                " FROM unnest(%b::text[], %b::timestamptz[]) AS s(platform_id, moment)"
+                " WHERE p.platform_id = s.platform_id::uuid AND (p.last_seen_at IS NULL OR p.last_seen_at < s.moment)",
                 (list(seen), list(seen.values())))
 
     # Platforms --------------------------------------------------------------

@@ -272,10 +272,10 @@ class EventLog:
             rebuilding.create_beside(conn, schema, table)
         timer = rebuilding.Timer()
         conn.cursor_factory = timer.cursor
-        position, applied, head = 0, 0, self.head()
+        position, applied, head, split = 0, 0, self.head(), 1
         if processes > 1 and follower.partitioned and opener is not None and head >= PARTITION_FROM * processes:
             applied = partitions.build(conn, schema, follower, head, processes, opener, progress, timer)
-            position = head
+            position, split = head, processes
         for passes in itertools.count(1):  # again over what came meanwhile, until that is little
             position, done = self.fill(conn, follower, position, head, timer,
                                        None if progress is None else lambda at, n: progress(at, head, applied + n))
@@ -303,7 +303,7 @@ class EventLog:
             conn.execute(f'ANALYZE "{schema}"."{table}"')
         if progress is not None:
             progress(head, head, applied)
-        return Rebuilt(applied, changed, timer.seconds())
+        return Rebuilt(applied, changed, timer.seconds(), split)
 
     def fill(self, conn: psycopg.Connection, follower: Follower, position: int, head: int, timer,
              on_batch=None, part: tuple[int, int] | None = None) -> tuple[int, int]:

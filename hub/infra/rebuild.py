@@ -117,6 +117,7 @@ class Rebuilt(NamedTuple):
     events: int  # events applied to the new tables
     rows_changed: int  # rows of the live tables the swap deleted, inserted or replaced
     seconds: dict | None = None  # Timer.seconds(): summed over the processes of the rebuild
+    processes: int = 1  # processes that built the tables (1 when the log was not split)
 
 
 def swap_rows(cur: psycopg.Cursor, schema: str, table: str) -> int:

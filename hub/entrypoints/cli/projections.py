@@ -48,10 +48,11 @@ def cmd_rebuild(args) -> int:
             seconds = {k: round(v, 2) for k, v in (done.seconds or {}).items()}
             results.append({"name": projection.name, "events": done.events, "seconds": round(took, 2),
                             "events_per_second": round(done.events / took) if took else None,
-                            "rows_changed": done.rows_changed, "processes": args.processes, "split": seconds})
+                            "rows_changed": done.rows_changed, "processes": done.processes, "split": seconds})
             if not args.json:
                 split = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
-                print(f"{projection.name}: rebuilt from {done.events} events in {took:.2f}s;"
+                print(f"{projection.name}: rebuilt from {done.events} events in {took:.2f}s"
+                      f"{f' in {done.processes} processes' if done.processes > 1 else ''};"
                       f" swapped in, {done.rows_changed} rows differed from the live view ({split})")
     if args.json:
         print(json.dumps(results, indent=2))

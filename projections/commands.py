@@ -30,6 +30,7 @@ class CommandsProjection(Follower):
     event_classes = (Command.Requested, Command.Answered, Command.Failed, Command.ResultReceived,
                      Command.TimedOut)
     partitioned = True  # one row per command (originator)
+    read_by_dispatchers = True
 
     def ddl(self) -> list[str]:
         return [

@@ -72,6 +72,7 @@ class ObjectsProjection(Follower):
     event_classes = CHANGE_EVENTS
     batch_size = 1000
     partitioned = True  # one row per object (originator)
+    read_by_dispatchers = True
 
     def ddl(self) -> list[str]:
         return [

@@ -32,6 +32,7 @@ PARTY_STATUS_SQL = (
 
 class PartiesProjection(Follower):
     name = "parties"
+    read_by_dispatchers = True
     event_classes = (
         Platform.Invited, Platform.PartyAttached, Platform.Registered,
         Platform.CredentialsUpdated, Platform.Reinvited, Platform.Unregistered,

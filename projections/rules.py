@@ -25,6 +25,7 @@ class RulesProjection(Follower):
     name = "routing-rules"
     event_classes = (RoutingRule.Set, RoutingRule.Changed, RoutingRule.Removed)
     partitioned = True  # one row per rule, whose aggregate id is derived from its key
+    read_by_dispatchers = True
 
     def ddl(self) -> list[str]:
         return [

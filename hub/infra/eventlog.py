@@ -97,6 +97,10 @@ class Follower:
     # True when each row of the follower's tables follows the events of one aggregate only:
     # a rebuild may then split the log by originator between processes (hub.infra.partitions).
     partitioned: bool = False
+    # True for the views the dispatchers read: the worker runs them only up to these views'
+    # lowest position. A projection added later stays False, so catching it up from
+    # position 0 never holds up deliveries.
+    read_by_dispatchers: bool = False
 
     @property
     def topics(self) -> list[str]:

@@ -20,6 +20,7 @@ therefore bounds a complete prefix of the log.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import logging
@@ -281,8 +282,8 @@ class EventLog:
             applied = partitions.build(conn, schema, follower, head, processes, opener, progress, timer)
             position, split = head, processes
         for passes in itertools.count(1):  # again over what came meanwhile, until that is little
-            position, done = self.fill(conn, follower, position, head, timer,
-                                       None if progress is None else lambda at, n: progress(at, head, applied + n))
+            on_batch = None if progress is None else functools.partial(_report, progress, head, applied)
+            position, done = self.fill(conn, follower, position, head, timer, on_batch)
             applied += done
             head = self.head()
             if head - position <= follower.rebuild_batch_size or passes == 5:
@@ -394,6 +395,10 @@ class EventLog:
         finally:
             stop.set()
             thread.join()
+
+
+def _report(progress, head: int, before: int, position: int, events: int) -> None:
+    progress(position, head, before + events)
 
 
 class Waker:

@@ -5,23 +5,27 @@ For a follower whose rows each follow one aggregate (``Follower.partitioned``),
 rebuild's head but only the events of its partition (every event of an object
 falls in the same one, :data:`hub.infra.rebuild.PARTITION_SQL`, so each object's
 events are applied in log order by one process), builds them into temporary
-tables of its own session, and at the end copies them into unlogged staging
-tables of the hub's schema (``hub_rb_<part>_<table>``). The rebuild's own
-session then gathers the staging tables into its new tables and goes on as a
-single-process rebuild does (the events that came meanwhile, the swap).
+tables of its own session, and at the end copies them out (``COPY ... TO STDOUT``,
+binary) into a file of a private temporary directory. The rebuild's own session
+copies the files into its new tables and goes on as a single-process rebuild does
+(the events that came meanwhile, the swap). No table is created outside the
+sessions' temporary space, so the application role suffices.
 
 Killed mid-way (the command, or any of its processes), nothing of the live
 views has changed: the partitions notice their parent is gone at their next
-batch and end; the next rebuild waits for them (they hold a shared advisory
-lock), drops what they left and starts again from position zero.
+batch and end; a rebuild run again starts from position zero, and removes the
+files of rebuilds whose process is gone.
 """
 
 from __future__ import annotations
 
 import gc
+import glob
 import multiprocessing
 import os
 import queue
+import shutil
+import tempfile
 from contextlib import suppress
 from typing import Any
 
@@ -29,27 +33,46 @@ import psycopg
 
 from hub.infra import rebuild as rebuilding
 
-STAGING_LOCK = 0x5250  # "RP": held shared by a rebuild's partition processes
+COPY_BLOCK = 1 << 20  # bytes per write when a partition's rows go into the rebuild's session
 
 
-def staging(part: int, table: str) -> str:
-    return f"hub_rb_{part}_{table}"
+def staging(directory: str, part: int, table: str) -> str:
+    return os.path.join(directory, f"{part}-{table}.copy")
 
 
 def build(conn: psycopg.Connection, schema: str, follower: Any, head: int, processes: int, opener,
           progress, timer: rebuilding.Timer) -> int:
     """Fill the session's new tables with the follower's events up to ``head``, in ``processes``
     processes; returns how many events they applied."""
-    key = (STAGING_LOCK, f"{schema}.{follower.name}")
-    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", key)  # partitions of a killed run end
+    _remove_left_behind()
+    directory = tempfile.mkdtemp(prefix=f"hub-rebuild-{os.getpid()}-")
     try:
-        _drop_staging(conn, schema, follower.tables())
+        applied = _run(directory, follower, head, processes, opener, progress, timer)
+        for part in range(processes):
+            for table in follower.tables():
+                with open(staging(directory, part, table), "rb") as rows, conn.cursor().copy(
+                        f'COPY pg_temp."{table}" FROM STDIN (FORMAT binary)') as copy:
+                    while block := rows.read(COPY_BLOCK):
+                        copy.write(block)
+        return applied
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_left_behind() -> None:
+    """The directories of rebuilds that were killed (their process is gone)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "hub-rebuild-*-*")):
+        pid = os.path.basename(path).split("-")[2]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(directory: str, follower: Any, head: int, processes: int, opener, progress, timer) -> int:
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     children = [context.Process(target=_partition, name=f"rebuild-{follower.name}-{part}", daemon=True,
-                                args=(opener, follower, head, part, processes, messages, os.getpid()))
+                                args=(opener, follower, head, part, processes, messages, os.getpid(),
+                                      directory))
                 for part in range(processes)]
     for child in children:
         child.start()
@@ -58,11 +81,11 @@ def build(conn: psycopg.Connection, schema: str, follower: Any, head: int, proce
         while len(finished) < processes:
             try:
                 part, position, count, totals = messages.get(timeout=1.0)
-            except queue.Empty:
+            except queue.Empty as empty:
                 failed = [c for i, c in enumerate(children) if i not in finished and c.exitcode is not None]
                 if failed:
                     raise rebuilding.RebuildFailed(f"rebuild process {failed[0].name} ended with exit code"
-                                       f" {failed[0].exitcode}; see its log above, then run the rebuild again")
+                                       f" {failed[0].exitcode}; see its log above, then run the rebuild again") from empty
                 continue
             positions[part], applied[part] = position, count
             if totals is not None:
@@ -77,24 +100,11 @@ def build(conn: psycopg.Connection, schema: str, follower: Any, head: int, proce
             if child.is_alive():
                 child.terminate()
                 child.join()
-    tables = follower.tables()
-    for part in range(processes):
-        for table in tables:
-            conn.execute(f'INSERT INTO pg_temp."{table}" SELECT * FROM "{schema}"."{staging(part, table)}"')
-    _drop_staging(conn, schema, tables)
     return sum(applied)
 
 
-def _drop_staging(conn: psycopg.Connection, schema: str, tables: list[str]) -> None:
-    names = [table for table, in conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename ~ '^hub_rb_[0-9]+_'"
-        " AND substring(tablename FROM '^hub_rb_[0-9]+_(.*)$') = ANY(%s)", (schema, tables)).fetchall()]
-    for name in names:
-        conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
-
-
-def _partition(opener, follower, head: int, part: int, parts: int, messages, parent: int) -> None:
-    """One partition's process: its events into its session's tables, then into staging tables."""
+def _partition(opener, follower, head: int, part: int, parts: int, messages, parent: int, directory: str) -> None:
+    """One partition's process: its events into its session's tables, then into files."""
     from hub.infra.eventlog import EventLog
 
     app = opener()
@@ -103,8 +113,6 @@ def _partition(opener, follower, head: int, part: int, parts: int, messages, par
         schema = app.settings.database_schema
         timer = rebuilding.Timer()
         with log._session() as conn, rebuilding.few_collections():
-            conn.execute("SELECT pg_advisory_lock_shared(%s, hashtext(%s))",
-                         (STAGING_LOCK, f"{schema}.{follower.name}"))
             tables = follower.tables()
             for table in tables:
                 rebuilding.create_beside(conn, schema, table)
@@ -118,8 +126,10 @@ def _partition(opener, follower, head: int, part: int, parts: int, messages, par
             _, applied = log.fill(conn, follower, 0, head, timer, on_batch, (part, parts))
             gc.collect()
             for table in tables:
-                conn.execute(f'CREATE UNLOGGED TABLE "{schema}"."{staging(part, table)}"'
-                             f' AS SELECT * FROM pg_temp."{table}"')
+                with open(staging(directory, part, table), "wb") as rows, conn.cursor().copy(
+                        f'COPY pg_temp."{table}" TO STDOUT (FORMAT binary)') as copy:
+                    for block in copy:
+                        rows.write(block)
             messages.put((part, head, applied, dict(timer.totals)))
     finally:
         with suppress(Exception):

@@ -11,10 +11,12 @@ single-process rebuild and of the live followers.
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -25,7 +27,7 @@ from projections import all_projections
 from tests import ocpi_examples as ex
 from tests.cli import run_hub
 from tests.conftest import ROOT
-from tests.e2e.test_rebuild import query, view_rows
+from tests.e2e.test_rebuild import query, structure, view_rows
 from tests.integration.test_projection_batches import at, message, record
 
 LOCATIONS = PARTITION_FROM * 2 // 10 + 200  # × 10 events: more than 2 processes' worth
@@ -62,14 +64,14 @@ def logged(settings):
     return settings
 
 
-def staging_tables(settings) -> list:
-    return query(settings, "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'hub_rb_%%'",
-                 (settings.database_schema,))
+def files_of(pid: int) -> list:
+    """The rebuild files of the command with process id ``pid``."""
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"hub-rebuild-{pid}-*"))
 
 
 def test_a_rebuild_in_two_processes_gives_the_views_of_one_process_and_of_the_live_followers(logged):
     settings = logged
-    live = view_rows(settings)
+    live, made = view_rows(settings), structure(settings)
     assert len(live["view_objects"]) > LOCATIONS
 
     # A live row damaged: each rebuild must put it right.
@@ -82,12 +84,12 @@ def test_a_rebuild_in_two_processes_gives_the_views_of_one_process_and_of_the_li
     query(settings, "UPDATE view_objects SET body = '{}'::json WHERE object_id = 'BULK00007'")
     run_hub(settings, "projections", "rebuild", "--processes", "1")
     assert view_rows(settings) == live
-    assert staging_tables(settings) == []
+    assert structure(settings) == made  # nothing left beside the live tables
 
 
 def test_a_rebuild_killed_midway_leaves_the_live_views_and_runs_again(logged):
     settings = logged
-    live = view_rows(settings)
+    live, made = view_rows(settings), structure(settings)
     query(settings, "UPDATE view_objects SET body = '{}'::json WHERE object_id = 'BULK00011'")
     damaged = view_rows(settings)
 
@@ -110,4 +112,5 @@ def test_a_rebuild_killed_midway_leaves_the_live_views_and_runs_again(logged):
     again = run_hub(settings, "projections", "rebuild", "--processes", "2")
     assert "in 2 processes" in again.stdout.split("objects: ")[1].splitlines()[0], again.stdout
     assert view_rows(settings) == live
-    assert staging_tables(settings) == []
+    assert structure(settings) == made
+    assert files_of(command.pid) == []  # the killed command's files were removed

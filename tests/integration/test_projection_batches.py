@@ -98,7 +98,7 @@ def histories(rng: random.Random) -> list[list]:
     for n in range(2):  # rules: set, changed, removed, set again (Changed after removal)
         cpo, emsp, module = f"IN/C{n}/CPO", "IN/EMP/EMSP", rng.choice(["locations", "*"])
         found.append([
-            lambda cpo=cpo, module=module: RoutingRule(cpo, emsp, module, "deny", "r", "op"),
+            lambda cpo=cpo, emsp=emsp, module=module: RoutingRule(cpo, emsp, module, "deny", "r", "op"),
             lambda a: a.change("allow", "again", "op"),
             lambda a: a.remove("op"),
             lambda a: a.change("deny", "back", "op"),
@@ -124,7 +124,7 @@ def parties_and_traffic(rng: random.Random) -> list[list]:
         party = Party("IN", f"P{n}", "CPO", f"Party {n}", platform.id, "operator")
         found.append([lambda p=platform: p, lambda p, n=n: p.attach_party(f"IN/P{n}/CPO"),
                       lambda p, roles=roles, n=n: p.register(f"c{n}", "enc", "https://p/versions", "2.2.1", [], roles)])
-        found.append([lambda p=party: p, lambda p, platform=platform: p.connect(platform.id, f"Party {n}"),
+        found.append([lambda p=party: p, lambda p, platform=platform, n=n: p.connect(platform.id, f"Party {n}"),
                       lambda p: p.go_offline("down"), lambda p: p.come_online(), lambda p: p.suspend("ops"),
                       lambda p: p.resume(), lambda p, platform=platform: p.replan(platform.id),
                       lambda p: p.unregister("gone")][: 8 if n == 0 else rng.choice([6, 8])])

@@ -39,8 +39,17 @@ def rebuild(app: Hub, projection: Follower, progress: Callable[[int, int, int], 
 
     Returns what :meth:`EventLog.rebuild` reports; OperatorError if it was refused.
     """
-    opener = functools.partial(Hub, app.settings, app.database_url, pool_size=1)
+    opener = functools.partial(partition_app, app.settings, app.database_url)
     try:
         return EventLog(app).rebuild(projection, progress, processes=processes, opener=opener)
     except (RebuildRefused, RebuildFailed) as exc:
         raise OperatorError(str(exc)) from None
+
+
+def partition_app(settings, database_url: str) -> Hub:
+    """What a rebuild's partition process needs of the application: its mapper (events decoded as
+    the hub decodes them), settings and database URL. No pools: the process opens only its own two
+    sessions, so a rebuild in N processes adds 2 × N connections to the database, no more."""
+    app = Hub.in_memory(settings)
+    app.database_url = database_url
+    return app

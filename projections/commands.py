@@ -29,6 +29,8 @@ class CommandsProjection(Follower):
     name = "commands"
     event_classes = (Command.Requested, Command.Answered, Command.Failed, Command.ResultReceived,
                      Command.TimedOut)
+    partitioned = True  # one row per command (originator)
+    read_by_dispatchers = True
 
     def ddl(self) -> list[str]:
         return [
@@ -60,36 +62,63 @@ class CommandsProjection(Follower):
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
+        """The batch folded into the commands' rows in memory, then written in one statement
+        (the same rows as one statement per event)."""
+        if not events:
+            return
+        uuids = list({e.originator_id for _, e in events})
+        result_ids = list({e.result_id for _, e in events if isinstance(e, Command.Requested)})
+        by_uuid: dict = {}
+        by_result: dict = {}
+        for found in cur.execute(f"SELECT {', '.join(COLUMNS)} FROM view_commands"
+                                 " WHERE command_uuid = ANY(%s) OR result_id = ANY(%s)",
+                                 (uuids, result_ids)).fetchall():
+            row = dict(zip(COLUMNS, found, strict=True))
+            by_uuid[row["command_uuid"]] = by_result[row["result_id"]] = row
+        dirty: dict = {}
         for position, e in events:
             if isinstance(e, Command.Requested):
+                if e.result_id in by_result:
+                    continue  # as INSERT ... ON CONFLICT (result_id) DO NOTHING
                 reservation_id = (e.body_sent or {}).get("reservation_id") if e.command == "RESERVE_NOW" else None
-                cur.execute(
-                    "INSERT INTO view_commands (result_id, command_uuid, command, emsp, cpo, state,"
-                    " emsp_response_url, correlation_id, requested_at, position, reservation_id)"
-                    " VALUES (%s,%s,%s,%s,%s,'REQUESTED',%s,%s,%s,%s,%s) ON CONFLICT (result_id) DO NOTHING",
-                    (e.result_id, e.originator_id, e.command, e.emsp, e.cpo, e.original_response_url,
-                     e.correlation_id, _at(e.requested_at), position,
-                     str(reservation_id).upper() if reservation_id is not None else None))
-            elif isinstance(e, Command.Answered):
-                # A result may have come in before the answer was recorded: keep its state.
-                cur.execute(
-                    "UPDATE view_commands SET state = CASE WHEN state = 'REQUESTED' THEN 'ANSWERED'"
-                    " ELSE state END, response = %s, result_due = %s, valid_until = %s, answered_at = %s,"
-                    " position = %s WHERE command_uuid = %s",
-                    (e.result, _at(e.result_due), _at(e.valid_until), e.timestamp, position, e.originator_id))
-            elif isinstance(e, Command.Failed):
-                cur.execute(
-                    "UPDATE view_commands SET state = CASE WHEN state = 'REQUESTED' THEN 'FAILED'"
-                    " ELSE state END, valid_until = %s, answered_at = %s, position = %s"
-                    " WHERE command_uuid = %s",
-                    (_at(e.valid_until), e.timestamp, position, e.originator_id))
-            elif isinstance(e, Command.ResultReceived):
-                cur.execute(
-                    "UPDATE view_commands SET state = 'RESULT_RECEIVED', result = %s, result_at = %s,"
-                    " position = %s WHERE command_uuid = %s",
-                    (e.result.get("result"), _at(e.received_at), position, e.originator_id))
-            elif isinstance(e, Command.TimedOut):
-                cur.execute(
-                    "UPDATE view_commands SET state = 'TIMED_OUT', timed_out_at = %s, position = %s"
-                    " WHERE command_uuid = %s",
-                    (_at(e.at), position, e.originator_id))
+                row = dict.fromkeys(COLUMNS)
+                row.update(result_id=e.result_id, command_uuid=e.originator_id, command=e.command, emsp=e.emsp,
+                           cpo=e.cpo, state="REQUESTED", emsp_response_url=e.original_response_url,
+                           correlation_id=e.correlation_id, requested_at=_at(e.requested_at), position=position,
+                           reservation_id=str(reservation_id).upper() if reservation_id is not None else None)
+                by_uuid[e.originator_id] = by_result[e.result_id] = row
+            else:
+                row = by_uuid.get(e.originator_id)
+                if row is None:
+                    continue  # as an UPDATE that finds no row
+                if isinstance(e, Command.Answered):
+                    # A result may have come in before the answer was recorded: keep its state.
+                    row.update(state="ANSWERED" if row["state"] == "REQUESTED" else row["state"],
+                               response=e.result, result_due=_at(e.result_due), valid_until=_at(e.valid_until),
+                               answered_at=e.timestamp)
+                elif isinstance(e, Command.Failed):
+                    row.update(state="FAILED" if row["state"] == "REQUESTED" else row["state"],
+                               valid_until=_at(e.valid_until), answered_at=e.timestamp)
+                elif isinstance(e, Command.ResultReceived):
+                    row.update(state="RESULT_RECEIVED", result=e.result.get("result"), result_at=_at(e.received_at))
+                elif isinstance(e, Command.TimedOut):
+                    row.update(state="TIMED_OUT", timed_out_at=_at(e.at))
+                else:
+                    continue
+                row["position"] = position
+            dirty[row["result_id"]] = row
+        if dirty:
+            cur.execute(UPSERT, [[row[c] for row in dirty.values()] for c in COLUMNS])
+
+
+COLUMNS = ("result_id", "command_uuid", "command", "emsp", "cpo", "state", "response", "result",
+           "emsp_response_url", "correlation_id", "result_due", "valid_until", "requested_at", "answered_at",
+           "result_at", "timed_out_at", "position", "reservation_id")
+TYPES = ("text", "uuid", "text", "text", "text", "text", "text", "text", "text", "text", "timestamptz",
+         "timestamptz", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "bigint", "text")
+UPSERT = (
+    f"INSERT INTO view_commands ({', '.join(COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%b::{t}[]" for t in TYPES)  # arrays in binary: no text escaping
+    + ") ON CONFLICT (result_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+)

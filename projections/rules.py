@@ -24,6 +24,8 @@ RULE_COLUMNS = ("cpo", "emsp", "module", "effect", "reason", "set_by", "updated_
 class RulesProjection(Follower):
     name = "routing-rules"
     event_classes = (RoutingRule.Set, RoutingRule.Changed, RoutingRule.Removed)
+    partitioned = True  # one row per rule, whose aggregate id is derived from its key
+    read_by_dispatchers = True
 
     def ddl(self) -> list[str]:
         return [
@@ -41,23 +43,32 @@ class RulesProjection(Follower):
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
-        if events:
-            invalidation.changed_here()  # this process's caches read their own writes
+        if not events:
+            return
+        invalidation.changed_here()  # this process's caches read their own writes
+        # The batch folded into each rule's last state (None: removed), then one DELETE and
+        # one upsert: what one statement per event leaves.
+        final: dict[tuple[str, str, str], tuple | None] = {}
         for _, e in events:
+            key = (e.cpo.upper(), e.emsp.upper(), e.module.lower())
             if isinstance(e, RoutingRule.Removed):
-                cur.execute(
-                    "DELETE FROM view_routing_rules WHERE cpo = %s AND emsp = %s AND module = %s",
-                    (e.cpo.upper(), e.emsp.upper(), e.module.lower()),
-                )
+                final[key] = None
             elif isinstance(e, RoutingRule.Set | RoutingRule.Changed):
-                cur.execute(
-                    "INSERT INTO view_routing_rules (cpo, emsp, module, effect, reason, set_by, updated_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (cpo, emsp, module) DO UPDATE"
-                    " SET effect = excluded.effect, reason = excluded.reason,"
-                    " set_by = excluded.set_by, updated_at = excluded.updated_at",
-                    (e.cpo.upper(), e.emsp.upper(), e.module.lower(), e.effect, e.reason or "",
-                     e.set_by, e.timestamp),
-                )
+                final[key] = (*key, e.effect, e.reason or "", e.set_by, e.timestamp)
+        removed = [key for key, row in final.items() if row is None]
+        if removed:
+            cur.execute("DELETE FROM view_routing_rules WHERE (cpo, emsp, module) IN"
+                        " (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
+                        [list(column) for column in zip(*removed, strict=True)])
+        written = [row for row in final.values() if row is not None]
+        if written:
+            cur.execute(
+                "INSERT INTO view_routing_rules (cpo, emsp, module, effect, reason, set_by, updated_at)"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+                " %b::text[], %b::timestamptz[]) ON CONFLICT (cpo, emsp, module) DO UPDATE"
+                " SET effect = excluded.effect, reason = excluded.reason,"
+                " set_by = excluded.set_by, updated_at = excluded.updated_at",
+                [list(column) for column in zip(*written, strict=True)])
 
 
 def _select(conn: psycopg.Connection | psycopg.Cursor) -> list[dict]:

@@ -81,7 +81,7 @@ class Worker:
         busy = [d for d in self.dispatchers if d.name not in idle]
         if not busy:
             return applied
-        views_position = self.log.min_position([p.name for p in self.projections])
+        views_position = self.log.min_position([p.name for p in self.projections if p.read_by_dispatchers])
         for dispatcher in busy:
             before = applied
             applied += self.log.catch_up(dispatcher, until=views_position) if views_position else 0

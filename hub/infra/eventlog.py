@@ -20,6 +20,7 @@ therefore bounds a complete prefix of the log.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import logging
@@ -74,6 +75,7 @@ IDLE_SQL = (
 )
 IDLE_WINDOW = 10_000  # events: a follower further behind than this just runs its batches
 
+PARTITION_FROM = 10_000  # events of the log per process below which a rebuild is not split
 REBUILD_LOCK = 0x5242  # "RB": advisory lock class of rebuilds, one per schema and follower
 
 
@@ -93,6 +95,13 @@ class Follower:
     event_classes: Sequence[type] = ()
     batch_size: int = 500
     rebuild_batch_size: int = 5_000  # a rebuild writes private tables: big transactions are fine
+    # True when each row of the follower's tables follows the events of one aggregate only:
+    # a rebuild may then split the log by originator between processes (hub.infra.partitions).
+    partitioned: bool = False
+    # True for the views the dispatchers read: the worker runs them only up to these views'
+    # lowest position. A projection added later stays False, so catching it up from
+    # position 0 never holds up deliveries.
+    read_by_dispatchers: bool = False
 
     @property
     def topics(self) -> list[str]:
@@ -224,7 +233,7 @@ class EventLog:
         finally:
             lock.release()
 
-    def rebuild(self, follower: Follower, progress=None) -> Rebuilt:
+    def rebuild(self, follower: Follower, progress=None, processes: int = 1, opener=None) -> Rebuilt:
         """Build the follower's tables afresh from position zero beside the live ones, then swap.
 
         The new tables are temporary tables of one session, named like the live
@@ -239,8 +248,11 @@ class EventLog:
         ones after it, and never wait. A crash leaves the live tables as they
         were; the temporary tables end with the session.
 
-        ``progress(position, head)`` is called after every batch. Raises
-        :class:`RebuildRefused` while another rebuild of ``follower`` runs.
+        ``progress(position, head, events)`` is called after every batch. Raises
+        :class:`RebuildRefused` while another rebuild of ``follower`` runs. With
+        ``processes`` > 1 a partitioned follower's log up to the head is split
+        between that many processes, each opening its application with
+        ``opener()`` (:mod:`hub.infra.partitions`); the rest goes as above.
         """
         schema = self.app.settings.database_schema
         lock = (REBUILD_LOCK, f"{schema}.{follower.name}")
@@ -251,32 +263,28 @@ class EventLog:
                                      "try again once it has finished")
             try:
                 with rebuilding.few_collections():
-                    return self._rebuild(conn, schema, follower, progress)
+                    return self._rebuild(conn, schema, follower, progress, processes, opener)
             finally:  # now, not whenever the server notices the session ended
                 with suppress(psycopg.Error):
                     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", lock)
 
-    def _rebuild(self, conn: psycopg.Connection, schema: str, follower: Follower, progress) -> Rebuilt:
+    def _rebuild(self, conn: psycopg.Connection, schema: str, follower: Follower, progress,
+                 processes: int = 1, opener=None) -> Rebuilt:
+        from hub.infra import partitions
+
         tables = follower.tables()
         for table in tables:
             rebuilding.create_beside(conn, schema, table)
-        position, applied, analyzed, head = 0, 0, 0, self.head()
+        timer = rebuilding.Timer()
+        conn.cursor_factory = timer.cursor
+        position, applied, head, split = 0, 0, self.head(), 1
+        if processes > 1 and follower.partitioned and opener is not None and head >= PARTITION_FROM * processes:
+            applied = partitions.build(conn, schema, follower, head, processes, opener, progress, timer)
+            position, split = head, processes
         for passes in itertools.count(1):  # again over what came meanwhile, until that is little
-            with closing(self._read_ahead(follower, position, head)) as batches:
-                for events, reached in batches:
-                    if events:
-                        with conn.transaction(), conn.cursor() as cur:
-                            follower.apply(cur, events)
-                    if (applied + len(events)) // 100_000 > applied // 100_000:
-                        gc.collect()  # see rebuilding.few_collections
-                    position, applied = reached, applied + len(events)
-                    if applied >= 2 * analyzed + follower.rebuild_batch_size:
-                        # Statistics as the tables grow; ANALYZE also replans the
-                        # prepared statements planned while they were small.
-                        rebuilding.analyze(conn, tables)
-                        analyzed = applied
-                    if progress is not None:
-                        progress(position, head)
+            on_batch = None if progress is None else functools.partial(_report, progress, head, applied)
+            position, done = self.fill(conn, follower, position, head, timer, on_batch)
+            applied += done
             head = self.head()
             if head - position <= follower.rebuild_batch_size or passes == 5:
                 break  # the rest is applied in the swap
@@ -299,8 +307,33 @@ class EventLog:
         for table in tables:
             conn.execute(f'ANALYZE "{schema}"."{table}"')
         if progress is not None:
-            progress(head, head)
-        return Rebuilt(applied, changed)
+            progress(head, head, applied)
+        return Rebuilt(applied, changed, timer.seconds(), split)
+
+    def fill(self, conn: psycopg.Connection, follower: Follower, position: int, head: int, timer,
+             on_batch=None, part: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Apply the follower's events in (position, head] (of one partition: ``(part, parts)``)
+        to the session's new tables, one transaction per batch; returns (position reached,
+        events applied). ``on_batch(position, events so far)`` after each batch."""
+        tables, applied, analyzed = follower.tables(), 0, 0
+        with closing(self._read_ahead(follower, position, head, timer, part)) as batches:
+            for events, reached in batches:
+                if events:
+                    started = time.perf_counter()
+                    with conn.transaction(), conn.cursor() as cur:
+                        follower.apply(cur, events)
+                    timer.add("apply", time.perf_counter() - started)
+                if (applied + len(events)) // 100_000 > applied // 100_000:
+                    gc.collect()  # see rebuilding.few_collections
+                position, applied = reached, applied + len(events)
+                if applied >= 2 * analyzed + follower.rebuild_batch_size:
+                    # Statistics as the tables grow; ANALYZE also replans the
+                    # prepared statements planned while they were small.
+                    rebuilding.analyze(conn, tables)
+                    analyzed = applied
+                if on_batch is not None:
+                    on_batch(position, applied)
+        return position, applied
 
     def _session(self, **kwargs) -> psycopg.Connection:
         """A connection of its own (autocommit) for a rebuild."""
@@ -313,7 +346,8 @@ class EventLog:
         conn.execute("SET enable_sort = off")
         return conn
 
-    def _read_ahead(self, follower: Follower, position: int, head: int) -> Iterator[tuple[list, int]]:
+    def _read_ahead(self, follower: Follower, position: int, head: int, timer,
+                    part: tuple[int, int] | None = None) -> Iterator[tuple[list, int]]:
         """The follower's events in (position, head] as ``(batch, position after it)``.
 
         A thread reads and decodes the next batch while the caller applies this
@@ -335,11 +369,17 @@ class EventLog:
                 with self._session() as conn:
                     # Small batches first, so that applying starts early, then full ones.
                     at, size = position, min(1_000, follower.rebuild_batch_size)
+                    sql, params = rebuilding.partition(EVENTS_SQL, part)
                     while at < head and not stop.is_set():
-                        rows = conn.execute(EVENTS_SQL, (at, head, follower.topics, size),
+                        started = time.perf_counter()
+                        rows = conn.execute(sql, (at, head, follower.topics, *params, size),
                                             binary=True).fetchall()  # bytea as it is, not in hex
+                        read = time.perf_counter()
                         at = rows[-1][0] if len(rows) == size else head
-                        put(([(row[0], self.decode(row[1:])) for row in rows], at))
+                        events = [(row[0], self.decode(row[1:])) for row in rows]
+                        timer.add("read", read - started)
+                        timer.add("decode", time.perf_counter() - read)
+                        put((events, at))
                         size = min(2 * size, follower.rebuild_batch_size)
                 put(None)
             except BaseException as exc:  # handed to the caller's thread
@@ -355,6 +395,10 @@ class EventLog:
         finally:
             stop.set()
             thread.join()
+
+
+def _report(progress, head: int, before: int, position: int, events: int) -> None:
+    progress(position, head, before + events)
 
 
 class Waker:

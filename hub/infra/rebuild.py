@@ -9,15 +9,78 @@ table's, touching only the rows that differ (:func:`swap_rows`).
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
 import psycopg
 
+# The partition of an event: its originator's id (a UUID) hashed by its last two bytes, which
+# are uniform for random and name-based UUIDs alike. Every event of an object falls in one.
+PARTITION_SQL = "(get_byte(uuid_send(originator_id), 14) * 256 + get_byte(uuid_send(originator_id), 15)) %% %s = %s"
+
+
+def partition(sql: str, part: tuple[int, int] | None) -> tuple[str, tuple]:
+    """``sql`` (a read of the log ending in ``ORDER BY``) narrowed to partition ``part`` of ``parts``
+    (``(part, parts)``), and the parameters that go before its ``LIMIT``."""
+    if part is None:
+        return sql, ()
+    index, parts = part
+    head, order = sql.split(" ORDER BY ")
+    return f"{head} AND {PARTITION_SQL} ORDER BY {order}", (parts, index)
+
+
+class Timer:
+    """Where a rebuild's time goes: ``read`` (fetching the log), ``decode`` (rows to events),
+    ``apply`` (the followers' ``apply``, SQL included) and ``write`` (SQL statements of the
+    rebuild's session: the view writes and lookups of ``apply``, ANALYZE, the swap)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {"read": 0.0, "decode": 0.0, "apply": 0.0, "write": 0.0}
+        self._lock = threading.Lock()
+        timer = self
+
+        class TimedCursor(psycopg.Cursor):
+            def execute(self, *args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return super().execute(*args, **kwargs)
+                finally:
+                    timer.add("write", time.perf_counter() - started)
+
+            def executemany(self, *args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return super().executemany(*args, **kwargs)
+                finally:
+                    timer.add("write", time.perf_counter() - started)
+
+        self.cursor = TimedCursor
+
+    def add(self, what: str, seconds: float) -> None:
+        with self._lock:
+            self.totals[what] = self.totals.get(what, 0.0) + seconds
+
+    def merge(self, totals: dict[str, float]) -> None:
+        for what, seconds in totals.items():
+            self.add(what, seconds)
+
+    def seconds(self) -> dict[str, float]:
+        """The totals, with ``apply`` split: ``apply`` is its Python part, ``write`` its SQL."""
+        with self._lock:
+            totals = dict(self.totals)
+        totals["apply"] = max(0.0, totals["apply"] - totals["write"])
+        return totals
+
 
 class RebuildRefused(Exception):
     """Another rebuild of the same follower is running."""
+
+
+class RebuildFailed(Exception):
+    """A process of a rebuild in several processes failed; nothing live has changed."""
 
 
 def create_beside(conn: psycopg.Connection, schema: str, table: str) -> None:
@@ -53,6 +116,8 @@ def few_collections() -> Iterator[None]:
 class Rebuilt(NamedTuple):
     events: int  # events applied to the new tables
     rows_changed: int  # rows of the live tables the swap deleted, inserted or replaced
+    seconds: dict | None = None  # Timer.seconds(): summed over the processes of the rebuild
+    processes: int = 1  # processes that built the tables (1 when the log was not split)
 
 
 def swap_rows(cur: psycopg.Cursor, schema: str, table: str) -> int:

@@ -235,7 +235,7 @@ def test_rebuild_with_reads_in_flight_no_read_fails_and_views_equal(roaming, set
     # and inside the swap transaction, with the live rows changed but not committed.
     held: dict = {"build": False, "swap": None}
 
-    def progress(position: int, head: int) -> None:
+    def progress(position: int, head: int, events: int) -> None:
         if not held["build"]:
             held["build"] = True
             puller.wait_rounds(2)
@@ -303,7 +303,7 @@ def test_a_second_rebuild_of_the_same_projection_is_refused(roaming, settings):
     views = view_rows(settings)
     holding, release = threading.Event(), threading.Event()
 
-    def progress(position: int, head: int) -> None:
+    def progress(position: int, head: int, events: int) -> None:
         holding.set()
         assert release.wait(60)
 

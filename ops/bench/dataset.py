@@ -48,21 +48,32 @@ def load(env: dict, first: int, count: int, patches: int) -> int:
     template = ex.location(party_id=CPO_PARTY, last_updated=stamp(1))
     evses = [e["uid"] for e in template["evses"]]
     written = 0
+    def build(start: int) -> list:
+        batch = []
+        for n in range(start, min(start + SAVE_AGGREGATES, first + count)):
+            location_id = f"LOC{n:06d}"
+            body = {**template, "id": location_id}
+            location = Location(country_code="IN", party_id=CPO_PARTY, object_id=location_id, body=body,
+                                message=message("PUT", f"/IN/{CPO_PARTY}/{location_id}"))
+            for k in range(patches):
+                evse = evses[k % len(evses)]
+                location.patch_evse(evse, {"status": ("CHARGING", "AVAILABLE")[k % 2],
+                                           "last_updated": stamp(2 + k)},
+                                    message("PATCH", f"/IN/{CPO_PARTY}/{location_id}/{evse}"))
+            batch.append(location)
+        return batch
+
     try:
         for start in range(first, first + count, SAVE_AGGREGATES):
-            batch = []
-            for n in range(start, min(start + SAVE_AGGREGATES, first + count)):
-                location_id = f"LOC{n:06d}"
-                body = {**template, "id": location_id}
-                location = Location(country_code="IN", party_id=CPO_PARTY, object_id=location_id, body=body,
-                                    message=message("PUT", f"/IN/{CPO_PARTY}/{location_id}"))
-                for k in range(patches):
-                    evse = evses[k % len(evses)]
-                    location.patch_evse(evse, {"status": ("CHARGING", "AVAILABLE")[k % 2],
-                                               "last_updated": stamp(2 + k)},
-                                        message("PATCH", f"/IN/{CPO_PARTY}/{location_id}/{evse}"))
-                batch.append(location)
-            app.save(*batch)
+            for attempt in range(1, 6):
+                batch = build(start)  # a failed save has taken the batch's pending events: build it again
+                try:
+                    app.save(*batch)
+                    break
+                except Exception as exc:
+                    # The other loader held the log's lock past its timeout (a busy machine): try again.
+                    if "lock timeout" not in str(exc) or attempt == 5:
+                        raise
             written += len(batch) * (1 + patches)
     finally:
         app.close()

@@ -21,16 +21,14 @@ import pytest
 from tests.conftest import HubUnderTest, _answers, wait_until
 from tests.e2e.test_resilience import in_order
 from tests.e2e.test_workers import (
-    EVSE,
-    LOCATIONS,
-    STATUSES,
     attempts_logged,
     connect,
     holds,
     pending,
     push_locations,
+    push_statuses,
 )
-from tests.integration.test_forwarding import Cpo, stamp
+from tests.integration.test_forwarding import Cpo
 from tests.partner import free_port
 
 LEASE_SECONDS = "3"
@@ -55,24 +53,6 @@ def two_nodes(settings, processes):
     return nodes, workers
 
 
-def push_alternating(cpos: list[Cpo], current: dict, first: int, count: int) -> list[str]:
-    """``count`` EVSE status PATCHes, each to the next web node in turn; their correlation ids."""
-    ids = []
-    for n in range(first, first + count):
-        key = f"IN/ECP/L{n % LOCATIONS}"
-        patch = {"status": STATUSES[n % len(STATUSES)], "last_updated": stamp(n)}
-        correlation = f"push-{n}"
-        answer = cpos[n % len(cpos)].push("PATCH", f"locations/receiver/{key}/{EVSE}", patch,
-                                          correlation_id=correlation)
-        assert answer.status_code == 200 and answer.json()["status_code"] == 1000, answer.text
-        for evse in current[key]["evses"]:
-            if evse["uid"] == EVSE:
-                evse.update(patch)
-        current[key]["last_updated"] = patch["last_updated"]
-        ids.append(correlation)
-    return ids
-
-
 def test_two_web_and_two_worker_nodes_deliver_everything_in_order_when_a_worker_dies(
         two_nodes, settings, processes):
     (node_a, node_b), workers = two_nodes
@@ -83,7 +63,7 @@ def test_two_web_and_two_worker_nodes_deliver_everything_in_order_when_a_worker_
         assert wait_until(lambda: all(holds(e, current) for e in emsps), timeout=60), processes.log_tail()
 
         # Both nodes take pushes at once: node B from a second thread, for the same Locations.
-        ids = push_alternating([cpo_a, cpo_b], current, 1, 60)
+        ids = push_statuses([cpo_a, cpo_b], current, 1, 60)
         background: list[str] = []
         errors: list[BaseException] = []
         lock = threading.Lock()
@@ -91,7 +71,7 @@ def test_two_web_and_two_worker_nodes_deliver_everything_in_order_when_a_worker_
         def more() -> None:
             try:
                 with lock:
-                    background.extend(push_alternating([cpo_b, cpo_a], current, 2000, 40))
+                    background.extend(push_statuses([cpo_b, cpo_a], current, 2000, 40))
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
 
@@ -107,7 +87,7 @@ def test_two_web_and_two_worker_nodes_deliver_everything_in_order_when_a_worker_
         assert not errors, errors
         with lock:
             ids += background
-            ids += push_alternating([cpo_a, cpo_b], current, 4000, 30)
+            ids += push_statuses([cpo_a, cpo_b], current, 4000, 30)
 
         # Taken over within the configured lease (bounded here far below the old fixed 60 s).
         assert wait_until(lambda: all(holds(e, current) for e in emsps), timeout=TAKEOVER_WITHIN), \

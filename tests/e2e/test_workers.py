@@ -101,14 +101,17 @@ def push_locations(cpo: Cpo) -> dict:
     return current
 
 
-def push_statuses(cpo: Cpo, current: dict, first: int, count: int) -> list[str]:
-    """``count`` EVSE status PATCHes spread over the Locations; returns their correlation ids."""
+def push_statuses(cpo: Cpo | list[Cpo], current: dict, first: int, count: int) -> list[str]:
+    """``count`` EVSE status PATCHes spread over the Locations; returns their correlation ids.
+    Given several ``Cpo`` clients (one per web node), each PATCH goes to the next one in turn."""
+    cpos = cpo if isinstance(cpo, list) else [cpo]
     ids = []
     for n in range(first, first + count):
         key = f"IN/ECP/L{n % LOCATIONS}"
         patch = {"status": STATUSES[n % len(STATUSES)], "last_updated": stamp(n)}
         correlation = f"push-{n}"
-        answer = cpo.push("PATCH", f"locations/receiver/{key}/{EVSE}", patch, correlation_id=correlation)
+        answer = cpos[n % len(cpos)].push("PATCH", f"locations/receiver/{key}/{EVSE}", patch,
+                                          correlation_id=correlation)
         assert answer.status_code == 200 and answer.json()["status_code"] == 1000, answer.text
         for evse in current[key]["evses"]:
             if evse["uid"] == EVSE:

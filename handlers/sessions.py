@@ -13,9 +13,9 @@ back unchanged.
 
 from __future__ import annotations
 
-from handlers.context import WebContext
 from urllib.parse import quote
 
+from handlers.context import WebContext
 from handlers.pulls import ObjectItem, ObjectList
 from handlers.pushing import answer, check_body_ids, check_owner, check_routable, message_of, read_body
 from handlers.tokens import relay

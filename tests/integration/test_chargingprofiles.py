@@ -67,6 +67,11 @@ def test_get_put_delete_each_relayed_and_their_results_delivered(hub, worker, se
     cpo = answering_cpo(hub)
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")], modules=WITH_PROFILES)
     try:
+        # The hub's version details list the module with both interface roles.
+        details = hub.call("GET", "/ocpi/2.2.1", emsp.hub_token).json()["data"]["endpoints"]
+        assert {(e["role"], e["url"]) for e in details if e["identifier"] == "chargingprofiles"} == {
+            ("SENDER", settings.module_url("chargingprofiles/sender")),
+            ("RECEIVER", settings.module_url("chargingprofiles/receiver"))}
         with_session(hub, cpo)
         results = {"GET": {"result": "ACCEPTED", "profile": ACTIVE}, "PUT": {"result": "ACCEPTED"},
                    "DELETE": {"result": "UNKNOWN"}}

@@ -4,6 +4,7 @@ durably (real PostgreSQL, real HTTP to partner servers on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from urllib.parse import parse_qs
 
@@ -11,6 +12,7 @@ from projections.queries import session_owners
 from tests import ocpi_examples as ex
 from tests.cli import run_hub
 from tests.conftest import wait_until
+from tests.integration.test_audit import settle
 from tests.integration.test_forwarding import Cpo
 from tests.partner import MODULES, envelope, role
 
@@ -117,6 +119,14 @@ def test_get_put_delete_each_relayed_and_their_results_delivered(hub, worker, se
             assert delivered[0].header("OCPI-to-party-id") == "EMP"
             assert delivered[0].header("X-Correlation-ID") == correlation
             assert delivered[0].token == emsp.token_for_hub
+
+        # The last exchange, traced under the eMSP's X-Correlation-ID, without the capability.
+        settle(worker)
+        trace = run_hub(settings, "audit", "trace", correlation, "--json").stdout
+        steps = [s["step"] for s in json.loads(trace)]
+        assert steps[:4] == ["received", "profile request stored", "forwarded", "profile answered"], steps
+        assert steps[4:] == ["received", "result received", "delivered"], steps  # the CPO's POST of the result
+        assert hub_url.rsplit("/", 1)[1] not in trace
 
         # Only the CPO the request went to may post a result: not the eMSP, with or without headers.
         refused = call(hub, emsp, "POST", hub_url.split("/ocpi/2.2.1/", 1)[1], json={"result": "ACCEPTED"})

@@ -149,13 +149,24 @@ def test_unsolicited_active_profile_goes_to_the_session_owner(hub, worker):
     other = hub.connect_partner([role("EMSP", "IN", "EM2")], modules=WITH_PROFILES)
     try:
         with_session(hub, cpo)
+        path = f"/ocpi/2.2.1/chargingprofiles/sender/{SESSION}"
+        # The eMSP's first answer is an HTTP 503: the hub keeps the update and tries again.
+        original, failed = emsp.answer, []
+
+        def answer(record):
+            if record.path == path and not failed:
+                failed.append(record)
+                return 503, envelope(None, 3000, "busy")
+            return original(record)
+
+        emsp.answer = answer
         correlation = str(uuid.uuid4())
         sent = call(hub, cpo, "PUT", f"chargingprofiles/sender/{SESSION}", pid="ECP", json=ACTIVE,
                     correlation=correlation)
         assert sent.status_code == 200 and sent.json()["status_code"] == 1000, sent.text
-        path = f"/ocpi/2.2.1/chargingprofiles/sender/{SESSION}"
-        delivered = emsp.wait_for(lambda r: r.path == path and r.method == "PUT")
-        assert delivered and delivered[0].body == ACTIVE
+        delivered = emsp.wait_for(lambda r: r.path == path and r.method == "PUT" and bool(failed)
+                                   and r is not failed[0])
+        assert failed and delivered and delivered[0].body == failed[0].body == ACTIVE
         assert delivered[0].header("OCPI-from-party-id") == "ECP"
         assert delivered[0].header("X-Correlation-ID") == correlation
         assert not other.requests_to("/ocpi/2.2.1/chargingprofiles")

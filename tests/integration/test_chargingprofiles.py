@@ -8,6 +8,8 @@ import json
 import uuid
 from urllib.parse import parse_qs
 
+import psycopg
+
 from projections.queries import session_owners
 from tests import ocpi_examples as ex
 from tests.cli import run_hub
@@ -50,7 +52,14 @@ def with_session(hub, cpo_partner, session_id=SESSION, emsp=("IN", "EMP")):
     body = ex.session(id=session_id, cdr_token=ex.cdr_token(country_code=emsp[0], party_id=emsp[1]))
     answer = Cpo(hub, cpo_partner).push("PUT", f"sessions/receiver/IN/ECP/{session_id}", body)
     assert answer.json()["status_code"] == 1000, answer.text
-    assert wait_until(lambda: session_owners(hub.ctx.app.pool, session_id, emsp)), "session never projected"
+    if hub.ctx is not None:
+        assert wait_until(lambda: session_owners(hub.ctx.app.pool, session_id, emsp)), "session never projected"
+        return
+    with psycopg.connect(hub.settings.database_url, autocommit=True) as conn:  # a hub in other processes
+        conn.execute(f'SET search_path TO "{hub.settings.database_schema}"')
+        assert wait_until(lambda: conn.execute(
+            "SELECT 1 FROM view_objects WHERE module = 'sessions' AND object_id = %s",
+            (session_id.upper(),)).fetchone()), "session never projected"
 
 
 def call(hub, partner, method, path, pid="EMP", to=None, correlation=None, **kw):

@@ -5,7 +5,8 @@ the result to the requester's own ``response_url``, and each ``ProfileUpdate.Rec
 into a PUT of the ActiveChargingProfile to the recipient's chargingprofiles SENDER
 (``{url}/{session_id}``). FROM = the CPO, TO = the requester or recipient, with the
 request's ``X-Correlation-ID``; delivered and retried like any delivery. The events carry
-the URL; only the recipient's platform is read (``view_parties``).
+the URL; only the recipient's platform is read (``view_parties``). One object key per exchange
+and per session: the sender keeps their messages in order, one at a time.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class ProfileDispatcher(Follower):
         for position, event in events:
             if isinstance(event, ProfileRequest.ResultReceived):
                 recipient, method, url, body = event.requester, "POST", event.response_url, event.result
-                interface, key = "SENDER", f"chargingprofiles/result/{event.originator_id}/{event.originator_version}"
+                key = f"chargingprofiles/results/{event.originator_id}"
             else:
                 recipient, method, url, body = event.recipient, "PUT", event.url, event.profile
-                interface, key = "SENDER", f"chargingprofiles/{event.cpo}/{event.session_id}/{event.originator_id}"
+                key = f"chargingprofiles/{event.cpo}/{event.session_id}"
             row = cur.execute(
                 "SELECT platform_id FROM view_parties"
                 " WHERE country_code || '/' || party_id || '/' || role = %s", (recipient,)).fetchone()
@@ -44,7 +45,7 @@ class ProfileDispatcher(Follower):
             to_cc, to_pid = recipient.split("/")[:2]
             cpo_cc, cpo_pid = event.cpo.split("/")[:2]
             enqueue(cur, Outgoing(
-                platform_id=row[0], recipient=recipient, module="chargingprofiles", interface=interface,
+                platform_id=row[0], recipient=recipient, module="chargingprofiles", interface="SENDER",
                 object_key=key, method=method, path=url, body=body,
                 headers={"OCPI-from-country-code": cpo_cc, "OCPI-from-party-id": cpo_pid,
                          "OCPI-to-country-code": to_cc, "OCPI-to-party-id": to_pid},

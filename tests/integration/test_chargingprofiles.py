@@ -179,6 +179,13 @@ def test_unsolicited_active_profile_goes_to_the_session_owner(hub, worker):
         assert delivered[0].header("OCPI-from-party-id") == "ECP"
         assert delivered[0].header("X-Correlation-ID") == correlation
         assert not other.requests_to("/ocpi/2.2.1/chargingprofiles")
+        # Two more changes of the same session: each delivered (none merged away), in order.
+        later = [{**ACTIVE, "start_date_time": f"2024-03-15T05:2{i}:00Z"} for i in (1, 2)]
+        for body in later:
+            assert call(hub, cpo, "PUT", f"chargingprofiles/sender/{SESSION}", pid="ECP",
+                        json=body).json()["status_code"] == 1000
+        assert wait_until(lambda: len(emsp.requests_to(path, "PUT")) == 4)
+        assert [r.body for r in emsp.requests_to(path, "PUT")][2:] == later
 
         # No session of this CPO with that id: 4001, nothing stored or sent.
         unknown = call(hub, cpo, "PUT", "chargingprofiles/sender/NO-SUCH-SESSION", pid="ECP", json=ACTIVE)

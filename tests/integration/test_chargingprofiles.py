@@ -247,6 +247,16 @@ def test_hub_errors(hub, worker):
         bad_url = call(hub, emsp, "DELETE", f"chargingprofiles/receiver/{SESSION}",
                        params={"response_url": "not a url"})
         assert bad_url.json()["status_code"] == 2001 and "response_url" in bad_url.json()["status_message"]
+        # The CPO answers after the hub's timeout (3 s in tests): 4002. Its result, posted
+        # within the margin, still reaches the eMSP.
+        cpo.delay = 3.5
+        late_url = own_url(emsp)
+        slow = call(hub, emsp, "DELETE", f"chargingprofiles/receiver/{SESSION}", params={"response_url": late_url})
+        assert slow.status_code == 200 and slow.json()["status_code"] == 4002, slow.text
+        cpo.delay = 0
+        hub_url = parse_qs(cpo.requests_to(PROFILES_AT + SESSION, "DELETE")[-1].query)["response_url"][0]
+        assert hub.call("POST", hub_url, cpo.hub_token, json={"result": "ACCEPTED"}).json()["status_code"] == 1000
+        assert emsp.wait_for(lambda r: r.path == late_url.removeprefix(emsp.base))
         # The CPO cannot be reached: 4003, and the same for charging preferences.
         cpo.stop()
         gone = call(hub, emsp, "GET", f"chargingprofiles/receiver/{SESSION}", params=params)

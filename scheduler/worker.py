@@ -24,6 +24,7 @@ from hub.infra.config import Settings
 from hub.infra.eventlog import EventLog, Waker
 from hub.services.application import Hub
 from projections import all_projections
+from scheduler.chargingprofiles import ProfileDispatcher
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
 from scheduler.commands import CommandResultDispatcher, CommandTimeouts
 from scheduler.forwarding import ForwardingDispatcher, render_current
@@ -40,7 +41,8 @@ def dispatchers(settings: Settings | None = None) -> list:
     """Followers that turn events into deliveries; they read the views, so they
     run only up to the position every projection has reached."""
     timeout_result = settings.command_timeout_result if settings is not None else True
-    return [ClientInfoDispatcher(), ForwardingDispatcher(), CommandResultDispatcher(timeout_result)]
+    return [ClientInfoDispatcher(), ForwardingDispatcher(), CommandResultDispatcher(timeout_result),
+            ProfileDispatcher()]
 
 
 class Worker:

@@ -29,6 +29,7 @@ from eventsourcing.utils import get_topic
 from hub.audit.records import jsonable, redact, short_topic, timestamp_text
 from hub.domain import objects as o
 from hub.domain.audit import Call, OperatorAction, Request
+from hub.domain.chargingprofiles import ProfileRequest, ProfileUpdate
 from hub.domain.commands import Command
 from hub.domain.deliveries import Delivery
 from hub.domain.parties import Party, Platform, party_key
@@ -187,7 +188,7 @@ class EventReader:
         for event in events:
             if event.originator_version == 1:
                 self._first.setdefault(event.originator_id, event)
-            elif isinstance(event, (o.PushedObject.Event, Command.Event, Party.Event)):
+            elif isinstance(event, (o.PushedObject.Event, Command.Event, ProfileRequest.Event, Party.Event)):
                 if event.originator_id not in self._first:
                     missing.add(event.originator_id)
         if missing:
@@ -241,6 +242,11 @@ class EventReader:
             if isinstance(first, Command.Requested):
                 correlation = first.correlation_id
                 parties.update((first.emsp, first.cpo))
+        elif isinstance(event, (ProfileRequest.Event, ProfileUpdate.Event)):
+            module = "chargingprofiles"
+            if isinstance(first, (ProfileRequest.Requested, ProfileUpdate.Received)):
+                correlation = first.correlation_id
+                parties.update((getattr(first, "requester", None) or first.recipient, first.cpo))
         elif isinstance(event, Request.Answered):
             module, correlation = event.module, event.correlation_id
             parties.update(p for p in (event.from_party, event.to_party) if p)

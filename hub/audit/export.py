@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from hub.audit.events import CLOCK_SKEW, EventReader, Progress
+from hub.domain.chargingprofiles import ProfileRequest
 from hub.domain.commands import Command
 
 
@@ -46,8 +47,8 @@ class AuditExport(EventReader):
     def records(self, filters: Filters = Filters(), progress: Progress | None = None) -> Iterator[dict]:
         """Every record the filters keep, in notification order, streamed.
 
-        With a correlation id, a command's later events (answer, result,
-        timeout), which do not repeat it, come along with its ``Requested``.
+        With a correlation id, a command's (or charging profile exchange's) later events
+        (answer, result, timeout), which do not repeat it, come along with its ``Requested``.
         """
         with self._connect() as conn:
             end = self._head(conn)
@@ -70,7 +71,8 @@ class AuditExport(EventReader):
                         break
                     if position in queued:
                         continue
-                    if (filters.correlation_id is not None and isinstance(event, Command.Requested)
+                    if (filters.correlation_id is not None
+                            and isinstance(event, (Command.Requested, ProfileRequest.Requested))
                             and event.correlation_id == filters.correlation_id):
                         for later in self._events_of(conn, event.originator_id)[1:]:
                             if position < later[0] <= end and later[0] not in queued:

@@ -40,10 +40,10 @@ class AuditLog(AuditExport):
     def trace(self, correlation_id: str) -> list[dict]:
         """The story of one exchange: every record sharing ``correlation_id``
         (requests answered, events stored, calls made with each attempt), plus,
-        for a command, the CPO's POST of each result (often under its own
+        for a command or charging profile exchange, the CPO's POST of each result (often under its own
         correlation id), as a timeline (see :func:`timeline`)."""
         records = list(self.records(Filters(correlation_id=correlation_id)))
-        results = [r for r in records if r["topic"] == "Command.ResultReceived"]
+        results = [r for r in records if r["topic"] in ("Command.ResultReceived", "ProfileRequest.ResultReceived")]
         request_ids = {r["data"].get("request_id") for r in results} - {None}
         if request_ids:
             with self._connect() as conn:

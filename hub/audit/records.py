@@ -12,9 +12,10 @@ the event (:meth:`hub.audit.events.EventReader.record`).
 
 Secrets never leave the audit reads: :func:`redact` drops every key of
 :data:`DENY_KEYS` at any depth (token hashes, the encrypted partner token,
-a command's ``result_id`` and ``hub_response_url``, Authorization headers,
-credentials tokens) and masks the capability segment of any
-``/commands/sender/{result_id}`` URL or path.
+a command's or charging profile exchange's ``result_id`` and ``hub_response_url``,
+Authorization headers, credentials tokens) and masks the capability segment of any
+``/commands/sender/{result_id}`` or ``/chargingprofiles/sender/results/{result_id}``
+URL or path.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ DENY_KEYS = frozenset({
 # ``token`` is a credentials token when its value is a string (Credentials
 # object); an OCPI Token object (START_SESSION, RESERVE_NOW) is a dict and stays.
 STRING_SECRET_KEYS = frozenset({"token"})
-CAPABILITY = re.compile(r"(/commands/sender/)[^/?#\s\"']+", re.IGNORECASE)
+# The hub's response_urls: commands and ChargingProfiles results (hub/domain/chargingprofiles.py).
+CAPABILITY = re.compile(r"(/commands/sender/|/chargingprofiles/sender/results/)[^/?#\s\"']+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 

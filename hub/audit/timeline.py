@@ -44,6 +44,9 @@ CALL_STEPS = {"delivery": "delivered", "realtime": "forwarded", "registration": 
 COMMAND_STEPS = {"Command.Requested": "command stored", "Command.Answered": "command answered",
                  "Command.Failed": "command failed", "Command.ResultReceived": "result received",
                  "Command.TimedOut": "command timed out"}
+PROFILE_STEPS = {"ProfileRequest.Requested": "profile request stored", "ProfileRequest.Answered": "profile answered",
+                 "ProfileRequest.Failed": "profile failed", "ProfileRequest.ResultReceived": "result received",
+                 "ProfileUpdate.Received": "profile update stored"}
 
 
 def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
@@ -96,6 +99,22 @@ def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
             outcome = f"result {result.get('result')}"
         elif topic == "Command.TimedOut":
             outcome = f"no result by {data.get('at')}"
+    elif topic in PROFILE_STEPS:  # ChargingProfiles (hub/domain/chargingprofiles.py)
+        step = PROFILE_STEPS[topic]
+        if topic == "ProfileRequest.Requested":
+            who = f"{data.get('requester')} -> {data.get('cpo')}"
+            what = f"{data.get('method')} session {data.get('session_id')}"
+            outcome = "to be forwarded with the hub's response_url"
+        elif topic == "ProfileRequest.Answered":
+            outcome = f"{_ocpi_outcome(data.get('http_status'), data.get('status_code'))}, result {data.get('result')}"
+        elif topic == "ProfileRequest.Failed":
+            outcome = f"status {data.get('status_code')}: {data.get('reason')}"
+        elif topic == "ProfileRequest.ResultReceived":
+            result = data.get("result") if isinstance(data.get("result"), dict) else {}
+            who, outcome = f"{data.get('cpo')} -> {data.get('requester')}", f"result {result.get('result')}"
+        else:
+            who = f"{data.get('cpo')} -> {data.get('recipient')}"
+            what, outcome = f"ActiveChargingProfile session {data.get('session_id')}", "to be delivered"
     elif topic in ("Delivery.Parked", "Delivery.Collapsed"):
         ids = ", ".join(str(i) for i in data.get("delivery_ids") or [])
         who = f"hub -> {data.get('recipient') or ','.join(record['parties']) or '?'}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 CPO = "CPO"
 EMSP = "EMSP"
+SCSP = "SCSP"
 # Every role a partner party may have (OCPI 2.2.1 Role, the hub's own HUB excepted).
 PARTNER_ROLES = frozenset({"CPO", "EMSP", "NAP", "NSP", "OTHER", "SCSP"})
 # The other side of a routing rule's pair: everyone but the CPO.
@@ -44,6 +45,8 @@ class Module:
     ``realtime``: the (role, partner interface) the hub calls synchronously, if any.
     ``interfaces``: the interface roles the hub itself offers (its version details).
     ``ruled``: whether routing rules apply to it.
+    ``requesters``: roles besides the owner that may call the hub's RECEIVER (an SCSP
+    sets charging profiles as an eMSP does).
     """
 
     identifier: str
@@ -54,6 +57,7 @@ class Module:
     interfaces: tuple[str, ...] = ()
     ruled: bool = False
     realtime: tuple[str, str] | None = None
+    requesters: frozenset[str] = frozenset()
 
     @property
     def stored(self) -> bool:
@@ -66,7 +70,7 @@ class Module:
         if self.routing == CONFIGURATION:
             return frozenset()
         if interface == RECEIVER:
-            return frozenset({self.owner}) if self.owner else frozenset()
+            return (frozenset({self.owner}) | self.requesters) if self.owner else frozenset()
         if interface == SENDER:
             return self.receivers
         return frozenset()
@@ -77,7 +81,7 @@ class Module:
         if interface == RECEIVER:
             return self.receivers
         if interface == SENDER and self.owner:
-            return frozenset({self.owner})
+            return frozenset({self.owner}) | self.requesters
         return frozenset()
 
 
@@ -89,14 +93,19 @@ MODULES: dict[str, Module] = {m.identifier: m for m in (
            interfaces=(SENDER, RECEIVER), ruled=True),
     Module("tariffs", BROADCAST, owner=CPO, receivers=SITE_DATA_READERS, collapsible=True,
            interfaces=(SENDER, RECEIVER), ruled=True),
+    # Charging preferences: the eMSP's PUT is relayed at once to the CPO's sessions SENDER.
     Module("sessions", CDR_TOKEN, owner=CPO, receivers=frozenset({EMSP}), collapsible=True,
-           interfaces=(SENDER, RECEIVER), ruled=True),
+           interfaces=(SENDER, RECEIVER), ruled=True, realtime=(CPO, SENDER)),
     # CDRs are never merged or dropped: every one is delivered as received.
     Module("cdrs", CDR_TOKEN, owner=CPO, receivers=frozenset({EMSP}), collapsible=False,
            interfaces=(SENDER, RECEIVER), ruled=True),
     Module("tokens", BROADCAST, owner=EMSP, receivers=frozenset({CPO}), collapsible=True,
            interfaces=(SENDER, RECEIVER), ruled=True, realtime=(EMSP, SENDER)),
     Module("commands", REALTIME, owner=EMSP, receivers=frozenset({CPO}),
+           interfaces=(SENDER, RECEIVER), ruled=True, realtime=(CPO, RECEIVER)),
+    # Smart charging: an eMSP or SCSP asks the CPO's RECEIVER (GET, PUT, DELETE per session);
+    # the CPO posts results and unsolicited ActiveChargingProfile updates to the hub's SENDER.
+    Module("chargingprofiles", REALTIME, owner=EMSP, requesters=frozenset({SCSP}), receivers=frozenset({CPO}),
            interfaces=(SENDER, RECEIVER), ruled=True, realtime=(CPO, RECEIVER)),
 )}
 

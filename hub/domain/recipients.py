@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hub.domain.modules import CDR_TOKEN, CPO, RECEIVER, Module, module
+from hub.domain.modules import CDR_TOKEN, CPO, RECEIVER, SENDER, Module, module
 from hub.domain.parties import CONNECTED, OFFLINE, PLANNED, SUSPENDED, party_key
 from hub.domain.ruleset import DEFAULT_OPEN, RECEIVER_SUSPENDED, SENDER_SUSPENDED, RuleSet, publish_visible
 from hub.ocpi.status import OcpiStatus
@@ -320,6 +320,30 @@ class Policy:
             return _refused(f"receiver {party.key} does not offer the {identifier} {interface.lower()} "
                             "interface", OcpiStatus.HUB_ERROR, "endpoint", party=party)
         return _allowed(f"{party.key} answers ({rules.reason})", rules.decided_by, party=party,
+                        rule=rules.rule, endpoint=endpoint.url)
+
+    def profile_update(self, identifier: str, cpo_key: str, country_code: str, party_id: str) -> Verdict:
+        """Who gets a CPO's unsolicited update (ActiveChargingProfile) for one session: the
+        requesting-side party with these ids (CONNECTED or OFFLINE: it is queued), allowed by
+        the rules, offering the module's SENDER; the verdict carries that endpoint URL."""
+        mod = module(identifier)
+        found = self.parties_with(country_code, party_id, mod.counterparts(SENDER))
+        if not found:
+            return _refused(f"unknown receiver {country_code.upper()}/{party_id.upper()}",
+                            OcpiStatus.UNKNOWN_RECEIVER, "unknown")
+        party = found[0]
+        if party.status not in QUEUEABLE:
+            return _refused(f"receiver {party.key} is {party.status}", OcpiStatus.CONNECTION_PROBLEM,
+                            "status", party=party)
+        rules = self.rules_verdict(cpo_key, party.key, identifier)
+        if not rules:
+            return _refused(f"routing to {party.key} refused: {rules.reason}", OcpiStatus.HUB_ERROR,
+                            rules.decided_by, party=party, rule=rules.rule)
+        endpoint = self.offers(party, identifier, SENDER)
+        if endpoint is None or not endpoint.url:
+            return _refused(f"receiver {party.key} does not offer the {identifier} sender interface",
+                            OcpiStatus.HUB_ERROR, "endpoint", party=party)
+        return _allowed(f"{party.key} receives it ({rules.reason})", rules.decided_by, party=party,
                         rule=rules.rule, endpoint=endpoint.url)
 
     def sole_owner(self, identifier: str, requester_key: str, owners: list[tuple[str, str]],

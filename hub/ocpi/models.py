@@ -90,6 +90,17 @@ __all__ = [
     "EnvironmentalImpact",
     "EnvironmentalImpactCategory",
     "ExceptionalPeriod",
+    "ActiveChargingProfile",
+    "ActiveChargingProfileResult",
+    "ChargingProfile",
+    "ChargingProfilePeriod",
+    "ChargingProfileResponse",
+    "ChargingProfileResponseType",
+    "ChargingProfileResult",
+    "ChargingProfileResultType",
+    "ChargingRateUnit",
+    "ClearProfileResult",
+    "SetChargingProfile",
     "Facility",
     "GeoLocation",
     "Hours",
@@ -1029,6 +1040,71 @@ class CommandResult(OcpiModel):
 
 
 # --------------------------------------------------------------------------
+# ChargingProfiles (mod_charging_profiles.asciidoc)
+# --------------------------------------------------------------------------
+
+
+class ChargingRateUnit(StrEnum):
+    W = "W"
+    A = "A"
+
+
+class ChargingProfileResponseType(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    NOT_SUPPORTED = "NOT_SUPPORTED"
+    REJECTED = "REJECTED"
+    TOO_OFTEN = "TOO_OFTEN"
+    UNKNOWN_SESSION = "UNKNOWN_SESSION"
+
+
+class ChargingProfileResultType(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
+
+
+class ChargingProfilePeriod(OcpiModel):
+    start_period: Int
+    limit: Number
+
+
+class ChargingProfile(OcpiModel):
+    start_date_time: DateTime | None = None
+    duration: Int | None = None
+    charging_rate_unit: ChargingRateUnit
+    min_charging_rate: Number | None = None
+    charging_profile_period: list[ChargingProfilePeriod] | None = None
+
+
+class SetChargingProfile(OcpiModel):
+    charging_profile: ChargingProfile
+    response_url: URL
+
+
+class ActiveChargingProfile(OcpiModel):
+    start_date_time: DateTime
+    charging_profile: ChargingProfile
+
+
+class ChargingProfileResponse(OcpiModel):
+    result: ChargingProfileResponseType
+    timeout: Int
+
+
+class ActiveChargingProfileResult(OcpiModel):
+    result: ChargingProfileResultType
+    profile: ActiveChargingProfile | None = None
+
+
+class ChargingProfileResult(OcpiModel):
+    result: ChargingProfileResultType
+
+
+class ClearProfileResult(OcpiModel):
+    result: ChargingProfileResultType
+
+
+# --------------------------------------------------------------------------
 # Registries
 # --------------------------------------------------------------------------
 
@@ -1083,6 +1159,14 @@ MODELS: dict[str, type[OcpiModel]] = {
         UnlockConnector,
         CommandResponse,
         CommandResult,
+        ChargingProfilePeriod,
+        ChargingProfile,
+        SetChargingProfile,
+        ActiveChargingProfile,
+        ChargingProfileResponse,
+        ActiveChargingProfileResult,
+        ChargingProfileResult,
+        ClearProfileResult,
     )
 }
 

@@ -21,7 +21,7 @@ SOURCE = ("hub", "handlers", "projections", "scheduler")
 
 def test_every_module_the_hub_knows_is_one_entry():
     assert list(m.MODULES) == ["versions", "credentials", "hubclientinfo", "locations", "tariffs", "sessions",
-                               "cdrs", "tokens", "commands"]
+                               "cdrs", "tokens", "commands", "chargingprofiles"]
 
 
 @pytest.mark.parametrize(("identifier", "owner", "routing", "receivers"), [
@@ -31,6 +31,7 @@ def test_every_module_the_hub_knows_is_one_entry():
     ("cdrs", "CPO", m.CDR_TOKEN, {"EMSP"}),
     ("tokens", "EMSP", m.BROADCAST, {"CPO"}),
     ("commands", "EMSP", m.REALTIME, {"CPO"}),
+    ("chargingprofiles", "EMSP", m.REALTIME, {"CPO"}),
 ])
 def test_owner_routing_and_receivers(identifier, owner, routing, receivers):
     module = m.MODULES[identifier]
@@ -47,6 +48,7 @@ def test_cdrs_never_collapse_the_other_stored_modules_do():
     ("commands", "RECEIVER", {"EMSP"}), ("locations", "SENDER", {"EMSP", "NAP", "NSP", "OTHER"}),
     ("sessions", "SENDER", {"EMSP"}), ("tokens", "SENDER", {"CPO"}), ("commands", "SENDER", {"CPO"}),
     ("hubclientinfo", "SENDER", set()), ("credentials", "SENDER", set()),
+    ("chargingprofiles", "RECEIVER", {"EMSP", "SCSP"}), ("chargingprofiles", "SENDER", {"CPO"}),
 ])
 def test_who_may_call_the_hubs_interfaces(identifier, interface, callers):
     assert set(m.MODULES[identifier].callers(interface)) == callers
@@ -55,11 +57,20 @@ def test_who_may_call_the_hubs_interfaces(identifier, interface, callers):
 def test_realtime_targets():
     assert m.MODULES["tokens"].realtime == ("EMSP", "SENDER")
     assert m.MODULES["commands"].realtime == ("CPO", "RECEIVER")
-    assert [i for i, mod in m.MODULES.items() if mod.realtime] == ["tokens", "commands"]
+    assert m.MODULES["sessions"].realtime == ("CPO", "SENDER")  # charging preferences
+    assert m.MODULES["chargingprofiles"].realtime == ("CPO", "RECEIVER")
+    assert [i for i, mod in m.MODULES.items() if mod.realtime] == ["sessions", "tokens", "commands",
+                                                                    "chargingprofiles"]
+
+
+def test_unsolicited_profile_updates_go_to_the_requesting_side():
+    assert m.MODULES["chargingprofiles"].counterparts("SENDER") == {"EMSP", "SCSP"}
+    assert m.MODULES["chargingprofiles"].counterparts("RECEIVER") == {"CPO"}
 
 
 def test_rules_apply_to_the_ruled_modules_and_check_module_uses_them():
-    assert set(RULED) == {"hubclientinfo", "locations", "tariffs", "sessions", "cdrs", "tokens", "commands"}
+    assert set(RULED) == {"hubclientinfo", "locations", "tariffs", "sessions", "cdrs", "tokens", "commands",
+                          "chargingprofiles"}
     assert check_module(" Tokens ") == "tokens" and check_module("*") == "*"
     with pytest.raises(ValueError, match="credentials"):
         check_module("credentials")
@@ -68,7 +79,7 @@ def test_rules_apply_to_the_ruled_modules_and_check_module_uses_them():
 def test_module_lookup_names_the_known_ones():
     assert m.module("CDRS").identifier == "cdrs"
     with pytest.raises(ValueError, match="locations"):
-        m.module("chargingprofiles")
+        m.module("parking")
 
 
 def test_each_handler_advertises_exactly_the_interfaces_of_its_entry():

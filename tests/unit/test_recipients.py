@@ -212,6 +212,20 @@ REALTIME = [
                  id="realtime: a commands rule refuses the pair, 4000"),
     pytest.param("tokens", CPA, "IN", "EMX", OcpiStatus.HUB_ERROR,
                  id="realtime: the receiver offers no tokens SENDER, 4000"),
+    pytest.param("chargingprofiles", EMA, "IN", "CPA", "https://p-cpa/chargingprofiles",
+                 id="realtime: an eMSP's charging profile call to the CPO's chargingprofiles RECEIVER"),
+    pytest.param("chargingprofiles", SCS, "IN", "CPA", "https://p-cpa/chargingprofiles",
+                 id="realtime: an SCSP sets charging profiles like an eMSP"),
+    pytest.param("chargingprofiles", EMD, "IN", "CPA", OcpiStatus.HUB_ERROR,
+                 id="realtime: a rule keeps the eMSP's charging profiles from the CPO, 4000"),
+    pytest.param("chargingprofiles", SCS, "IN", "CPB", OcpiStatus.HUB_ERROR,
+                 id="realtime: the CPO offers no chargingprofiles RECEIVER, 4000"),
+    pytest.param("chargingprofiles", SCS, "IN", "EMA", OcpiStatus.UNKNOWN_RECEIVER,
+                 id="realtime: charging profiles go to a CPO only (an eMSP with the ids is unknown)"),
+    pytest.param("sessions", EMA, "IN", "CPA", "https://p-cpa/sessions/sender",
+                 id="realtime: charging preferences at the CPO's sessions SENDER"),
+    pytest.param("sessions", EMA, "IN", "CPB", OcpiStatus.HUB_ERROR,
+                 id="realtime: charging preferences to a CPO without a sessions SENDER, 4000"),
 ]
 
 
@@ -219,6 +233,26 @@ REALTIME = [
 def test_realtime(module, requester, cc, pid, expected):
     p = policy(rules=[*policy().snapshot.rules.rules, rule(CPB, EMA, "commands", "deny", "no commands")])
     verdict = p.realtime(module, requester, cc, pid)
+    if isinstance(expected, str):
+        assert verdict.allowed and verdict.endpoint == expected, verdict.reason
+    else:
+        assert not verdict.allowed and verdict.status == expected, verdict.reason
+
+
+@pytest.mark.parametrize(("cc", "pid", "expected"), [
+    pytest.param("IN", "EMA", "https://p-ema/chargingprofiles/sender",
+                 id="profile update: the session's eMSP at its chargingprofiles SENDER"),
+    pytest.param("IN", "SCS", "https://p-scs/chargingprofiles/sender", id="profile update: an addressed SCSP"),
+    pytest.param("IN", "EMO", "https://p-emo/chargingprofiles/sender",
+                 id="profile update: an OFFLINE eMSP gets it queued (stored and forwarded)"),
+    pytest.param("IN", "EMS", OcpiStatus.CONNECTION_PROBLEM, id="profile update: SUSPENDED gets nothing, 4003"),
+    pytest.param("IN", "EMD", OcpiStatus.HUB_ERROR, id="profile update: the rules refuse, 4000"),
+    pytest.param("IN", "EMX", OcpiStatus.HUB_ERROR, id="profile update: no chargingprofiles SENDER, 4000"),
+    pytest.param("IN", "NAV", OcpiStatus.UNKNOWN_RECEIVER, id="profile update: never to an NSP, 4001"),
+    pytest.param("IN", "NOP", OcpiStatus.UNKNOWN_RECEIVER, id="profile update: unknown is 4001"),
+])
+def test_profile_update(cc, pid, expected):
+    verdict = policy().profile_update("chargingprofiles", CPA, cc, pid)
     if isinstance(expected, str):
         assert verdict.allowed and verdict.endpoint == expected, verdict.reason
     else:

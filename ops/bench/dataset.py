@@ -27,7 +27,7 @@ SIZES = {
     "full": {"locations": 100_000, "patches": 9, "loaders": 2},
 }
 CPO_PARTY, EMSP_PARTY = "BCP", "BEM"
-SAVE_AGGREGATES = 100  # aggregates per save(): one transaction of ~1,000 events
+SAVE_AGGREGATES = 25  # aggregates per save(): one transaction of ~250 events (the log lock is held that long)
 
 
 def message(method: str, path: str) -> dict:
@@ -65,14 +65,14 @@ def load(env: dict, first: int, count: int, patches: int) -> int:
 
     try:
         for start in range(first, first + count, SAVE_AGGREGATES):
-            for attempt in range(1, 6):
+            for attempt in range(1, 21):
                 batch = build(start)  # a failed save has taken the batch's pending events: build it again
                 try:
                     app.save(*batch)
                     break
                 except Exception as exc:
                     # The other loader held the log's lock past its timeout (a busy machine): try again.
-                    if "lock timeout" not in str(exc) or attempt == 5:
+                    if "lock timeout" not in str(exc) or attempt == 20:
                         raise
             written += len(batch) * (1 + patches)
     finally:

@@ -12,6 +12,7 @@ import sys
 from uuid import UUID
 
 from hub.entrypoints.cli.output import Usage, add_party_argument, deprecated, emit, party_of, print_table
+from hub.entrypoints.cli import sync
 from hub.entrypoints.cli.runtime import Runtime
 from hub.services.operators import parties
 from hub.services.operators.names import ROLES, PartyName, parse_party_name
@@ -181,3 +182,4 @@ def register(sub) -> None:
     p.add_argument("--platform", type=UUID, help="reconnect this existing platform")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_connect)
+    sync.register(group)

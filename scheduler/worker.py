@@ -29,6 +29,7 @@ from scheduler.commands import CommandResultDispatcher, CommandTimeouts
 from scheduler.forwarding import ForwardingDispatcher, render_current
 from scheduler.outbox import give_up
 from scheduler.sender import Sender
+from scheduler.sync import SyncSchedule
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Worker:
         self.dispatchers = dispatchers(settings)
         self.still_alive = StillAlive(self.app, self.client, settings.still_alive_after)
         self.command_timeouts = CommandTimeouts(self.app)
+        self.syncs = SyncSchedule(self.app, self.client, settings.sync_schedule)
         current = render_current(self.app)
         self.sender = Sender(
             self.app, self.client,
@@ -209,6 +211,7 @@ class Worker:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.time_out_commands, "interval", seconds=2, id="command-timeouts",
                                max_instances=1, coalesce=True)
+        self.syncs.add_jobs(self.scheduler)  # HUB_SYNC_SCHEDULE: pulls of partners that never push
         self.scheduler.start()
 
     def stop(self) -> None:

@@ -11,8 +11,8 @@ import os
 import sys
 from uuid import UUID
 
-from hub.entrypoints.cli.output import Usage, add_party_argument, deprecated, emit, party_of, print_table
 from hub.entrypoints.cli import sync
+from hub.entrypoints.cli.output import Usage, add_party_argument, deprecated, emit, party_of, print_table
 from hub.entrypoints.cli.runtime import Runtime
 from hub.services.operators import parties
 from hub.services.operators.names import ROLES, PartyName, parse_party_name

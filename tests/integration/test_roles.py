@@ -1,0 +1,59 @@
+"""Every 2.2.1 role (issue 14 item 4): each registers, gets only what its role may receive,
+and HubClientInfo lists them all."""
+
+from __future__ import annotations
+
+from tests import ocpi_examples as ex
+from tests.conftest import wait_until
+from tests.integration.test_forwarding import Cpo, received, stamp
+from tests.partner import role
+
+ALL_ROLES = ("CPO", "EMSP", "NAP", "NSP", "OTHER", "SCSP")
+
+
+def _get(hub, partner, pid: str, path: str, to=("IN", "CIH")):
+    headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": pid,
+               "OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]}
+    return hub.call("GET", f"/ocpi/2.2.1/{path}", partner.hub_token, headers=headers)
+
+
+def test_nap_receives_and_pulls_locations_and_tariffs_scsp_gets_none(hub, worker):
+    nap = hub.connect_partner([role("NAP", "IN", "NAP")])
+    scsp = hub.connect_partner([role("SCSP", "IN", "SCS")])
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    cpo = Cpo(hub, hub.connect_partner([role("CPO", "IN", "ECP")]))
+    try:
+        location, tariff = ex.location(id="LOC1", last_updated=stamp(1)), ex.tariff(id="T1", last_updated=stamp(1))
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC1", location).status_code == 201
+        assert cpo.push("PUT", "tariffs/receiver/IN/ECP/T1", tariff).status_code == 201
+        for module, body in (("locations", location), ("tariffs", tariff)):
+            got = wait_until(lambda m=module: received(nap, m, "PUT"))
+            assert got and got[0].body == body and got[0].header("OCPI-to-party-id") == "NAP"
+            assert got[0].header("OCPI-from-party-id") == "CIH"  # a broadcast comes FROM the hub
+        assert wait_until(lambda: received(emsp, "tariffs", "PUT"))
+        # The NAP pulls them from the hub's SENDER interfaces.
+        listed = _get(hub, nap, "NAP", "locations/sender").json()
+        assert [o["id"] for o in listed["data"]] == ["LOC1"]
+        assert [o["id"] for o in _get(hub, nap, "NAP", "tariffs/sender").json()["data"]] == ["T1"]
+        # Sessions and CDRs are for the eMSP of cdr_token: a NAP may not pull them.
+        assert _get(hub, nap, "NAP", "sessions/sender").json()["status_code"] != 1000
+        # A smart charging provider gets no site data: nothing was forwarded to it, nothing to pull.
+        assert not received(scsp, "locations") and not received(scsp, "tariffs")
+        assert _get(hub, scsp, "SCS", "locations/sender").json().get("data") in (None, [])
+    finally:
+        for partner in (nap, scsp, emsp, cpo.partner):
+            partner.stop()
+
+
+def test_other_registers_and_hubclientinfo_lists_every_role(hub):
+    partners = [hub.connect_partner([role(r, "IN", f"{r[:2]}X")]) for r in ALL_ROLES]
+    try:
+        other = partners[ALL_ROLES.index("OTHER")]
+        assert other.hub_token  # the credentials handshake of an OTHER completed
+        listed = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", other.hub_token, params={"limit": 100}).json()
+        assert listed["status_code"] == 1000
+        assert {c["role"] for c in listed["data"]} == set(ALL_ROLES)
+        assert {c["status"] for c in listed["data"]} == {"CONNECTED"}
+    finally:
+        for partner in partners:
+            partner.stop()

@@ -191,9 +191,10 @@ class Sync:
                 if not response.ok:
                     raise SyncError(f"GET {url}: HTTP {response.http_status}, status {response.status_code}: "
                                     f"{str(response.body.get('status_message') or '')[:200]}")
-                if not isinstance(response.data, list):
+                data = [] if response.data is None else response.data  # an empty list left out
+                if not isinstance(data, list):
                     raise SyncError(f"GET {url}: data is not a list of objects")
-                for body in response.data:
+                for body in data:
                     result.received += 1
                     self._object(party, result, body, response.request_id, correlation_id)
                 if progress is not None:

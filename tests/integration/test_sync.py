@@ -167,3 +167,31 @@ def test_the_schedule_runs_a_sync_in_the_worker(hub, settings):
         worker.stop()
         emsp.stop()
         cpo.stop()
+
+
+def test_sessions_and_cdrs_pulled_reach_only_the_emsp_of_cdr_token(hub, worker, settings):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    other = hub.connect_partner([role("EMSP", "IN", "OTE")])
+    stranger = ex.cdr_token(party_id="ZZZ")
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")], page_size=5, held={
+        "locations": [], "tariffs": [],
+        "sessions": [ex.session(id="S1", last_updated=stamp(1))],
+        "cdrs": [ex.cdr(id="C1", last_updated=stamp(2)), ex.cdr(id="C2", last_updated=stamp(3), cdr_token=stranger)],
+    })
+    try:
+        results, _ = _sync(settings, "IN/ECP")
+        assert list(results) == ["locations", "tariffs", "sessions", "cdrs"]
+        assert {m: r["state"] for m, r in results.items()} == dict.fromkeys(results, "completed")
+        assert results["sessions"]["stored"] == 1
+        assert (results["cdrs"]["stored"], results["cdrs"]["refused"]) == (1, 1)
+        assert "unknown receiver IN/ZZZ" in results["cdrs"]["refusals"][0]
+        assert wait_until(lambda: received(emsp, "cdrs", "POST"))
+        assert wait_until(lambda: received(emsp, "sessions", "PUT"))
+        assert received(emsp, "cdrs", "POST")[0].body["id"] == "C1"
+        assert not received(other, "sessions") and not received(other, "cdrs")
+        # A CDR pulled again is not stored twice.
+        again = _sync(settings, "IN/ECP", "--module", "cdrs", "--full")[0]["cdrs"]
+        assert (again["stored"], again["unchanged"]) == (0, 1)
+    finally:
+        for partner in (emsp, other, cpo):
+            partner.stop()

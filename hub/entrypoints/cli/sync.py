@@ -23,7 +23,8 @@ def cmd_sync(args) -> int:
     def progress(result) -> None:
         if result.state == "running":
             print(f"{result.party} {result.module}: page {result.pages}, {result.received} objects"
-                  f" ({result.stored} stored, {result.unchanged} unchanged)", file=sys.stderr)
+                  f" ({result.stored} stored, {result.unchanged} unchanged, {result.stale} stale,"
+                  f" {result.refused} refused)", file=sys.stderr)
         else:
             print(f"{result.party} {result.module}: {result.state}"
                   + (f": {result.error}" if result.error else ""), file=sys.stderr)

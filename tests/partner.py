@@ -92,6 +92,7 @@ class Partner:
     # per page, ``Link`` to the next), filtered by ``date_from``/``date_to`` on ``last_updated``.
     held: dict[str, list[dict]] = field(default_factory=dict)
     page_size: int = 2
+    gate: threading.Event | None = None  # when set: every answer waits until the test opens it
 
     def __post_init__(self) -> None:
         self._server = None
@@ -135,6 +136,8 @@ class Partner:
             self.received.append(record)
         if self.delay:
             time.sleep(self.delay)
+        if self.gate is not None:
+            self.gate.wait(timeout=60)
         with self._lock:
             self.finished.append(record)
         resp.content_type = "application/json"

@@ -72,6 +72,8 @@ def test_pull_only_cpo_locations_paged_then_incremental(hub, worker, settings):
         # ... and recorded as received by pull, with the GET's request id.
         (message,) = _messages(settings, "locations", "IN", "ECP", "LOC0")
         assert message["received_by"] == "pull" and message["request_id"] == gets[0].header("X-Request-ID")
+        history = json.loads(run_hub(settings, "audit", "history", "locations", "IN/ECP", "LOC0", "--json").stdout)
+        assert [s["who"] for s in history if s["step"] == "stored"] == ["hub pulled from IN/ECP/CPO (open routing)"]
 
         # Incremental: only what changed since the last successful pull (date_from).
         since = _now()
@@ -135,19 +137,21 @@ def test_pulled_objects_of_another_platform_and_invalid_ones_are_refused(hub, se
 def test_two_syncs_of_one_party_and_module_never_run_at_once(hub, settings):
     cpo = hub.connect_partner([role("CPO", "IN", "ECP")], held={"locations": [ex.location(id="L1")]})
     try:
-        cpo.delay = 2.0
+        cpo.gate = threading.Event()  # the first run's GET waits until the second run is over
         outcome = {}
         first = threading.Thread(target=lambda: outcome.update(first=_sync(settings, "IN/ECP", "--module",
                                                                            "locations")[0]))
         first.start()
-        assert wait_until(lambda: _gets(cpo, "locations"), timeout=20)
+        assert wait_until(lambda: _gets(cpo, "locations"), timeout=30)
         busy, done = _sync(settings, "IN/ECP", "--module", "locations", ok=False)
+        cpo.gate.set()
         assert done.returncode == 1 and busy["locations"]["state"] == "busy"
         first.join(timeout=60)
         assert outcome["first"]["locations"]["state"] == "completed"
         assert len(_gets(cpo, "locations")) == 1  # the busy run sent nothing
     finally:
-        cpo.delay = 0
+        if cpo.gate is not None:
+            cpo.gate.set()
         cpo.stop()
 
 

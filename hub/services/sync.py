@@ -25,6 +25,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urljoin
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError
@@ -73,6 +74,7 @@ class ModuleSync:
     unchanged: int = 0
     stale: int = 0
     refused: int = 0
+    total: int | None = None  # the partner's X-Total-Count, if it sends one
     error: str | None = None
     refusals: list[str] = field(default_factory=list)
 
@@ -182,8 +184,10 @@ class Sync:
         seen: set[str] = set()
         try:
             while url:
-                if url in seen or result.pages >= MAX_PAGES:
+                if url in seen:
                     raise SyncError(f"the partner's Link led back to a page already read ({url})")
+                if result.pages >= MAX_PAGES:
+                    raise SyncError(f"stopped after {MAX_PAGES} pages: the partner's Link does not end")
                 seen.add(url)
                 response = self._get(platform_id, result.module, url, token, headers, params, correlation_id)
                 params = None  # the next page's URL (Link) carries every parameter itself
@@ -199,7 +203,10 @@ class Sync:
                     self._object(party, result, body, response.request_id, correlation_id)
                 if progress is not None:
                     progress(result)
-                url = next_link(response.headers.get("Link") or response.headers.get("link"))
+                total = _header(response.headers, "X-Total-Count")
+                result.total = int(total) if total and total.isdigit() else result.total
+                following = next_link(_header(response.headers, "Link"))
+                url = urljoin(url, following) if following else None  # a relative Link, liberally
         except (SyncError, PartnerCallError) as exc:
             result.state, result.error = "failed", str(exc)
             state.failed(started_at, result.date_from, full, result.pages, result.received, str(exc),
@@ -340,6 +347,10 @@ def _describe(mod: str, body: object) -> str:
         return mod
     ident = body.get("uid") if mod == "tokens" else body.get("id")
     return f"{mod[:-1]} {body.get('country_code')}/{body.get('party_id')}/{ident}"
+
+
+def _header(headers: dict, name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
 
 
 def _second(value: str) -> str:

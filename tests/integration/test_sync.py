@@ -199,3 +199,17 @@ def test_sessions_and_cdrs_pulled_reach_only_the_emsp_of_cdr_token(hub, worker, 
     finally:
         for partner in (emsp, other, cpo):
             partner.stop()
+
+
+def test_a_failed_run_keeps_the_last_successful_start(hub, settings):
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")], held={"tariffs": [ex.tariff(id="T1")]})
+    try:
+        cpo.fail_with = 500
+        failed, done = _sync(settings, "IN/ECP", "--module", "tariffs", ok=False)
+        assert done.returncode == 1 and failed["tariffs"]["state"] == "failed"
+        assert "HTTP 500" in failed["tariffs"]["error"]
+        cpo.fail_with = None
+        again = _sync(settings, "IN/ECP", "--module", "tariffs")[0]["tariffs"]
+        assert again["date_from"] is None and again["stored"] == 1  # still the first, full pull
+    finally:
+        cpo.stop()

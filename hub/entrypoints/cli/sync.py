@@ -22,7 +22,8 @@ def cmd_sync(args) -> int:
 
     def progress(result) -> None:
         if result.state == "running":
-            print(f"{result.party} {result.module}: page {result.pages}, {result.received} objects"
+            of = f" of {result.total}" if result.total is not None else ""
+            print(f"{result.party} {result.module}: page {result.pages}, {result.received}{of} objects"
                   f" ({result.stored} stored, {result.unchanged} unchanged, {result.stale} stale,"
                   f" {result.refused} refused)", file=sys.stderr)
         else:

@@ -211,5 +211,9 @@ def test_a_failed_run_keeps_the_last_successful_start(hub, settings):
         cpo.fail_with = None
         again = _sync(settings, "IN/ECP", "--module", "tariffs")[0]["tariffs"]
         assert again["date_from"] is None and again["stored"] == 1  # still the first, full pull
+        shown = json.loads(run_hub(settings, "parties", "show", "IN/ECP", "--json").stdout)
+        pulls = {p["module"]: p for p in shown["pulls"]}
+        assert pulls["tariffs"]["last_state"] == "completed" and pulls["tariffs"]["last_success"]
+        assert pulls["locations"]["last_state"] == "never"
     finally:
         cpo.stop()

@@ -23,3 +23,23 @@ def sync(app: Hub, client: OcpiClient, name: PartyName, modules: list[str] | tup
         return runner.run(party, runner.modules(party, modules), full=full, progress=progress)
     except SyncError as exc:
         raise OperatorError(str(exc)) from None
+
+
+def pulls_of(app: Hub, party) -> list[dict]:
+    """Per module the party's role can be pulled for: the last successful pull's start (where the
+    next incremental one begins) and the last run (``hub parties show``)."""
+    from eventsourcing.application import AggregateNotFoundError
+
+    from hub.domain.sync import PartySync, pullable
+
+    rows = []
+    for mod in pullable(party.role):
+        try:
+            state = app.repository.get(PartySync.create_id(party.key, mod))
+        except AggregateNotFoundError:
+            rows.append({"module": mod, "last_success": None, "last_run": None, "last_state": "never"})
+            continue
+        run = state.last_run or {}
+        rows.append({"module": mod, "last_success": state.last_success, "last_run": run.get("started_at"),
+                     "last_state": run.get("state"), "error": run.get("error")})
+    return rows

@@ -75,6 +75,7 @@ class ModuleSync:
     stale: int = 0
     refused: int = 0
     total: int | None = None  # the partner's X-Total-Count, if it sends one
+    correlation_id: str | None = None  # of the run's GETs and stored events (hub audit trace)
     error: str | None = None
     refusals: list[str] = field(default_factory=list)
 
@@ -177,7 +178,7 @@ class Sync:
         started = datetime.now(UTC)
         started_at = format_datetime(started)
         result.date_from = None if full else state.last_success
-        correlation_id = str(uuid.uuid4())
+        correlation_id = result.correlation_id = str(uuid.uuid4())
         params = {"date_from": _second(result.date_from)} if result.date_from else None
         headers = {"OCPI-from-country-code": HUB_COUNTRY_CODE, "OCPI-from-party-id": HUB_PARTY_ID,
                    "OCPI-to-country-code": party.country_code, "OCPI-to-party-id": party.party_id}

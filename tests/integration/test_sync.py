@@ -72,6 +72,11 @@ def test_pull_only_cpo_locations_paged_then_incremental(hub, worker, settings):
         # ... and recorded as received by pull, with the GET's request id.
         (message,) = _messages(settings, "locations", "IN", "ECP", "LOC0")
         assert message["received_by"] == "pull" and message["request_id"] == gets[0].header("X-Request-ID")
+        trace = json.loads(run_hub(settings, "audit", "trace", first["correlation_id"], "--json").stdout)
+        steps = [s["step"] for s in trace]  # the operator's run, its 4 GETs, 7 objects stored and delivered
+        assert (steps.count("operator action"), steps.count("pull"), steps.count("stored")) == (1, 4, 7)
+        assert wait_until(lambda: [s["step"] for s in json.loads(run_hub(
+            settings, "audit", "trace", first["correlation_id"], "--json").stdout)].count("delivered") == 7)
         history = json.loads(run_hub(settings, "audit", "history", "locations", "IN/ECP", "LOC0", "--json").stdout)
         assert [s["who"] for s in history if s["step"] == "stored"] == ["hub pulled from IN/ECP/CPO (open routing)"]
 

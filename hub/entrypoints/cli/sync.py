@@ -35,7 +35,7 @@ def cmd_sync(args) -> int:
                             guard=rt.settings.outbound_guard())
         try:
             results = sync(rt.app, client, name, args.module or (), full=args.full,
-                           progress=None if args.quiet else progress, accept=pull_acceptance(rt.app.pool))
+                           progress=None if args.quiet else progress, accept=pull_acceptance(rt.app.pool), by_operator=True)
         finally:
             client.close()
         rt.catch_up()

@@ -36,10 +36,12 @@ def test_nap_receives_and_pulls_locations_and_tariffs_scsp_gets_none(hub, worker
         assert [o["id"] for o in listed["data"]] == ["LOC1"]
         assert [o["id"] for o in _get(hub, nap, "NAP", "tariffs/sender").json()["data"]] == ["T1"]
         # Sessions and CDRs are for the eMSP of cdr_token: a NAP may not pull them.
-        assert _get(hub, nap, "NAP", "sessions/sender").json()["status_code"] != 1000
-        # A smart charging provider gets no site data: nothing was forwarded to it, nothing to pull.
+        refused = _get(hub, nap, "NAP", "sessions/sender").json()
+        assert refused["status_code"] == 2001 and "sessions sender interface is for EMSP" in refused["status_message"]
+        # A smart charging provider gets no site data: nothing forwarded to it, and it may not pull.
         assert not received(scsp, "locations") and not received(scsp, "tariffs")
-        assert _get(hub, scsp, "SCS", "locations/sender").json().get("data") in (None, [])
+        scsp_pull = _get(hub, scsp, "SCS", "locations/sender").json()
+        assert scsp_pull["status_code"] == 2001 and "is for EMSP, NAP, NSP, OTHER" in scsp_pull["status_message"]
     finally:
         for partner in (nap, scsp, emsp, cpo.partner):
             partner.stop()

@@ -9,6 +9,7 @@ worker at the same moment makes this one report ``busy`` and leave it be.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 
 from hub.domain.sync import ScheduleEntry
@@ -23,10 +24,13 @@ log = logging.getLogger(__name__)
 
 
 class SyncSchedule:
-    def __init__(self, app: Hub, client: OcpiClient, entries: tuple[ScheduleEntry, ...]) -> None:
+    def __init__(self, app: Hub, client: OcpiClient, entries: tuple[ScheduleEntry, ...],
+                 stopping: threading.Event | None = None) -> None:
+        """``stopping``: set when the worker stops; a running sync ends before its next page."""
         self.app = app
         self.client = client
         self.entries = entries
+        self.stopping = stopping or threading.Event()
 
     def add_jobs(self, scheduler) -> None:
         """One interval job per entry, the first run at once (a pull-only partner's data is
@@ -39,7 +43,7 @@ class SyncSchedule:
     def run(self, entry: ScheduleEntry) -> list:
         try:
             results = sync(self.app, self.client, parse_party_name(entry.party), entry.modules,
-                           accept=pull_acceptance(self.app.pool))
+                           accept=pull_acceptance(self.app.pool), stopping=self.stopping.is_set)
         except OperatorError as exc:
             log.warning("scheduled sync of %s not run: %s", entry.party, exc)
             return []

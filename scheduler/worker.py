@@ -55,7 +55,6 @@ class Worker:
         self.dispatchers = dispatchers(settings)
         self.still_alive = StillAlive(self.app, self.client, settings.still_alive_after)
         self.command_timeouts = CommandTimeouts(self.app)
-        self.syncs = SyncSchedule(self.app, self.client, settings.sync_schedule)
         current = render_current(self.app)
         self.sender = Sender(
             self.app, self.client,
@@ -70,6 +69,7 @@ class Worker:
         self.deliver_now = threading.Event()
         self.stopping = threading.Event()
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.syncs = SyncSchedule(self.app, self.client, settings.sync_schedule, self.stopping)
 
     # The follower loop -------------------------------------------------------
     def follow_once(self) -> int:

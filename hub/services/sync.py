@@ -88,13 +88,16 @@ _LOCAL_GUARD = threading.Lock()
 
 
 class Sync:
-    def __init__(self, app: Hub, client: OcpiClient, *, accept: Acceptance | None = None) -> None:
+    def __init__(self, app: Hub, client: OcpiClient, *, accept: Acceptance | None = None,
+                 stopping: Callable[[], bool] | None = None) -> None:
         """``accept``: the recipient policy's verdict on a pulled Session or CDR (whose eMSP must be
-        known, as for a push); the caller supplies it from the views."""
+        known, as for a push); the caller supplies it from the views. ``stopping``: true when the
+        process is shutting down; a run then ends (failed) before its next page."""
         self.app = app
         self.client = client
         self.pushes = Pushes(app)
         self.accept = accept
+        self.stopping = stopping or (lambda: False)
 
     # Which party and modules ------------------------------------------------------------
     def party(self, parties: list[Party]) -> Party:
@@ -187,6 +190,8 @@ class Sync:
             while url:
                 if url in seen:
                     raise SyncError(f"the partner's Link led back to a page already read ({url})")
+                if self.stopping():
+                    raise SyncError("stopped before the next page: the process is shutting down")
                 if result.pages >= MAX_PAGES:
                     raise SyncError(f"stopped after {MAX_PAGES} pages: the partner's Link does not end")
                 seen.add(url)

@@ -15,14 +15,15 @@ from hub.services.sync import Acceptance, ModuleSync, Progress, Sync, SyncError
 
 def sync(app: Hub, client: OcpiClient, name: PartyName, modules: list[str] | tuple[str, ...] = (), *,
          full: bool = False, progress: Progress | None = None,
-         accept: Acceptance | None = None, by_operator: bool = False) -> list[ModuleSync]:
+         accept: Acceptance | None = None, by_operator: bool = False,
+         stopping=None) -> list[ModuleSync]:
     """One sync of the party ``name`` denotes (its CPO or eMSP role), per module. ``by_operator``:
     the run is also recorded as an ``OperatorAction`` (``hub parties sync``), with each module's
     outcome and correlation id."""
     parties = find(app, name)
     if not parties:
         raise OperatorError(f"no party {name} (`hub parties list` shows every party)")
-    runner = Sync(app, client, accept=accept)
+    runner = Sync(app, client, accept=accept, stopping=stopping)
     try:
         party = runner.party(parties)
         results = runner.run(party, runner.modules(party, modules), full=full, progress=progress)

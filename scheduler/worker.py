@@ -3,7 +3,8 @@
 - A LISTEN thread wakes the follower loop on every NOTIFY of a new event; the
   loop also runs every second as the safety net.
 - APScheduler drives the periodic jobs: sending due deliveries, still-alive
-  checks, the give-up sweep, command timeouts.
+  checks, the give-up sweep, command timeouts, and the pulls of
+  ``HUB_SYNC_SCHEDULE`` (:mod:`scheduler.sync`).
 - The delivery loop hands due rows to the sender's lanes (one per recipient
   platform, several at a time) and never waits for a partner itself.
 - Several workers may run against one database: followers serialise on their

@@ -98,6 +98,7 @@ class Sync:
         self.pushes = Pushes(app)
         self.accept = accept
         self.stopping = stopping or (lambda: False)
+        self._owners: dict[tuple[str, str], set] = {}
 
     # Which party and modules ------------------------------------------------------------
     def party(self, parties: list[Party]) -> Party:
@@ -127,6 +128,7 @@ class Sync:
             raise SyncError(f"{party.key} has not registered (platform {platform.state}): the credentials"
                             " handshake comes first")
         token = self.app.cipher.decrypt(platform.partner_token)
+        self._owners.clear()
         results = []
         for mod in modules:
             result = ModuleSync(party.key, mod)
@@ -204,9 +206,7 @@ class Sync:
                 data = [] if response.data is None else response.data  # an empty list left out
                 if not isinstance(data, list):
                     raise SyncError(f"GET {url}: data is not a list of objects")
-                for body in data:
-                    result.received += 1
-                    self._object(party, result, body, response.request_id, correlation_id)
+                self._page(party, result, data, response.request_id, correlation_id)
                 if progress is not None:
                     progress(result)
                 total = _header(response.headers, "X-Total-Count")
@@ -249,31 +249,65 @@ class Sync:
         uow.add(*aggregates)
         uow.commit()
 
-    # One object ---------------------------------------------------------------------
-    def _object(self, party: Party, result: ModuleSync, body: object, request_id: str,
-                correlation_id: str) -> None:
-        mod = result.module
-        reason = self._check(party, mod, body)
-        if reason is None and self.accept is not None:
-            reason = self.accept(mod, _owner_key(mod, body), body)
-        if reason is not None:
-            result.refused += 1
-            if len(result.refusals) < 20:
-                result.refusals.append(reason)
+    # The objects of a page ------------------------------------------------------------
+    def _page(self, party: Party, result: ModuleSync, data: list, request_id: str, correlation_id: str) -> None:
+        """Check every object, then store the accepted ones in one unit of work (their object locks
+        taken in lock order). A conflict (a push of one of them committed meanwhile, or one object
+        twice in the page) stores the page again one object at a time."""
+        mod, accepted = result.module, []
+        for body in data:
+            result.received += 1
+            reason = self._check(party, mod, body)
+            if reason is None and self.accept is not None:
+                reason = self.accept(mod, _owner_key(mod, body), body)
+            if reason is not None:
+                _refuse(result, reason)
+            else:
+                accepted.append(body)
+        if not accepted:
             return
+        uow, tally, refusals = UnitOfWork(self.app), [], []
+        try:
+            uow.hold_all(_class(mod).key_of(*_ids(mod, body)) for body in accepted)
+            for body in accepted:
+                try:
+                    tally.append(self._apply(uow, mod, body, request_id, correlation_id))
+                except OcpiError as exc:  # e.g. a CDR already held with other content
+                    refusals.append(f"{_describe(mod, body)}: {exc}")
+            uow.commit()
+        except (PgIntegrityError, _conflict_error()):
+            uow.discard()
+            for body in accepted:
+                self._object(result, body, request_id, correlation_id)
+            return
+        finally:
+            uow.release()
+        for outcome in tally:
+            setattr(result, outcome, getattr(result, outcome) + 1)
+        for reason in refusals:
+            _refuse(result, reason)
+
+    def _object(self, result: ModuleSync, body: dict, request_id: str, correlation_id: str) -> None:
+        """One object in a unit of work of its own, applied again if a push wins the race."""
+        mod = result.module
         for attempt in range(CONFLICT_RETRIES + 1):
+            uow = UnitOfWork(self.app)
             try:
-                self._store(party, result, body, request_id, correlation_id)
-                return
-            except (PgIntegrityError, _conflict_error()) as exc:  # a push won the race: apply again
+                outcome = self._apply(uow, mod, body, request_id, correlation_id)
+                uow.commit()
+            except (PgIntegrityError, _conflict_error()) as exc:
+                uow.discard()
                 if attempt == CONFLICT_RETRIES:
                     raise SyncError(f"{_describe(mod, body)}: could not be stored: {exc}") from exc
                 time.sleep(0.01 * (attempt + 1))
-            except OcpiError as exc:  # e.g. a CDR already held with other content
-                result.refused += 1
-                if len(result.refusals) < 20:
-                    result.refusals.append(f"{_describe(mod, body)}: {exc}")
+                continue
+            except OcpiError as exc:
+                _refuse(result, f"{_describe(mod, body)}: {exc}")
                 return
+            finally:
+                uow.release()
+            setattr(result, outcome, getattr(result, outcome) + 1)
+            return
 
     def _check(self, party: Party, mod: str, body: object) -> str | None:
         """Why the hub refuses this object (the push path's checks), or None."""
@@ -286,49 +320,52 @@ class Sync:
         except OcpiError as exc:
             return f"{_describe(mod, body)}: {exc}"
         owner_cc, owner_pid = str(body.get("country_code", "")).upper(), str(body.get("party_id", "")).upper()
-        platform = self.app.platform(party.platform_id)
-        owners = {tuple(k.split("/")[:2]) for k in platform.party_keys if k.endswith("/" + MODULES[mod].owner)}
+        owners = self._owners.get((party.key, mod))
+        if owners is None:  # once per run and module
+            platform = self.app.platform(party.platform_id)
+            owners = self._owners[(party.key, mod)] = {
+                tuple(k.split("/")[:2]) for k in platform.party_keys if k.endswith("/" + MODULES[mod].owner)}
         if (owner_cc, owner_pid) not in owners:
             return (f"{_describe(mod, body)}: {owner_cc}/{owner_pid} is not a {MODULES[mod].owner} party of"
                     f" {party.key}'s platform; the hub stores only a platform's own objects")
         return None
 
-    def _store(self, party: Party, result: ModuleSync, body: dict, request_id: str, correlation_id: str) -> None:
-        mod = result.module
-        cc, pid = body["country_code"], body["party_id"]
+    def _apply(self, uow: UnitOfWork, mod: str, body: dict, request_id: str, correlation_id: str) -> str:
+        """Hand one pulled object to the push path in ``uow``; returns the counter it goes to:
+        ``stored``, ``unchanged`` (equal to the hub's copy, or a CDR received before) or ``stale``."""
+        cc, pid, object_id = _ids(mod, body)
+        held = self.pushes.load(uow, _class(mod), cc, pid, object_id)
+        if held is not None and held.body == body and not getattr(held, "deleted", False):
+            return "unchanged"
         if mod == "tokens":
-            object_id, path = Token.object_id_of(body["uid"], body["type"]), f"/{cc}/{pid}/{body['uid']}?type={body['type']}"
-        elif mod == "cdrs":
-            object_id, path = body["id"], ""
+            path = f"/{cc}/{pid}/{body['uid']}?type={body['type']}"
         else:
-            object_id, path = body["id"], f"/{cc}/{pid}/{body['id']}"
-        uow = UnitOfWork(self.app)
-        try:
-            held = self.pushes.load(uow, _class(mod), cc, pid, object_id)
-            if held is not None and held.body == body and not getattr(held, "deleted", False):
-                result.unchanged += 1
-                return
-            message = {
-                "request_id": request_id, "correlation_id": correlation_id,
-                "from": f"{cc.upper()}/{pid.upper()}/{MODULES[mod].owner}", "scenario": "open", "to": None,
-                "method": "POST" if mod == "cdrs" else "PUT", "path": path,
-                "received_at": format_datetime(datetime.now(UTC)), "received_by": "pull",
-            }
-            if mod == "cdrs":
-                pushed = self.pushes.post_cdr(uow, body, message)
-            elif mod == "tokens":
-                pushed = self.pushes.put_token(uow, cc, pid, body["uid"], body["type"], body, message)
-            else:
-                pushed = getattr(self.pushes, f"put_{mod[:-1]}")(uow, cc, pid, object_id, body, message)
-            uow.commit()
-        finally:
-            uow.release()
-        if pushed.stale:
-            result.stale += 1
-        elif pushed.repeated:
-            result.unchanged += 1
+            path = "" if mod == "cdrs" else f"/{cc}/{pid}/{object_id}"
+        message = {
+            "request_id": request_id, "correlation_id": correlation_id,
+            "from": f"{cc.upper()}/{pid.upper()}/{MODULES[mod].owner}", "scenario": "open", "to": None,
+            "method": "POST" if mod == "cdrs" else "PUT", "path": path,
+            "received_at": format_datetime(datetime.now(UTC)), "received_by": "pull",
+        }
+        if mod == "cdrs":
+            pushed = self.pushes.post_cdr(uow, body, message)
+        elif mod == "tokens":
+            pushed = self.pushes.put_token(uow, cc, pid, body["uid"], body["type"], body, message)
         else:
-            result.stored += 1
+            pushed = getattr(self.pushes, f"put_{mod[:-1]}")(uow, cc, pid, object_id, body, message)
+        return "stale" if pushed.stale else "unchanged" if pushed.repeated else "stored"
+
+
+def _refuse(result: ModuleSync, reason: str) -> None:
+    result.refused += 1
+    if len(result.refusals) < 20:
+        result.refusals.append(reason)
+
+
+def _ids(mod: str, body: dict) -> tuple[str, str, str]:
+    """``country_code``, ``party_id`` and the hub's object id of a pulled object."""
+    object_id = Token.object_id_of(body["uid"], body["type"]) if mod == "tokens" else body["id"]
+    return body["country_code"], body["party_id"], object_id
 
 
 def _class(mod: str):

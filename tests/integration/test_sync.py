@@ -222,3 +222,21 @@ def test_a_failed_run_keeps_the_last_successful_start(hub, settings):
         assert pulls["locations"]["last_state"] == "never"
     finally:
         cpo.stop()
+
+
+def test_one_object_twice_in_a_page_is_stored_in_order(hub, settings):
+    held = [ex.location(id="DUP", last_updated=stamp(1), name="First"),
+            ex.location(id="DUP", last_updated=stamp(2), name="Second"),
+            ex.location(id="ONE", last_updated=stamp(1))]
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")], held={"locations": held}, page_size=5)
+    try:
+        result = _sync(settings, "IN/ECP", "--module", "locations")[0]["locations"]
+        assert (result["state"], result["received"], result["stored"]) == ("completed", 3, 3)
+        assert [m["received_by"] for m in _messages(settings, "locations", "IN", "ECP", "DUP")] == ["pull", "pull"]
+        app = Hub(settings, settings.database_url, pool_size=1)
+        try:
+            assert app.repository.get(object_uuid("locations", "IN", "ECP", "DUP")).body["name"] == "Second"
+        finally:
+            app.close()
+    finally:
+        cpo.stop()

@@ -183,6 +183,7 @@ class UnitOfWork:
         self.after_commit: list[Callable[[int], Any]] = []
         self.position: int | None = None
         self._held: list[threading.Lock] = []
+        self.loaded: dict[UUID, Aggregate | None] = {}  # objects loaded for this unit (Pushes.load)
 
     def hold(self, aggregate_id: UUID) -> None:
         """Keep other threads of this process off this object until commit or discard.
@@ -239,4 +240,5 @@ class UnitOfWork:
         for aggregate in self.aggregates:
             aggregate.collect_events()
         self.aggregates.clear()
+        self.loaded.clear()
         self.release()

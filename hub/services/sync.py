@@ -29,13 +29,14 @@ from urllib.parse import urljoin
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 from psycopg.errors import IntegrityError as PgIntegrityError
 
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.domain.audit import Call
 from hub.domain.modules import MODULES
 from hub.domain.objects import Token
-from hub.domain.parties import Party
+from hub.domain.parties import UNREGISTERED, Party
 from hub.domain.sync import PartySync, next_link, pullable
 from hub.infra.client import OcpiClient, PartnerCallError
 from hub.ocpi import models
@@ -56,8 +57,8 @@ Acceptance = Callable[[str, str, dict], str | None]
 
 
 class SyncError(Exception):
-    """A sync that cannot start (unknown party, not registered, nothing to pull); the message
-    names the fix."""
+    """A sync that cannot start (not a CPO or eMSP, not registered, suspended), or a module's run
+    that cannot go on (a page the partner did not serve); the message names the cause."""
 
 
 @dataclass
@@ -83,7 +84,7 @@ class ModuleSync:
         return asdict(self)
 
 
-_LOCAL = {}  # (party, module) -> threading.Lock: a process without a database pool (in memory)
+_LOCAL: dict[tuple[str, str], threading.Lock] = {}  # (party, module) -> threading.Lock: a process without a database pool (in memory)
 _LOCAL_GUARD = threading.Lock()
 
 
@@ -108,7 +109,7 @@ class Sync:
             named = ", ".join(p.key for p in parties) or "no party"
             raise SyncError(f"{named}: only CPO and EMSP parties offer Sender interfaces to pull")
         if len(candidates) > 1:
-            raise SyncError("several roles: name one, " + " or ".join(p.key for p in candidates))
+            raise SyncError("several roles can be pulled: write " + " or ".join(p.key for p in candidates))
         return candidates[0]
 
     def modules(self, party: Party, wanted: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -116,13 +117,15 @@ class Sync:
         for mod in wanted:
             if mod not in allowed:
                 raise SyncError(f"--module {mod}: a {party.role} can be pulled for {', '.join(allowed)}")
-        return tuple(wanted) or allowed
+        return tuple(dict.fromkeys(wanted)) or allowed  # each module once, in the order given
 
     # Running --------------------------------------------------------------------------
     def run(self, party: Party, modules: tuple[str, ...], *, full: bool = False,
             progress: Progress | None = None) -> list[ModuleSync]:
         if party.suspended:
             raise SyncError(f"{party.key} is suspended: `hub parties resume {party.key}` first")
+        if party.connection == UNREGISTERED:
+            raise SyncError(f"{party.key} is UNREGISTERED: its platform removed it; re-onboard it first")
         platform = self.app.platform(party.platform_id)
         if platform.state != "REGISTERED" or not getattr(platform, "partner_token", None):
             raise SyncError(f"{party.key} has not registered (platform {platform.state}): the credentials"
@@ -275,7 +278,7 @@ class Sync:
                 except OcpiError as exc:  # e.g. a CDR already held with other content
                     refusals.append(f"{_describe(mod, body)}: {exc}")
             uow.commit()
-        except (PgIntegrityError, _conflict_error()):
+        except (PgIntegrityError, IntegrityError):
             uow.discard()
             for body in accepted:
                 self._object(result, body, request_id, correlation_id)
@@ -295,7 +298,7 @@ class Sync:
             try:
                 outcome = self._apply(uow, mod, body, request_id, correlation_id)
                 uow.commit()
-            except (PgIntegrityError, _conflict_error()) as exc:
+            except (PgIntegrityError, IntegrityError) as exc:
                 uow.discard()
                 if attempt == CONFLICT_RETRIES:
                     raise SyncError(f"{_describe(mod, body)}: could not be stored: {exc}") from exc
@@ -373,12 +376,6 @@ def _class(mod: str):
 
     return {"locations": objects.Location, "tariffs": objects.Tariff, "sessions": objects.Session,
             "cdrs": objects.Cdr, "tokens": objects.Token}[mod]
-
-
-def _conflict_error():
-    from eventsourcing.persistence import IntegrityError
-
-    return IntegrityError
 
 
 def _owner_key(mod: str, body: dict) -> str:

@@ -4,6 +4,7 @@ and HubClientInfo lists them all."""
 from __future__ import annotations
 
 from tests import ocpi_examples as ex
+from tests.cli import run_hub
 from tests.conftest import wait_until
 from tests.integration.test_forwarding import Cpo, received, stamp
 from tests.partner import role
@@ -17,7 +18,7 @@ def _get(hub, partner, pid: str, path: str, to=("IN", "CIH")):
     return hub.call("GET", f"/ocpi/2.2.1/{path}", partner.hub_token, headers=headers)
 
 
-def test_nap_receives_and_pulls_locations_and_tariffs_scsp_gets_none(hub, worker):
+def test_nap_receives_and_pulls_locations_and_tariffs_scsp_gets_none(hub, worker, settings):
     nap = hub.connect_partner([role("NAP", "IN", "NAP")])
     scsp = hub.connect_partner([role("SCSP", "IN", "SCS")])
     emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
@@ -42,6 +43,9 @@ def test_nap_receives_and_pulls_locations_and_tariffs_scsp_gets_none(hub, worker
         assert not received(scsp, "locations") and not received(scsp, "tariffs")
         scsp_pull = _get(hub, scsp, "SCS", "locations/sender").json()
         assert scsp_pull["status_code"] == 2001 and "is for EMSP, NAP, NSP, OTHER" in scsp_pull["status_message"]
+        # The hub pulls only what a CPO's or eMSP's Sender interfaces hold.
+        done = run_hub(settings, "parties", "sync", "IN/NAP", ok=False)
+        assert done.returncode == 1 and "only CPO and EMSP parties offer Sender interfaces" in done.stderr
     finally:
         for partner in (nap, scsp, emsp, cpo.partner):
             partner.stop()

@@ -43,6 +43,10 @@ def test_nap_receives_and_pulls_locations_and_tariffs_scsp_gets_none(hub, worker
         assert not received(scsp, "locations") and not received(scsp, "tariffs")
         scsp_pull = _get(hub, scsp, "SCS", "locations/sender").json()
         assert scsp_pull["status_code"] == 2001 and "is for EMSP, NAP, NSP, OTHER" in scsp_pull["status_message"]
+        # Nor can a CPO address a Location to it.
+        directed = cpo.push("PUT", "locations/receiver/IN/ECP/LOC2", ex.location(id="LOC2"), to=("IN", "SCS")).json()
+        assert directed["status_code"] == 4000
+        assert directed["status_message"] == "IN/SCS/SCSP: locations go to EMSP/NAP/NSP/OTHER parties"
         # The hub pulls only what a CPO's or eMSP's Sender interfaces hold.
         done = run_hub(settings, "parties", "sync", "IN/NAP", ok=False)
         assert done.returncode == 1 and "only CPO and EMSP parties offer Sender interfaces" in done.stderr

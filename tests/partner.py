@@ -92,6 +92,7 @@ class Partner:
     # per page, ``Link`` to the next), filtered by ``date_from``/``date_to`` on ``last_updated``.
     held: dict[str, list[dict]] = field(default_factory=dict)
     page_size: int = 2
+    link_base: str | None = None  # where the Link of a SENDER page points (default: this server)
     gate: threading.Event | None = None  # when set: every answer waits until the test opens it
 
     def __post_init__(self) -> None:
@@ -205,7 +206,7 @@ class Partner:
         headers = {"X-Total-Count": str(len(items)), "X-Limit": str(limit)}
         if offset + limit < len(items):
             following = {**query, "offset": str(offset + limit), "limit": str(limit)}
-            headers["Link"] = f'<{self.base}{record.path}?{urlencode(following)}>; rel="next"'
+            headers["Link"] = f'<{self.link_base or self.base}{record.path}?{urlencode(following)}>; rel="next"'
         return 200, envelope(page), headers
 
     def start(self) -> Partner:

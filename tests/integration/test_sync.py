@@ -240,3 +240,17 @@ def test_one_object_twice_in_a_page_is_stored_in_order(hub, settings):
             app.close()
     finally:
         cpo.stop()
+
+
+def test_a_link_elsewhere_passes_the_outbound_guard_first(hub, settings):
+    held = [ex.location(id=f"L{n}", last_updated=stamp(n)) for n in range(3)]
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")], held={"locations": held}, page_size=2,
+                              link_base="http://169.254.169.254")  # a cloud metadata address
+    try:
+        failed, done = _sync(settings, "IN/ECP", "--module", "locations", ok=False)
+        result = failed["locations"]
+        assert done.returncode == 1 and result["state"] == "failed"
+        assert "169.254.169.254" in result["error"] and result["pages"] == 1 and result["stored"] == 2
+        assert len(_gets(cpo, "locations")) == 1
+    finally:
+        cpo.stop()

@@ -3,7 +3,8 @@
 - A LISTEN thread wakes the follower loop on every NOTIFY of a new event; the
   loop also runs every second as the safety net.
 - APScheduler drives the periodic jobs: sending due deliveries, still-alive
-  checks, the give-up sweep, command timeouts.
+  checks, the give-up sweep, command timeouts, and the pulls of
+  ``HUB_SYNC_SCHEDULE`` (:mod:`scheduler.sync`).
 - The delivery loop hands due rows to the sender's lanes (one per recipient
   platform, several at a time) and never waits for a partner itself.
 - Several workers may run against one database: followers serialise on their
@@ -30,6 +31,7 @@ from scheduler.commands import CommandResultDispatcher, CommandTimeouts
 from scheduler.forwarding import ForwardingDispatcher, render_current
 from scheduler.outbox import give_up
 from scheduler.sender import Sender
+from scheduler.sync import SyncSchedule
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Worker:
         self.deliver_now = threading.Event()
         self.stopping = threading.Event()
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.syncs = SyncSchedule(self.app, self.client, settings.sync_schedule, self.stopping)
 
     # The follower loop -------------------------------------------------------
     def follow_once(self) -> int:
@@ -211,6 +214,7 @@ class Worker:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.time_out_commands, "interval", seconds=2, id="command-timeouts",
                                max_instances=1, coalesce=True)
+        self.syncs.add_jobs(self.scheduler)  # HUB_SYNC_SCHEDULE: pulls of partners that never push
         self.scheduler.start()
 
     def stop(self) -> None:

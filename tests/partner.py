@@ -88,6 +88,12 @@ class Partner:
     delay: float = 0.0
     trickle: float = 0.0  # send the answer's headers, then its body one byte every ``trickle`` seconds
     version_list: list | None = None
+    # What the partner's SENDER interfaces hold, per module; served with paging (``page_size``
+    # per page, ``Link`` to the next), filtered by ``date_from``/``date_to`` on ``last_updated``.
+    held: dict[str, list[dict]] = field(default_factory=dict)
+    page_size: int = 2
+    link_base: str | None = None  # where the Link of a SENDER page points (default: this server)
+    gate: threading.Event | None = None  # when set: every answer waits until the test opens it
 
     def __post_init__(self) -> None:
         self._server = None
@@ -131,6 +137,8 @@ class Partner:
             self.received.append(record)
         if self.delay:
             time.sleep(self.delay)
+        if self.gate is not None:
+            self.gate.wait(timeout=60)
         with self._lock:
             self.finished.append(record)
         resp.content_type = "application/json"
@@ -141,7 +149,10 @@ class Partner:
         if record.token not in (self.token_for_hub, None) and not req.path.startswith("/ocpi/versions"):
             pass  # tests assert on tokens themselves
         answer = self.answer(record)
-        if isinstance(answer, tuple):  # (HTTP status, body)
+        if isinstance(answer, tuple) and len(answer) == 3:  # (HTTP status, body, headers)
+            resp.status, answer, headers = answer
+            resp.set_headers(headers)
+        elif isinstance(answer, tuple):  # (HTTP status, body)
             resp.status, answer = answer
         resp.data = answer if isinstance(answer, bytes) else orjson.dumps(answer)
         if self.trickle and resp.data:
@@ -171,12 +182,32 @@ class Partner:
                     endpoints.append({"identifier": module, "role": role,
                                       "url": f"{self.base}/ocpi/2.2.1/{module}/{role.lower()}"})
             return envelope({"version": "2.2.1", "endpoints": endpoints})
+        module = record.path.removeprefix("/ocpi/2.2.1/").removesuffix("/sender")
+        if record.method == "GET" and record.path.endswith("/sender") and module in self.held:
+            return self.sender_page(module, record)
         if record.path.startswith("/ocpi/2.2.1/credentials") and record.method == "POST":
             # The hub registering with us: remember its token, hand out ours.
             if isinstance(record.body, dict):
                 self.hub_token = record.body.get("token")
             return envelope(self.credentials())
         return envelope()
+
+    def sender_page(self, module: str, record: Received):
+        """One page of a GET-all of ``module``'s SENDER interface, as OCPI pagination says."""
+        from urllib.parse import parse_qsl, urlencode
+
+        query = dict(parse_qsl(record.query))
+        offset, limit = int(query.get("offset", 0)), min(int(query.get("limit", self.page_size)), self.page_size)
+        with self._lock:
+            items = [o for o in self.held[module]
+                     if (not query.get("date_from") or o["last_updated"] >= query["date_from"])
+                     and (not query.get("date_to") or o["last_updated"] < query["date_to"])]
+        page = items[offset:offset + limit]
+        headers = {"X-Total-Count": str(len(items)), "X-Limit": str(limit)}
+        if offset + limit < len(items):
+            following = {**query, "offset": str(offset + limit), "limit": str(limit)}
+            headers["Link"] = f'<{self.link_base or self.base}{record.path}?{urlencode(following)}>; rel="next"'
+        return 200, envelope(page), headers
 
     def start(self) -> Partner:
         self._server = make_server("127.0.0.1", self.port, self._app(), server_class=_ThreadingServer,

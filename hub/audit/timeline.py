@@ -127,7 +127,9 @@ def step_of(record: dict, recipients: dict[int, str] | None = None) -> dict:
         message = data.get("message") if isinstance(data.get("message"), dict) else {}
         step = {"StalePushIgnored": "ignored (stale)", "RepeatIgnored": "ignored (repeat)"}.get(
             topic.rsplit(".", 1)[-1], "stored")
-        if message:
+        if message.get("received_by") == "pull":  # hub/services/sync.py: the hub GOT it from the owner
+            who = f"hub pulled from {message.get('from')} (open routing)"
+        elif message:
             who = f"{message.get('from')} -> {message.get('to') or 'open routing'} ({message.get('scenario')})"
         target = "/".join(str(data[k]) for k in ("evse_uid", "connector_id") if data.get(k))
         what = f"{topic} {record['object']}" + (f" {target}" if target else "") + f" v{record['version']}"

@@ -25,6 +25,7 @@
 | HUB_RATE_LIMIT | requests per second per platform and web process (bursts of twice as many); 0: no limit | 200 |
 | HUB_LEASE_SECONDS | seconds (1 to 3600) a worker holds the deliveries it took; a dead worker's deliveries are taken over by another worker once this has passed | 60 |
 | HUB_DELIVERY_LANES | recipient platforms (1 to 256) one worker sends to at the same time | 32 |
+| HUB_SYNC_SCHEDULE | partners the worker pulls periodically: `CC/PID[/ROLE][:module[+module]]=INTERVAL`, comma-separated (hub/domain/sync.py) | empty: none |
 """
 
 from __future__ import annotations
@@ -116,6 +117,15 @@ def _switch(env: dict[str, str], key: str, default: bool) -> bool:
     raise SystemExit(f"{key} must be on or off, got {value!r}")
 
 
+def _schedule(env: dict[str, str]) -> tuple:
+    from hub.domain.sync import parse_schedule
+
+    try:
+        return parse_schedule(env.get("HUB_SYNC_SCHEDULE"))
+    except ValueError as exc:
+        raise SystemExit(f"HUB_SYNC_SCHEDULE: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -146,6 +156,7 @@ class Settings:
     realtime_concurrency: int = 4
     realtime_circuit_failures: int = 3
     realtime_circuit_seconds: float = 10.0
+    sync_schedule: tuple = ()  # of hub.domain.sync.ScheduleEntry
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -184,6 +195,7 @@ class Settings:
             realtime_circuit_failures=_count(env, "HUB_REALTIME_CIRCUIT_FAILURES", 3),
             realtime_circuit_seconds=_bounded(env, "HUB_REALTIME_CIRCUIT_SECONDS", 10.0, 0, 3600,
                                               low_inclusive=True),
+            sync_schedule=_schedule(env),
         )
 
     def outbound_guard(self) -> OutboundGuard:

@@ -170,6 +170,10 @@ class Hub(Application):
 _OBJECT_LOCKS = [threading.Lock() for _ in range(512)]
 
 
+def _stripe(aggregate_id: UUID) -> int:
+    return zlib.crc32(aggregate_id.bytes) % len(_OBJECT_LOCKS)
+
+
 class UnitOfWork:
     """Collects the aggregates of one request or command and saves them together."""
 
@@ -179,6 +183,7 @@ class UnitOfWork:
         self.after_commit: list[Callable[[int], Any]] = []
         self.position: int | None = None
         self._held: list[threading.Lock] = []
+        self.loaded: dict[UUID, Aggregate | None] = {}  # objects loaded for this unit (Pushes.load)
 
     def hold(self, aggregate_id: UUID) -> None:
         """Keep other threads of this process off this object until commit or discard.
@@ -188,11 +193,17 @@ class UnitOfWork:
         processes the event store still refuses the loser, and the push
         receivers run it again (``handlers/middleware.py``).
         """
-        lock = _OBJECT_LOCKS[zlib.crc32(aggregate_id.bytes) % len(_OBJECT_LOCKS)]
+        lock = _OBJECT_LOCKS[_stripe(aggregate_id)]
         if any(lock is held for held in self._held):
             return
         lock.acquire()
         self._held.append(lock)
+
+    def hold_all(self, aggregate_ids) -> None:
+        """:meth:`hold` several objects, in lock order: units that each hold several (a page of a
+        pull sync) never wait for each other in a cycle."""
+        for aggregate_id in sorted(set(aggregate_ids), key=_stripe):
+            self.hold(aggregate_id)
 
     def release(self) -> None:
         while self._held:
@@ -229,4 +240,5 @@ class UnitOfWork:
         for aggregate in self.aggregates:
             aggregate.collect_events()
         self.aggregates.clear()
+        self.loaded.clear()
         self.release()

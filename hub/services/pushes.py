@@ -58,9 +58,13 @@ class Pushes:
 
     def load(self, uow: UnitOfWork, cls: type[PushedObject], country_code: str, party_id: str,
              object_id: str):
-        """The object for a change: held by ``uow`` (see ``UnitOfWork.hold``), then loaded."""
-        uow.hold(cls.key_of(country_code, party_id, object_id))
-        return self.get(cls, country_code, party_id, object_id)
+        """The object for a change: held by ``uow`` (see ``UnitOfWork.hold``), then loaded, once per
+        unit of work (a pull sync looks at the hub's copy before handing the object here)."""
+        key = cls.key_of(country_code, party_id, object_id)
+        uow.hold(key)
+        if key not in uow.loaded:
+            uow.loaded[key] = self.get(cls, country_code, party_id, object_id)
+        return uow.loaded[key]
 
     def _stale(self, uow: UnitOfWork, obj: PushedObject, operation: str, body: dict,
                stored_last_updated: object, message: dict) -> PushResult | None:

@@ -11,10 +11,12 @@ import os
 import sys
 from uuid import UUID
 
+from hub.entrypoints.cli import sync
 from hub.entrypoints.cli.output import Usage, add_party_argument, deprecated, emit, party_of, print_table
 from hub.entrypoints.cli.runtime import Runtime
 from hub.services.operators import parties
 from hub.services.operators.names import ROLES, PartyName, parse_party_name
+from hub.services.operators.sync import pulls_of
 
 PARTY_COLUMNS = ["party", "name", "state", "platform_id", "last_seen_at"]
 PARTNER_TOKEN_ENV = "HUB_PARTNER_TOKEN"
@@ -92,11 +94,12 @@ def cmd_show(args) -> int:
     with Runtime() as rt:
         party, platform = parties.describe(rt.app, name)
         rows = _rows(rt, PartyName(party.country_code, party.party_id, party.role))
+        pulls = pulls_of(rt.app, party)
     row = rows[0] if rows else {}
     row.update({"party": party.key, "name": party.name, "state": party.state,
                 "client_info_status": party.status, "platform_id": str(platform.id),
                 "versions_url": platform.versions_url, "version": platform.ocpi_version,
-                "endpoints": platform.endpoints})
+                "endpoints": platform.endpoints, "pulls": pulls})
     if args.json:
         print(json.dumps(row, indent=2, default=str))
         return 0
@@ -105,6 +108,9 @@ def cmd_show(args) -> int:
         print(f"{key:18} {row.get(key) if row.get(key) is not None else ''}")
     print("endpoints:")
     print_table(platform.endpoints, ["identifier", "role", "url"])
+    if pulls:
+        print("pulls (hub parties sync):")
+        print_table(pulls, ["module", "last_success", "last_run", "last_state"])
     return 0
 
 
@@ -181,3 +187,4 @@ def register(sub) -> None:
     p.add_argument("--platform", type=UUID, help="reconnect this existing platform")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_connect)
+    sync.register(group)

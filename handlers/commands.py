@@ -29,6 +29,7 @@ from hub.ocpi import models
 from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
 from hub.ocpi.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
+from hub.ocpi.urls import endpoint_url
 from hub.ocpi.validation import validate
 from hub.services.realtime import check_forwardable
 from projections.queries import location_owners, reservation_cpos, session_owners
@@ -87,7 +88,7 @@ class CommandReceiver:
         try:
             response = self.ctx.realtime.forward(
                 req.context.uow, receiver, routing, method="POST",
-                url=f"{receiver.endpoint.rstrip('/')}/{command}", body=body_sent, module="commands",
+                url=endpoint_url(receiver.endpoint, f"/{command}"), body=body_sent, module="commands",
                 correlation_id=req.context.correlation_id, answer_fields=("result", "timeout"))
         except HubError as exc:
             until = max(filter(None, (datetime.now(UTC) + margin, reserved_until)))

@@ -88,6 +88,7 @@ class Partner:
     delay: float = 0.0
     trickle: float = 0.0  # send the answer's headers, then its body one byte every ``trickle`` seconds
     version_list: list | None = None
+    slash_urls: bool = False  # publish every module URL ending in '/', and answer 307 to the same URL without it
 
     def __post_init__(self) -> None:
         self._server = None
@@ -140,6 +141,12 @@ class Partner:
             return
         if record.token not in (self.token_for_hub, None) and not req.path.startswith("/ocpi/versions"):
             pass  # tests assert on tokens themselves
+        if self.slash_urls and self._unslashed(record.path):
+            # As some real implementations do: the URL without the published '/' redirects.
+            resp.status = 307
+            resp.set_header("Location", f"{self.base}{record.path}/")
+            resp.data = b""
+            return
         answer = self.answer(record)
         if isinstance(answer, tuple):  # (HTTP status, body)
             resp.status, answer = answer
@@ -148,6 +155,12 @@ class Partner:
             data, resp.data = resp.data, None
             resp.content_length = len(data)
             resp.stream = self._trickled(data, self.trickle)
+
+    def _unslashed(self, path: str) -> bool:
+        """A module URL this partner published with a '/', called without it."""
+        parts = path.strip("/").split("/")
+        return (self.slash_urls and not path.endswith("/") and len(parts) == 4 and parts[:2] == ["ocpi", "2.2.1"]
+                and parts[2] in self.modules and parts[3] in ("receiver", "sender"))
 
     def _trickled(self, data: bytes, pause: float):
         for index in range(len(data)):
@@ -168,8 +181,9 @@ class Partner:
                 if module == "hubclientinfo":
                     roles = ["RECEIVER"]
                 for role in roles:
+                    url = f"{self.base}/ocpi/2.2.1/{module}/{role.lower()}"
                     endpoints.append({"identifier": module, "role": role,
-                                      "url": f"{self.base}/ocpi/2.2.1/{module}/{role.lower()}"})
+                                      "url": url + "/" if self.slash_urls else url})
             return envelope({"version": "2.2.1", "endpoints": endpoints})
         if record.path.startswith("/ocpi/2.2.1/credentials") and record.method == "POST":
             # The hub registering with us: remember its token, hand out ours.

@@ -288,8 +288,16 @@ def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):
 
 
 def _header_id(req: falcon.Request, name: str) -> str:
-    value = (req.get_header(name) or "").strip()
-    if value and len(value) <= 255 and value.isprintable():
+    """The id as sent, when it is printable text of at most 255 characters; else a new one.
+
+    WSGI hands header values over as latin-1 decoded bytes: an id sent as UTF-8 (``réq-1``)
+    is judged as the text it is, and echoed as the same bytes."""
+    value = req.get_header(name) or ""
+    try:
+        text = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        text = value
+    if text and len(text) <= 255 and text.isprintable():
         return value
     return str(uuid.uuid4())
 

@@ -1,0 +1,128 @@
+"""Interop defects of issue 14 (item 5): what real CPOs and eMSPs met, each pinned by a test.
+
+Real PostgreSQL, the hub over real HTTP, partner servers on 127.0.0.1 (tests/partner.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tests import ocpi_examples as ex
+from tests.conftest import wait_until
+from tests.integration.test_commands import ACCEPTED, SENT_TO, body_of, cpo_answering, emsp_url, send
+from tests.integration.test_forwarding import Cpo, stamp
+from tests.integration.test_observability import scrape
+from tests.integration.test_tokens import authorize, authorize_answers, emsp_answering
+from tests.partner import envelope, role
+
+
+# A receiver refusing the hub's credentials -------------------------------------------------
+def test_a_receivers_401_or_403_is_a_hub_error_4003_counted_per_partner(hub):
+    cpo = cpo_answering(hub)
+    emsp = emsp_answering(hub)
+    try:
+        # The CPO refuses the hub's token on a command, with an envelope.
+        cpo.command_response = (401, envelope(None, 2000, "unknown token"))
+        got = send(hub, emsp, "START_SESSION", body_of("START_SESSION", emsp_url(emsp, "S")))
+        assert cpo.requests_to(SENT_TO + "START_SESSION", "POST"), "the CPO was not called"
+        assert got.status_code == 200, got.text
+        assert got.json()["status_code"] == 4003
+        assert got.json()["status_message"] == "the receiver IN/ECP/CPO refused the hub's credentials (HTTP 401)"
+        # The eMSP refuses an authorization with 403 and no envelope at all.
+        authorize_answers(emsp, lambda record: (403, b"Forbidden"))
+        got = authorize(hub, cpo, "ALLOW1", to=("IN", "EMP"))
+        assert got.status_code == 200 and got.json()["status_code"] == 4003, got.text
+        assert "IN/EMP/EMSP refused the hub's credentials (HTTP 403)" in got.json()["status_message"]
+        # An answer that is no refusal still passes through.
+        cpo.command_response = envelope(ACCEPTED)
+        assert send(hub, emsp, "STOP_SESSION", body_of("STOP_SESSION", emsp_url(emsp, "T"))).json()[
+            "status_code"] == 1000
+        # Operators see the refusals per partner.
+        counted = scrape(hub.url)
+        assert counted.value("hub_partner_credentials_refused_total", party="IN/ECP/CPO") == 1
+        assert counted.value("hub_partner_credentials_refused_total", party="IN/EMP/EMSP") == 1
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+# Request and correlation ids ---------------------------------------------------------------
+def test_request_and_correlation_ids_are_echoed_as_sent(hub):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        for value in ["a" * 255, "req 1 / with spaces; and=signs", "x", "ÄÖÜ-é", "{weird}:[ids]#1"]:
+            for path, token in [("/ocpi/2.2.1/locations/sender", emsp.hub_token),
+                                ("/ocpi/2.2.1/locations/sender", "not a token"),
+                                ("/ocpi/2.2.1/no-such-module", emsp.hub_token)]:
+                answer = hub.call("GET", path, token, headers={
+                    "X-Request-ID": value.encode().decode("latin-1"),
+                    "X-Correlation-ID": value[::-1].encode().decode("latin-1"),
+                    "OCPI-from-country-code": "IN", "OCPI-from-party-id": "EMP"})
+                assert answer.headers["X-Request-ID"] == value.encode().decode("latin-1"), (path, value)
+                assert answer.headers["X-Correlation-ID"] == value[::-1].encode().decode("latin-1")
+        # Too long or not printable: the hub gives its own.
+        answer = hub.call("GET", "/ocpi/2.2.1/locations/sender", emsp.hub_token,
+                          headers={"X-Request-ID": "a" * 256})
+        assert answer.headers["X-Request-ID"] != "a" * 256 and len(answer.headers["X-Request-ID"]) == 36
+    finally:
+        emsp.stop()
+
+
+# Partners whose URLs end in '/' ----------------------------------------------------------
+def test_a_partner_whose_urls_end_in_a_slash_receives_every_kind_of_push(hub, worker):
+    """URLs are called exactly as published: the partner answers 307 to the URL without its '/'."""
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")], slash_urls=True)
+    cpo_partner = hub.connect_partner([role("CPO", "IN", "ECP")], slash_urls=True)
+    cpo = Cpo(hub, cpo_partner)
+    emsp_pusher = Cpo(hub, emsp, pid="EMP")
+    try:
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC1", ex.location(id="LOC1", last_updated=stamp(1))
+                        ).json()["status_code"] == 1000
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1",
+                        {"name": "renamed", "last_updated": stamp(2)}).json()["status_code"] == 1000
+        assert cpo.push("PUT", "tariffs/receiver/IN/ECP/TRF1", ex.tariff(id="TRF1", last_updated=stamp(1))
+                        ).json()["status_code"] == 1000
+        assert cpo.push("DELETE", "tariffs/receiver/IN/ECP/TRF1").json()["status_code"] == 1000
+        assert cpo.push("PUT", "sessions/receiver/IN/ECP/SES1", ex.session(id="SES1", last_updated=stamp(1)),
+                        to=("IN", "EMP")).json()["status_code"] == 1000
+        assert cpo.push("PATCH", "sessions/receiver/IN/ECP/SES1", {"kwh": 3, "last_updated": stamp(2)},
+                        to=("IN", "EMP")).json()["status_code"] == 1000
+        assert cpo.push("POST", "cdrs/receiver", ex.cdr(id="CDR1")).json()["status_code"] == 1000
+        assert emsp_pusher.push("PUT", "tokens/receiver/IN/EMP/TOK1", ex.token(uid="TOK1")
+                                ).json()["status_code"] == 1000
+        base = "/ocpi/2.2.1/{}/receiver/"
+        expected = {
+            ("emsp", "PUT", base.format("locations") + "IN/ECP/LOC1"),
+            ("emsp", "PATCH", base.format("locations") + "IN/ECP/LOC1"),
+            ("emsp", "PUT", base.format("tariffs") + "IN/ECP/TRF1"),
+            ("emsp", "DELETE", base.format("tariffs") + "IN/ECP/TRF1"),
+            ("emsp", "PUT", base.format("sessions") + "IN/ECP/SES1"),
+            ("emsp", "PATCH", base.format("sessions") + "IN/ECP/SES1"),
+            ("emsp", "POST", base.format("cdrs")),  # the cdrs URL exactly as published, '/' included
+            ("cpo", "PUT", base.format("tokens") + "IN/EMP/TOK1"),
+        }
+
+        partners = {"emsp": emsp, "cpo": cpo_partner}
+
+        def arrived():
+            return {(p, m, path) for p, m, path in expected
+                    if any(r.method == m and r.path == path for r in partners[p].received)}
+
+        assert wait_until(lambda: arrived() == expected, timeout=20), expected - arrived()
+        # HubClientInfo pushes too, and nothing was ever sent to a URL without its '/'.
+        assert wait_until(lambda: any(r.path.startswith("/ocpi/2.2.1/hubclientinfo/receiver/IN/")
+                                      for r in emsp.received))
+        for partner in (emsp, cpo_partner):
+            assert not [r for r in partner.received if partner._unslashed(r.path)], "a '/' was stripped"
+        # Real time: commands and authorization appended to the published URL.
+        cpo_partner.answer = (lambda original: lambda r: envelope(ACCEPTED) if r.path.startswith(SENT_TO)
+                              else original(r))(cpo_partner.answer)
+        got = send(hub, emsp, "START_SESSION", body_of("START_SESSION", emsp_url(emsp, "S")))
+        assert got.json()["status_code"] == 1000, got.text
+        assert cpo_partner.requests_to(SENT_TO + "START_SESSION", "POST")
+        authorize_answers(emsp, lambda r: envelope({"allowed": "ALLOWED", "token": ex.token(uid="TOK1")}))
+        assert authorize(hub, cpo_partner, "TOK1", to=("IN", "EMP")).json()["status_code"] == 1000
+        assert emsp.requests_to("/ocpi/2.2.1/tokens/sender/TOK1/authorize", "POST")
+    finally:
+        emsp.stop()
+        cpo_partner.stop()

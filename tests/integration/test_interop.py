@@ -126,3 +126,31 @@ def test_a_partner_whose_urls_end_in_a_slash_receives_every_kind_of_push(hub, wo
     finally:
         emsp.stop()
         cpo_partner.stop()
+
+
+# Directed GETs answered from the store ----------------------------------------------------
+def test_a_directed_get_answered_from_the_store_comes_from_the_owner(hub, worker):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    cpo = Cpo(hub, hub.connect_partner([role("CPO", "IN", "ECP")]))
+    try:
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC1", ex.location(id="LOC1", last_updated=stamp(1))
+                        ).json()["status_code"] == 1000
+        directed = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "EMP",
+                    "OCPI-to-country-code": "IN", "OCPI-to-party-id": "ECP"}
+        assert wait_until(lambda: hub.call("GET", "/ocpi/2.2.1/locations/sender/LOC1", emsp.hub_token,
+                                           headers=directed).json()["status_code"] == 1000)
+        for path in ("/ocpi/2.2.1/locations/sender/LOC1", "/ocpi/2.2.1/locations/sender",
+                     "/ocpi/2.2.1/locations/sender/LOC1/EVSE-BLR-0001-1"):
+            answer = hub.call("GET", path, emsp.hub_token, headers=directed)
+            assert answer.json()["status_code"] == 1000, answer.text
+            assert (answer.headers.get("OCPI-from-country-code"), answer.headers.get("OCPI-from-party-id")) \
+                == ("IN", "ECP"), path
+            assert (answer.headers.get("OCPI-to-country-code"), answer.headers.get("OCPI-to-party-id")) \
+                == ("IN", "EMP"), path
+        # A GET addressed to the hub is the hub's answer: no owner's headers.
+        answer = hub.call("GET", "/ocpi/2.2.1/locations/sender/LOC1", emsp.hub_token, headers={
+            **directed, "OCPI-to-party-id": "CIH"})
+        assert answer.json()["status_code"] == 1000 and answer.headers.get("OCPI-from-party-id") != "ECP"
+    finally:
+        emsp.stop()
+        cpo.partner.stop()

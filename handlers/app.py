@@ -34,9 +34,13 @@ def _modules():
 
 
 def endpoints(settings) -> list[dict]:
-    """The 2.2.1 version details: every module's advertised base URL and interface role."""
+    """The 2.2.1 version details: every module's advertised base URL and interface role.
+
+    Each URL ends in ``/``: a partner that builds ``{url}{country_code}/...`` by plain
+    concatenation, or ``{url}/{country_code}/...`` as OCPI writes it, reaches the same
+    endpoint (the middleware folds an empty path segment, Falcon ignores a trailing ``/``)."""
     return [
-        {"identifier": module, "role": role, "url": settings.module_url(template)}
+        {"identifier": module, "role": role, "url": settings.module_url(template) + "/"}
         for mod in _modules()
         for module, role, template in mod.ENDPOINTS
     ]

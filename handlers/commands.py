@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from handlers.context import WebContext
 from handlers.tokens import relay
-from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, record
+from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, find_command, record
 from hub.domain.routing import DIRECTED
 from hub.infra.outbound import OutboundGuard, OutboundRefused
 from hub.ocpi import models
@@ -151,6 +151,17 @@ class CommandResultReceiver:
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
+
+    def sender_named_by_url(self, req, params: dict) -> tuple[str, str] | None:
+        """The URL names the exchange: a result posted without OCPI-from headers comes from the
+        command's CPO (the middleware still checks it is a party of the caller's connection, and the
+        handler that OCPI-to, if sent, names the command's eMSP). A route whose URL names its
+        exchange offers this method; see handlers/middleware.py."""
+        command = find_command(self.ctx.app, params.get("result_id", ""))
+        if command is None:
+            return None
+        cc, pid, _role = command.cpo.split("/")
+        return cc, pid
 
     def on_post(self, req, resp, result_id) -> None:
         routing = req.context.routing

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -68,6 +69,10 @@ class OcpiMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
+        if "//" in req.path:
+            # The published module URLs end in '/': ``{url}/{country_code}/...`` has an empty
+            # segment, tolerated (Falcon routes on req.path as this sets it).
+            req.path = re.sub("/{2,}", "/", req.path)
         req.context.received_at = format_datetime(datetime.now(UTC))
         req.context.request_id = _header_id(req, "X-Request-ID")
         req.context.correlation_id = _header_id(req, "X-Correlation-ID")
@@ -110,6 +115,9 @@ class OcpiMiddleware:
                 headers={h: req.get_header(h) for h in (FROM_CC, FROM_PID, TO_CC, TO_PID)},
                 caller_party=lambda cc, pid, roles: _own_party(caller, cc, pid, roles),
                 find_receiver=lambda cc, pid, _role: find_party(self.ctx.app.pool, cc, pid),
+                able_senders=lambda roles: _able_senders(caller, roles),
+                named_by_url=(lambda: resource.sender_named_by_url(req, params))
+                if hasattr(resource, "sender_named_by_url") else None,
             )
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource,
@@ -237,7 +245,8 @@ class OcpiMiddleware:
 
     def _observe(self, req: falcon.Request, resp: falcon.Response, resource, caller) -> None:
         """The request's log line and metrics, once the answer is final."""
-        party = party_label(caller, getattr(req.context, "routing", None))
+        routing = getattr(req.context, "routing", None)
+        party = party_label(caller, routing)
         status_code = _status_code(resp, req)
         status_message = _status_message(resp, req)
         if status_message is not None:
@@ -259,6 +268,9 @@ class OcpiMiddleware:
                 "status_code": status_code,
                 "status_message": status_message,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
+                # no OCPI-from headers came: how the sender was inferred ("url" or "platform")
+                **({"from_inferred": routing.from_inferred}
+                   if routing is not None and routing.from_inferred else {}),
             },
         )
         if self.metrics is not None:
@@ -276,6 +288,14 @@ def outcome_text(http_status: int, status_code: int | None, status_message: str 
 
 def _elapsed_ms(req: falcon.Request) -> float:
     return round((time.perf_counter() - req.context.started) * 1000, 3)
+
+
+def _able_senders(caller, roles: frozenset[str]) -> list[tuple[str, str]]:
+    """The caller's registered parties (not PLANNED, not SUSPENDED) in one of ``roles``:
+    ``(country code, party id)`` each, once."""
+    found = {(p.country_code, p.party_id) for p in caller.parties
+             if p.role in roles and p.status not in ("PLANNED", "SUSPENDED")}
+    return sorted(found)
 
 
 def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):

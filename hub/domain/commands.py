@@ -115,6 +115,14 @@ class Command(Aggregate):
         return self.response == "ACCEPTED" and not self.results and not self.timed_out_at
 
 
+def find_command(app, result_id: str) -> Command | None:
+    """The command whose hub ``response_url`` ends in ``result_id``, or None."""
+    try:
+        return app.repository.get(command_uuid(result_id))
+    except AggregateNotFoundError:
+        return None
+
+
 def record(app, result_id: str, change: Callable[[Command], bool | None], attempts: int = 5) -> Command | None:
     """Load the command, apply ``change`` and save it in its own transaction.
 

@@ -154,3 +154,99 @@ def test_a_directed_get_answered_from_the_store_comes_from_the_owner(hub, worker
     finally:
         emsp.stop()
         cpo.partner.stop()
+
+
+# Liberal where it is safe -------------------------------------------------------------------
+def push_without_from(hub, partner, path, body):
+    return hub.call("PUT", f"/ocpi/2.2.1/{path}", partner.hub_token, json=body,
+                    headers={"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"})
+
+
+def test_a_push_without_ocpi_from_comes_from_the_platforms_one_cpo(hub, worker, caplog):
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    single = hub.connect_partner([role("CPO", "IN", "ECP"), role("EMSP", "IN", "ECE")])
+    double = hub.connect_partner([role("CPO", "IN", "CPA"), role("CPO", "IN", "CPB")])
+    try:
+        caplog.set_level("INFO", logger="hub")
+        answer = push_without_from(hub, single, "locations/receiver/IN/ECP/LOC1",
+                                   ex.location(id="LOC1", last_updated=stamp(1)))
+        assert answer.json()["status_code"] == 1000, answer.text
+        assert answer.headers["OCPI-to-party-id"] == "ECP"  # the answer goes to the inferred sender
+        got = wait_until(lambda: [r for r in emsp.requests_to("/ocpi/2.2.1/locations/receiver/IN/ECP/LOC1")])
+        assert got and got[0].body["id"] == "LOC1"
+        lines = [r for r in caplog.records if getattr(r, "from_inferred", None) == "platform"]
+        assert lines and lines[0].party == "IN/ECP/CPO", "the log does not record the inference"
+        # Two CPOs on one connection: which one sent it is not known; nothing is stored.
+        answer = push_without_from(hub, double, "locations/receiver/IN/CPA/LOC2",
+                                   ex.location(country_code="IN", party_id="CPA", id="LOC2"))
+        assert answer.status_code == 200 and answer.json()["status_code"] == 2001
+        assert answer.json()["status_message"] == (
+            "OCPI-from-country-code: required on locations requests (this connection has several parties"
+            " that can send them (IN/CPA, IN/CPB))")
+        pulled = hub.call("GET", "/ocpi/2.2.1/locations/sender", emsp.hub_token, headers={
+            "OCPI-from-country-code": "IN", "OCPI-from-party-id": "EMP",
+            "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}).json()["data"]
+        assert [loc["id"] for loc in pulled] == ["LOC1"]
+    finally:
+        for partner in (emsp, single, double):
+            partner.stop()
+
+
+def test_hub_module_urls_take_ids_appended_with_or_without_a_slash(hub, worker):
+    """Published hub URLs end in '/'; a partner that concatenates (with its own '/' or not) reaches
+    the same endpoint, an empty path segment tolerated."""
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        versions = hub.call("GET", "/ocpi/versions", cpo.hub_token).json()["data"]
+        details = hub.call("GET", versions[0]["url"], cpo.hub_token).json()["data"]
+        urls = {(e["identifier"], e["role"]): e["url"] for e in details["endpoints"]}
+        assert all(url.endswith("/") for url in urls.values()), urls
+        headers = {"OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP",
+                   "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
+        published = urls[("locations", "RECEIVER")]
+        for n, url in enumerate([published + "IN/ECP/LOC1", published + "/IN/ECP/LOC1",
+                                 published.rstrip("/") + "/IN/ECP/LOC1"], start=1):
+            answer = hub.call("PUT", url, cpo.hub_token, headers=headers,
+                              json=ex.location(id="LOC1", last_updated=stamp(n)))
+            assert answer.status_code in (200, 201) and answer.json()["status_code"] == 1000, (url, answer.text)
+        cdrs = urls[("cdrs", "RECEIVER")]
+        for n, url in enumerate([cdrs, cdrs.rstrip("/")], start=1):
+            answer = hub.call("POST", url, cpo.hub_token, headers=headers, json=ex.cdr(id=f"CDR{n}"))
+            assert answer.json()["status_code"] == 1000, (url, answer.text)
+        answer = hub.call("PATCH", published + "/IN/ECP/LOC1/EVSE-BLR-0001-1", cpo.hub_token, headers=headers,
+                          json={"status": "CHARGING", "last_updated": stamp(9)})
+        assert answer.json()["status_code"] == 1000, answer.text
+    finally:
+        cpo.stop()
+        emsp.stop()
+
+
+# Results posted to the hub's response_url ---------------------------------------------------
+def test_a_command_result_needs_no_routing_headers_but_present_ones_must_match(hub, worker):
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    other = hub.connect_partner([role("CPO", "IN", "OTH")])
+    emsp2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    try:
+        original = emsp_url(emsp, "START_SESSION")
+        assert send(hub, emsp, "START_SESSION", body_of("START_SESSION", original)).json()["status_code"] == 1000
+        hub_url = cpo.requests_to(SENT_TO + "START_SESSION", "POST")[-1].body["response_url"]
+        # Present headers must match: another CPO, or an OCPI-to that is not the eMSP, are refused.
+        wrong_to = hub.call("POST", hub_url, cpo.hub_token, json={"result": "ACCEPTED"}, headers={
+            "OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP",
+            "OCPI-to-country-code": "IN", "OCPI-to-party-id": "EM2"})
+        assert wrong_to.json()["status_code"] == 2001, wrong_to.text
+        assert "did not send this command" in wrong_to.json()["status_message"]
+        stranger = hub.call("POST", hub_url, other.hub_token, json={"result": "ACCEPTED"})
+        assert stranger.json()["status_code"] == 2001, stranger.text
+        # No routing headers at all: the URL names the exchange.
+        bare = hub.call("POST", hub_url, cpo.hub_token, json={"result": "ACCEPTED"})
+        assert bare.status_code == 200 and bare.json()["status_code"] == 1000, bare.text
+        path = original.removeprefix(emsp.base)
+        got = emsp.wait_for(lambda r: r.path == path)
+        assert got and got[0].body["result"] == "ACCEPTED"
+        assert got[0].header("OCPI-from-party-id") == "ECP" and got[0].header("OCPI-to-party-id") == "EMP"
+    finally:
+        for partner in (cpo, emsp, other, emsp2):
+            partner.stop()

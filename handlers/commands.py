@@ -101,8 +101,10 @@ class CommandReceiver:
         # The CPO's timeout counts for at most MAX_RESULT_WAIT (a huge one must not overflow the dates).
         seconds = data.get("timeout") if isinstance(data.get("timeout"), int | float) else 0
         wait = timedelta(seconds=min(max(seconds, 0), MAX_RESULT_WAIT.total_seconds()))
-        due = datetime.now(UTC) + wait + margin
-        valid_until = max(filter(None, (due, reserved_until)))
+        # The eMSP hears TIMEOUT once the CPO's own timeout has passed (the worker's job runs every
+        # 2 s); the URL still takes a late real result for the margin after it, which is relayed too.
+        due = datetime.now(UTC) + wait
+        valid_until = max(filter(None, (due + margin, reserved_until)))
         record(self.ctx.app, result_id, lambda c: c.answer(
             response.http_status, response.status_code, result, timeout, format_datetime(valid_until),
             format_datetime(due) if response.ok and result == "ACCEPTED" else None))

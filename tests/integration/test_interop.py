@@ -250,3 +250,28 @@ def test_a_command_result_needs_no_routing_headers_but_present_ones_must_match(h
     finally:
         for partner in (cpo, emsp, other, emsp2):
             partner.stop()
+
+
+# Command TIMEOUT at the CPO's timeout -------------------------------------------------------
+def test_timeout_reaches_the_emsp_at_the_cpos_timeout_and_a_late_result_still_follows(hub, worker, settings):
+    """The hub's margin (60 s by default) no longer delays the TIMEOUT: it only keeps the URL open."""
+    assert settings.command_result_margin >= 60
+    cpo = cpo_answering(hub)
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        cpo.command_response = envelope({"result": "ACCEPTED", "timeout": 1})
+        original = emsp_url(emsp, "START_SESSION")
+        assert send(hub, emsp, "START_SESSION", body_of("START_SESSION", original)).json()["status_code"] == 1000
+        hub_url = cpo.requests_to(SENT_TO + "START_SESSION", "POST")[-1].body["response_url"]
+        path = original.removeprefix(emsp.base)
+        # Well before the margin could pass: the worker's job runs every 2 s.
+        told = emsp.wait_for(lambda r: r.path == path, timeout=15)
+        assert told and told[0].body["result"] == "TIMEOUT", "no TIMEOUT within the CPO's timeout and slack"
+        # The CPO's real result, later, is still relayed.
+        late = hub.call("POST", hub_url, cpo.hub_token, json={"result": "ACCEPTED"})
+        assert late.json()["status_code"] == 1000, late.text
+        assert wait_until(lambda: [r.body["result"] for r in emsp.received if r.path == path]
+                          == ["TIMEOUT", "ACCEPTED"])
+    finally:
+        cpo.stop()
+        emsp.stop()

@@ -87,7 +87,8 @@ class Verdict:
     """One decision. ``status``: the OCPI status code a refused caller gets (None when
     nobody is answered, e.g. a forward skipped). ``decided_by``: ``rule``, ``default``,
     ``suspension``, ``status``, ``endpoint``, ``platform``, ``audience``, ``publish``,
-    ``role``, ``address``, ``unknown``, ``choice``. ``party``: the recipient it concerns."""
+    ``role``, ``address``, ``unknown``, ``choice``, ``hidden`` (the last change of a Location
+    a party no longer sees, :meth:`Policy.forward`). ``party``: the recipient it concerns."""
 
     allowed: bool
     reason: str
@@ -123,6 +124,12 @@ def cdr_token_emsp(body: Mapping | None) -> tuple[str, str] | None:
 def rule_pair(key_a: str, key_b: str) -> tuple[str, str]:
     """(CPO key, eMSP-side key) of two party keys, whichever is the sender."""
     return (key_a, key_b) if key_a.rsplit("/", 1)[-1] == CPO else (key_b, key_a)
+
+
+#: Refusals that mean "may no longer see this Location" (rules or publish), not "cannot receive".
+HIDING = frozenset({"rule", "default", "publish"})
+#: ``decided_by`` of the one change that goes to a party that no longer sees the Location.
+HIDDEN = "hidden"
 
 
 def _allowed(reason: str, by: str = "default", **kw) -> Verdict:
@@ -273,13 +280,28 @@ class Policy:
 
     def forward(self, identifier: str, *, owner: str, origin: str | None, scenario: str, to: str | None,
                 body: Mapping | None, tokens: Callable[[str], Iterable[dict]] | None = None,
-                ) -> list[Verdict]:
+                audience: Callable[[], Iterable[str]] | None = None) -> list[Verdict]:
         """One verdict per candidate recipient of a pushed change (allowed ones get it).
 
-        ``origin``: the key of the party that pushed it (``message["from"]``)."""
+        ``origin``: the key of the party that pushed it (``message["from"]``).
+
+        ``audience()``: the parties that were sent this Location and still see it (asked only when
+        one is refused). A Location that stops being visible to one of them (``publish`` turned
+        false, ``publish_allowed_to`` no longer naming it, a routing rule that now denies) still
+        goes to it once, with the change that hid it, so it can hide the Location
+        (``decided_by="hidden"``); later changes do not. A party refused for another reason
+        (suspended, no endpoint, its own platform) is not told."""
         mod = module(identifier)
-        return [self.delivery(identifier, party, owner=owner, origin=origin, body=body, tokens=tokens)
-                for party in self.candidates(mod, scenario=scenario, to=to, body=body)]
+        verdicts = [self.delivery(identifier, party, owner=owner, origin=origin, body=body, tokens=tokens)
+                    for party in self.candidates(mod, scenario=scenario, to=to, body=body)]
+        if identifier != "locations" or audience is None or all(v.allowed or v.decided_by not in HIDING
+                                                                 for v in verdicts):
+            return verdicts
+        saw = set(audience())
+        return [_allowed(f"{v.party.key} no longer sees it ({v.reason}): this change, its last, lets it "
+                         "hide the Location", HIDDEN, party=v.party, rule=v.rule)
+                if not v.allowed and v.decided_by in HIDING and v.party.key in saw else v
+                for v in verdicts]
 
     def replay(self, recipient: Party, identifier: str) -> Verdict:
         """May ``recipient`` get a replay of ``identifier`` at all (before each object is asked

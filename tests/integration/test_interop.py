@@ -5,8 +5,6 @@ Real PostgreSQL, the hub over real HTTP, partner servers on 127.0.0.1 (tests/par
 
 from __future__ import annotations
 
-import uuid
-
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until
 from tests.integration.test_commands import ACCEPTED, SENT_TO, body_of, cpo_answering, emsp_url, send
@@ -275,3 +273,70 @@ def test_timeout_reaches_the_emsp_at_the_cpos_timeout_and_a_late_result_still_fo
     finally:
         cpo.stop()
         emsp.stop()
+
+
+def pending_deliveries(settings) -> int:
+    import psycopg
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        return conn.execute("SELECT count(*) FROM hub_deliveries WHERE state = 'PENDING'").fetchone()[0]
+
+
+def rules_in_force(settings) -> int:
+    import psycopg
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{settings.database_schema}"')
+        return conn.execute("SELECT count(*) FROM view_routing_rules").fetchone()[0]
+
+
+# A Location that stops being visible ---------------------------------------------------------
+def test_an_emsp_that_stops_seeing_a_location_gets_that_update_once(hub, worker, settings):
+    from tests.cli import run_hub
+
+    em1 = hub.connect_partner([role("EMSP", "IN", "EM1")])
+    em2 = hub.connect_partner([role("EMSP", "IN", "EM2")])
+    cpo = Cpo(hub, hub.connect_partner([role("CPO", "IN", "ECP")]))
+    path = "/ocpi/2.2.1/locations/receiver/IN/ECP/LOC1"
+
+    def got(partner):
+        return [(r.method, r.body.get("publish") if isinstance(r.body, dict) else None,
+                 r.body.get("name") if isinstance(r.body, dict) else None)
+                for r in partner.received if r.path == path]
+
+    try:
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC1",
+                        ex.location(id="LOC1", name="one", last_updated=stamp(1))).json()["status_code"] == 1000
+        assert wait_until(lambda: len(got(em1)) == 1 and len(got(em2)) == 1)
+        # A rule now denies EM2: the next update reaches it once, later ones do not.
+        run_hub(settings, "routing", "deny", "IN/ECP", "IN/EM2", "--module", "locations")
+        assert wait_until(lambda: rules_in_force(settings) == 1)
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1",
+                        {"name": "two", "last_updated": stamp(2)}).json()["status_code"] == 1000
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1",
+                        {"name": "three", "last_updated": stamp(3)}).json()["status_code"] == 1000
+        # publish turned false (no publish_allowed_to): EM1 is told once, with that change.
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1",
+                        {"publish": False, "last_updated": stamp(4)}).json()["status_code"] == 1000
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1",
+                        {"name": "five", "last_updated": stamp(5)}).json()["status_code"] == 1000
+        # A marker after them: a new Location everyone may see, so the queue has been worked through.
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC9",
+                        ex.location(id="LOC9", last_updated=stamp(6))).json()["status_code"] == 1000
+        assert wait_until(lambda: em1.requests_to("/ocpi/2.2.1/locations/receiver/IN/ECP/LOC9"))
+        assert wait_until(lambda: pending_deliveries(settings) == 0)  # every queued change was sent
+        # EM2 got the Location, then once more the change that hid it (the current state), then nothing.
+        assert len(got(em2)) == 2 and got(em2)[0][2] == "one" and got(em2)[1][0] == "PUT", got(em2)
+        # EM1 got, last, the Location with publish false, and nothing after it.
+        em1_seen = got(em1)
+        assert em1_seen[-1] == ("PUT", False, em1_seen[-1][2]), em1_seen
+        assert [p for _, p, _ in em1_seen].count(False) == 1, em1_seen
+        # Visible again (publish true): EM1 gets updates again.
+        assert cpo.push("PATCH", "locations/receiver/IN/ECP/LOC1",
+                        {"publish": True, "last_updated": stamp(7)}).json()["status_code"] == 1000
+        assert wait_until(lambda: got(em1)[-1][1] is True)
+        assert len(got(em2)) == 2
+    finally:
+        for partner in (em1, em2, cpo.partner):
+            partner.stop()

@@ -15,10 +15,8 @@ partner crawls.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.types.json import Json, Jsonb
 
@@ -27,6 +25,7 @@ from hub.domain.modules import CDR_TOKEN, MODULES
 from hub.domain.recipients import cdr_token_emsp
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import parse_datetime
+from hub.ocpi.numbers import dumps
 
 
 def body_after(event: Any, body: dict | None) -> dict | None:
@@ -149,11 +148,8 @@ class ObjectsProjection(Follower):
 
 
 def _dumps(body: dict) -> bytes | str:
-    """The body as JSON text in the partner's key order; orjson is the fast way."""
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        return json.dumps(body)
+    """The body as JSON text in the partner's key order, numbers as sent (hub/ocpi/numbers.py)."""
+    return dumps(body)
 
 
 UPSERT = (

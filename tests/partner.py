@@ -48,6 +48,7 @@ class Received:
     query: str
     headers: dict[str, str]
     body: object
+    raw: bytes = b""  # the body's bytes as received
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers.items():
@@ -127,7 +128,7 @@ class Partner:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = raw.decode(errors="replace")
-        record = Received(req.method, req.path, req.query_string, dict(req.headers), body)
+        record = Received(req.method, req.path, req.query_string, dict(req.headers), body, raw)
         with self._lock:
             self.received.append(record)
         if self.delay:

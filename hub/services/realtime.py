@@ -41,6 +41,7 @@ from hub.domain.routing import Routing
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
 from hub.ocpi.errors import HubError, InvalidParameters
+from hub.ocpi.numbers import dumps
 from hub.ocpi.status import CREDENTIALS_REFUSED_HTTP as CREDENTIALS_REFUSED
 from hub.ocpi.status import OcpiStatus
 from hub.services.application import Hub, UnitOfWork
@@ -179,7 +180,7 @@ def check_forwardable(body: object) -> None:
     """2001 unless ``body`` can be sent on as JSON (orjson refuses nesting past 255 levels),
     for a handler that must refuse before it stores anything."""
     try:
-        orjson.dumps(body)
+        dumps(body)
     except orjson.JSONEncodeError as exc:
         raise unforwardable(exc) from None
 

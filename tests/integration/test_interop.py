@@ -5,6 +5,8 @@ Real PostgreSQL, the hub over real HTTP, partner servers on 127.0.0.1 (tests/par
 
 from __future__ import annotations
 
+import orjson
+
 from tests import ocpi_examples as ex
 from tests.conftest import wait_until
 from tests.integration.test_commands import ACCEPTED, SENT_TO, body_of, cpo_answering, emsp_url, send
@@ -340,3 +342,48 @@ def test_an_emsp_that_stops_seeing_a_location_gets_that_update_once(hub, worker,
     finally:
         for partner in (em1, em2, cpo.partner):
             partner.stop()
+
+
+# Numbers exactly as sent ---------------------------------------------------------------------
+def test_numbers_are_stored_pulled_and_forwarded_exactly_as_sent(hub, worker):
+    """Integers beyond 64 bits and decimals with many digits (or a trailing 0) pass the hub unchanged:
+    in the bytes the eMSP receives and in the bytes of what it pulls."""
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    try:
+        tariff = orjson.dumps(ex.tariff(id="TRF1", last_updated=stamp(1))).decode()
+        tariff = tariff.replace('"price":18.0', '"price":0.12345678901234567890123', 1) \
+            .replace('"step_size":1', '"step_size":123456789012345678901234567890', 1)
+        location = orjson.dumps(ex.location(id="LOC1", last_updated=stamp(1))).decode()
+        location = location.replace('"percentage":20.5', '"percentage":20.50', 1) \
+            .replace('"max_electric_power":60000', '"max_electric_power":18446744073709551616', 1)
+        expected = {"TRF1": ["0.12345678901234567890123", "123456789012345678901234567890"],
+                    "LOC1": ['"percentage":20.50', "18446744073709551616"]}
+        assert all(n in tariff for n in expected["TRF1"]) and all(n in location for n in expected["LOC1"])
+        for path, raw in (("tariffs/receiver/IN/ECP/TRF1", tariff), ("locations/receiver/IN/ECP/LOC1", location)):
+            answer = hub.call("PUT", f"/ocpi/2.2.1/{path}", cpo.hub_token, data=raw.encode(), headers={
+                "OCPI-from-country-code": "IN", "OCPI-from-party-id": "ECP", "Content-Type": "application/json",
+                "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"})
+            assert answer.json()["status_code"] == 1000, answer.text
+        # Forwarded: the bytes the eMSP's server read.
+        for oid, numbers in expected.items():
+            got = wait_until(lambda o=oid: [r for r in emsp.received if r.path.endswith("/" + o) and r.method == "PUT"])
+            assert got, f"{oid} was not forwarded"
+            for number in numbers:
+                assert number in got[0].raw.decode(), (oid, number)
+        # Pulled: the bytes of the hub's answer.
+        for module, oid in (("tariffs", "TRF1"), ("locations", "LOC1")):
+            answer = hub.call("GET", f"/ocpi/2.2.1/{module}/sender/{oid}", emsp.hub_token, headers={
+                "OCPI-from-country-code": "IN", "OCPI-from-party-id": "EMP",
+                "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"})
+            assert answer.json()["status_code"] == 1000, answer.text
+            for number in expected[oid]:
+                assert number in answer.content.decode(), (module, number)
+            listed = hub.call("GET", f"/ocpi/2.2.1/{module}/sender", emsp.hub_token, headers={
+                "OCPI-from-country-code": "IN", "OCPI-from-party-id": "EMP",
+                "OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"})
+            for number in expected[oid]:
+                assert number in listed.content.decode(), (module, "list", number)
+    finally:
+        emsp.stop()
+        cpo.stop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from handlers.context import WebContext
@@ -99,7 +100,9 @@ class CommandReceiver:
         result = data.get("result") if isinstance(data.get("result"), str) else None
         timeout = data.get("timeout") if type(data.get("timeout")) is int else None
         # The CPO's timeout counts for at most MAX_RESULT_WAIT (a huge one must not overflow the dates).
-        seconds = data.get("timeout") if isinstance(data.get("timeout"), int | float) else 0
+        # (A number a float would change, such as 1e300, is read as a Decimal: hub/ocpi/numbers.py.)
+        given = data.get("timeout")
+        seconds = float(given) if isinstance(given, int | float | Decimal) and not isinstance(given, bool) else 0
         wait = timedelta(seconds=min(max(seconds, 0), MAX_RESULT_WAIT.total_seconds()))
         # The eMSP hears TIMEOUT once the CPO's own timeout has passed (the worker's job runs every
         # 2 s); the URL still takes a late real result for the margin after it, which is relayed too.

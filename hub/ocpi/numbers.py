@@ -20,9 +20,10 @@ from decimal import Decimal
 
 import orjson
 
-# A number a float may not keep: 17+ digits (with its point), a fraction ending in 0, an exponent.
-# Text inside strings may match too: such a document just takes the slower exact path.
-_MAYBE_INEXACT = re.compile(rb"\d[\d.]{16,}|\.\d*0(?![\d])|\d[eE][-+]?\d")
+# A number (after ``:``, ``,`` or ``[``) a float may not keep: 17+ digits (with its point), a
+# fraction ending in 0, an exponent. Strings ("12.975410") do not match; a string that happens to
+# look like ``:2.50`` inside just sends its document down the slower exact path.
+_MAYBE_INEXACT = re.compile(rb"[:,\[]\s*-?(?:\d[\d.]{16,}|\d+\.\d*0(?![\d])|\d[\d.]*[eE])")
 _INT64 = (-(2 ** 63), 2 ** 64 - 1)
 
 

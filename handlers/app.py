@@ -10,7 +10,6 @@ advertises and what it serves come from the same place.
 from __future__ import annotations
 
 import falcon
-import orjson
 
 from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected, serialize_http_error
@@ -22,6 +21,7 @@ from hub.domain.modules import HANDLED
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import OcpiError
 from hub.ocpi.limits import loads_bounded
+from hub.ocpi.numbers import dumps
 
 # One handler file per module the hub offers interfaces of (hub.domain.modules), in table order.
 MODULES = tuple(f"handlers.{identifier}" for identifier in HANDLED)
@@ -34,9 +34,13 @@ def _modules():
 
 
 def endpoints(settings) -> list[dict]:
-    """The 2.2.1 version details: every module's advertised base URL and interface role."""
+    """The 2.2.1 version details: every module's advertised base URL and interface role.
+
+    Each URL ends in ``/``: a partner that builds ``{url}{country_code}/...`` by plain
+    concatenation, or ``{url}/{country_code}/...`` as OCPI writes it, reaches the same
+    endpoint (the middleware folds an empty path segment, Falcon ignores a trailing ``/``)."""
     return [
-        {"identifier": module, "role": role, "url": settings.module_url(template)}
+        {"identifier": module, "role": role, "url": settings.module_url(template) + "/"}
         for mod in _modules()
         for module, role, template in mod.ENDPOINTS
     ]
@@ -63,7 +67,7 @@ class OptionsAnswer:
 
 
 def _dumps(obj: object) -> bytes:
-    return orjson.dumps(obj)
+    return dumps(obj)  # numbers exactly as partners sent them (hub/ocpi/numbers.py)
 
 
 def create_app(ctx: WebContext) -> falcon.App:

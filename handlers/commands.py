@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from handlers.context import WebContext
 from handlers.tokens import relay
-from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, record
+from hub.domain.commands import MAX_RESERVATION_AHEAD, MAX_RESULT_WAIT, Command, find_command, record
 from hub.domain.routing import DIRECTED
 from hub.infra.outbound import OutboundGuard, OutboundRefused
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope, format_datetime, parse_datetime
 from hub.ocpi.errors import HubError, InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
+from hub.ocpi.urls import endpoint_url
 from hub.ocpi.validation import validate
 from hub.services.realtime import check_forwardable
 from projections.queries import location_owners, reservation_cpos, session_owners
@@ -87,7 +89,7 @@ class CommandReceiver:
         try:
             response = self.ctx.realtime.forward(
                 req.context.uow, receiver, routing, method="POST",
-                url=f"{receiver.endpoint.rstrip('/')}/{command}", body=body_sent, module="commands",
+                url=endpoint_url(receiver.endpoint, f"/{command}"), body=body_sent, module="commands",
                 correlation_id=req.context.correlation_id, answer_fields=("result", "timeout"))
         except HubError as exc:
             until = max(filter(None, (datetime.now(UTC) + margin, reserved_until)))
@@ -98,10 +100,14 @@ class CommandReceiver:
         result = data.get("result") if isinstance(data.get("result"), str) else None
         timeout = data.get("timeout") if type(data.get("timeout")) is int else None
         # The CPO's timeout counts for at most MAX_RESULT_WAIT (a huge one must not overflow the dates).
-        seconds = data.get("timeout") if isinstance(data.get("timeout"), int | float) else 0
+        # (A number a float would change, such as 1e300, is read as a Decimal: hub/ocpi/numbers.py.)
+        given = data.get("timeout")
+        seconds = float(given) if isinstance(given, int | float | Decimal) and not isinstance(given, bool) else 0
         wait = timedelta(seconds=min(max(seconds, 0), MAX_RESULT_WAIT.total_seconds()))
-        due = datetime.now(UTC) + wait + margin
-        valid_until = max(filter(None, (due, reserved_until)))
+        # The eMSP hears TIMEOUT once the CPO's own timeout has passed (the worker's job runs every
+        # 2 s); the URL still takes a late real result for the margin after it, which is relayed too.
+        due = datetime.now(UTC) + wait
+        valid_until = max(filter(None, (due + margin, reserved_until)))
         record(self.ctx.app, result_id, lambda c: c.answer(
             response.http_status, response.status_code, result, timeout, format_datetime(valid_until),
             format_datetime(due) if response.ok and result == "ACCEPTED" else None))
@@ -150,6 +156,17 @@ class CommandResultReceiver:
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
+
+    def sender_named_by_url(self, req, params: dict) -> tuple[str, str] | None:
+        """The URL names the exchange: a result posted without OCPI-from headers comes from the
+        command's CPO (the middleware still checks it is a party of the caller's connection, and the
+        handler that OCPI-to, if sent, names the command's eMSP). A route whose URL names its
+        exchange offers this method; see handlers/middleware.py."""
+        command = find_command(self.ctx.app, params.get("result_id", ""))
+        if command is None:
+            return None
+        cc, pid, _role = command.cpo.split("/")
+        return cc, pid
 
     def on_post(self, req, resp, result_id) -> None:
         routing = req.context.routing

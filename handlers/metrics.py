@@ -191,6 +191,12 @@ class DatabaseCollector:
             for counter, value in zip(counters, sums, strict=True):
                 counter.add_metric([party, module], value)
 
+        refused = CounterMetricFamily(
+            "hub_partner_credentials_refused", "Calls of the hub (deliveries and real-time requests) that"
+            " the partner answered HTTP 401 or 403: it refused the hub's credentials", labels=["party"])
+        for party, count in sorted(hub.refused.items()):
+            refused.add_metric([party], count)
+
         lag = GaugeMetricFamily("hub_follower_lag", "Events in the log the follower has not processed",
                                 labels=["follower"])
         idle = GaugeMetricFamily("hub_follower_seconds_since_update",
@@ -208,6 +214,7 @@ class DatabaseCollector:
             family("hub_deliveries_pending_retries",
                    "Retries so far of the pending deliveries (attempts beyond the first)", retries),
             *counters,
+            refused,
             lag,
             idle,
             GaugeMetricFamily("hub_event_log_head", "Position of the newest event in the log", value=head),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -68,6 +69,10 @@ class OcpiMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
+        if "//" in req.path:
+            # The published module URLs end in '/': ``{url}/{country_code}/...`` has an empty
+            # segment, tolerated (Falcon routes on req.path as this sets it).
+            req.path = re.sub("/{2,}", "/", req.path)
         req.context.received_at = format_datetime(datetime.now(UTC))
         req.context.request_id = _header_id(req, "X-Request-ID")
         req.context.correlation_id = _header_id(req, "X-Correlation-ID")
@@ -114,6 +119,9 @@ class OcpiMiddleware:
                 headers={h: req.get_header(h) for h in (FROM_CC, FROM_PID, TO_CC, TO_PID)},
                 caller_party=lambda cc, pid, roles: _own_party(caller, cc, pid, roles),
                 find_receiver=lambda cc, pid, _role: find_party(self.ctx.app.pool, cc, pid),
+                able_senders=lambda roles: _able_senders(caller, roles),
+                named_by_url=(lambda: resource.sender_named_by_url(req, params))
+                if hasattr(resource, "sender_named_by_url") else None,
             )
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource,
@@ -241,7 +249,8 @@ class OcpiMiddleware:
 
     def _observe(self, req: falcon.Request, resp: falcon.Response, resource, caller) -> None:
         """The request's log line and metrics, once the answer is final."""
-        party = party_label(caller, getattr(req.context, "routing", None))
+        routing = getattr(req.context, "routing", None)
+        party = party_label(caller, routing)
         status_code = _status_code(resp, req)
         status_message = _status_message(resp, req)
         if status_message is not None:
@@ -263,6 +272,9 @@ class OcpiMiddleware:
                 "status_code": status_code,
                 "status_message": status_message,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
+                # no OCPI-from headers came: how the sender was inferred ("url" or "platform")
+                **({"from_inferred": routing.from_inferred}
+                   if routing is not None and routing.from_inferred else {}),
             },
         )
         if self.metrics is not None:
@@ -282,6 +294,14 @@ def _elapsed_ms(req: falcon.Request) -> float:
     return round((time.perf_counter() - req.context.started) * 1000, 3)
 
 
+def _able_senders(caller, roles: frozenset[str]) -> list[tuple[str, str]]:
+    """The caller's registered parties (not PLANNED, not SUSPENDED) in one of ``roles``:
+    ``(country code, party id)`` each, once."""
+    found = {(p.country_code, p.party_id) for p in caller.parties
+             if p.role in roles and p.status not in ("PLANNED", "SUSPENDED")}
+    return sorted(found)
+
+
 def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):
     """The caller's party with these ids in one of ``roles``; a registered one
     (not PLANNED, not SUSPENDED) before the others, so an extra role the
@@ -292,8 +312,16 @@ def _own_party(caller, cc: str, pid: str, roles: frozenset[str]):
 
 
 def _header_id(req: falcon.Request, name: str) -> str:
-    value = (req.get_header(name) or "").strip()
-    if value and len(value) <= 255 and value.isprintable():
+    """The id as sent, when it is printable text of at most 255 characters; else a new one.
+
+    WSGI hands header values over as latin-1 decoded bytes: an id sent as UTF-8 (``réq-1``)
+    is judged as the text it is, and echoed as the same bytes."""
+    value = req.get_header(name) or ""
+    try:
+        text = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        text = value
+    if text and len(text) <= 255 and text.isprintable():
         return value
     return str(uuid.uuid4())
 

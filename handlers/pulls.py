@@ -31,6 +31,19 @@ def _scope(ctx: WebContext, req: falcon.Request, module: str) -> PullScope:
     return pull_scope(ctx.app.pool, module, routing.sender_key, to)
 
 
+def _answer_as_owner(req: falcon.Request, resp: falcon.Response, country_code: str, party_id: str) -> None:
+    """A directed GET (``OCPI-to`` names the owner) is answered from the store on the owner's
+    behalf: the answer carries the owner as ``OCPI-from`` and the caller as ``OCPI-to``, as if the
+    owner had answered itself."""
+    routing = req.context.routing
+    if routing.scenario != DIRECTED:
+        return
+    resp.set_header("OCPI-from-country-code", country_code)
+    resp.set_header("OCPI-from-party-id", party_id)
+    resp.set_header("OCPI-to-country-code", routing.from_country_code)
+    resp.set_header("OCPI-to-party-id", routing.from_party_id)
+
+
 class ObjectList:
     """GET all of one module (``{module}/sender``)."""
 
@@ -52,6 +65,8 @@ class ObjectList:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = envelope_of_json_list(items)
         req.context.status_code = OcpiStatus.SUCCESS
+        routing = req.context.routing
+        _answer_as_owner(req, resp, routing.to_country_code, routing.to_party_id)
 
 
 class ObjectItem:
@@ -76,6 +91,8 @@ class ObjectItem:
             raise InvalidParameters(
                 f"OCPI-to-party-id: several CPOs have {self.module[:-1]} {object_id}; address one")
         obj = found[0]
+        _answer_as_owner(req, resp, obj.get("country_code", routing.to_country_code),
+                         obj.get("party_id", routing.to_party_id))
         if evse_uid is not None:
             obj = find_evse(obj, evse_uid)
             if obj is not None and connector_id is not None:

@@ -22,6 +22,7 @@ from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import InvalidParameters, NotFound
 from hub.ocpi.status import OcpiStatus
+from hub.ocpi.urls import endpoint_url
 from hub.ocpi.validation import validate
 from projections.queries import token_owners
 
@@ -105,7 +106,7 @@ class Authorize:
         country_code, party_id = self._owner(req, token_uid, token_type)
         receiver = self.ctx.realtime.receiver(
             module="tokens", requester=routing.sender_key, country_code=country_code, party_id=party_id)
-        url = f"{receiver.endpoint.rstrip('/')}/{quote(token_uid, safe='')}/authorize"
+        url = endpoint_url(receiver.endpoint, f"/{quote(token_uid, safe='')}/authorize")
         response = self.ctx.realtime.forward(
             req.context.uow, receiver, routing, method="POST", url=url, body=body, module="tokens",
             params={"type": req.get_param("type")} if req.get_param("type") else None,

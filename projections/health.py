@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
+from hub.ocpi.status import CREDENTIALS_REFUSED_HTTP as CREDENTIALS_REFUSED
 from projections import all_projections
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class DeliveryTraffic:
         self.position = 0
         # (platform id, recipient or None, module) -> [attempts, delivered, failed]
         self.sums: dict[tuple[str, str | None, str], list[int]] = {}
+        # (platform id, recipient or None) -> calls (deliveries and real-time) answered HTTP 401/403
+        self.refused: dict[tuple[str, str | None], int] = {}
         self.lock = threading.Lock()
 
     def read(self, conn, head: int) -> dict[tuple[str, str | None, str], list[int]]:
@@ -125,8 +128,10 @@ class DeliveryTraffic:
                     (self.position, upto, self.topic)).fetchall()
                 calls = [self.app.mapper.to_domain_event(StoredEvent(r[0], r[1], r[2], bytes(r[3])))
                          for r in rows]
+                refused = [c for c in calls if c.http_status in CREDENTIALS_REFUSED]
                 calls = [c for c in calls if c.purpose == "delivery"]
-                ids = sorted({c.delivery_id for c in calls if c.delivery_id is not None})
+                ids = sorted({c.delivery_id for c in [*calls, *refused]
+                              if getattr(c, "delivery_id", None) is not None})
                 recipients = dict(conn.execute(
                     "SELECT id, recipient FROM hub_deliveries WHERE id = ANY(%s)", (ids,)).fetchall()) \
                     if ids else {}
@@ -135,8 +140,17 @@ class DeliveryTraffic:
                     sums = self.sums.setdefault(key, [0, 0, 0])
                     sums[0] += 1
                     sums[1 if _succeeded(call.http_status, call.status_code) else 2] += 1
+                for call in refused:
+                    key = (str(call.platform_id), recipients.get(getattr(call, "delivery_id", None)))
+                    self.refused[key] = self.refused.get(key, 0) + 1
                 self.position = upto
             return {key: list(value) for key, value in self.sums.items()}
+
+    def refusals(self) -> dict[tuple[str, str | None], int]:
+        """Calls a partner answered HTTP 401/403 (it refused the hub's credentials), as counted
+        by the last :meth:`read`."""
+        with self.lock:
+            return dict(self.refused)
 
 
 def _succeeded(http_status: int | None, status_code: int | None) -> bool:
@@ -157,6 +171,8 @@ class HubState:
     followers: list[FollowerState]
     # (recipient party, module) -> [attempts, delivered, failed]
     sent: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # party -> calls it answered HTTP 401/403: it refused the hub's credentials
+    refused: dict[str, int] = field(default_factory=dict)
 
 
 def read_hub_state(pool, traffic: DeliveryTraffic | None = None) -> HubState:
@@ -175,9 +191,10 @@ def read_hub_state(pool, traffic: DeliveryTraffic | None = None) -> HubState:
             " GROUP BY 1, 2").fetchall()
         head, followers = follower_states(conn, follower_names())
         counted = traffic.read(conn, head) if traffic is not None else {}
+        refusals = traffic.refusals() if traffic is not None else {}
         first_party = dict(conn.execute(
             f"SELECT p.platform_id::text, {first_party_sql('p.platform_id')} FROM view_platforms p"
-        ).fetchall()) if counted else {}
+        ).fetchall()) if counted or refusals else {}
 
     sent: dict[tuple[str, str], list[int]] = {}
     for (platform_id, recipient, module), sums in counted.items():
@@ -185,7 +202,11 @@ def read_hub_state(pool, traffic: DeliveryTraffic | None = None) -> HubState:
         totals = sent.setdefault((party, module), [0, 0, 0])
         for i, value in enumerate(sums):
             totals[i] += value
-    return HubState(parties, queues, head, followers, sent)
+    refused: dict[str, int] = {}
+    for (platform_id, recipient), count in refusals.items():
+        party = recipient or first_party.get(platform_id) or UNKNOWN_PARTY
+        refused[party] = refused.get(party, 0) + count
+    return HubState(parties, queues, head, followers, sent, refused)
 
 
 # Readiness -----------------------------------------------------------------------------

@@ -15,10 +15,8 @@ partner crawls.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 import psycopg
 
 from hub.domain import objects as o
@@ -26,6 +24,7 @@ from hub.domain.modules import CDR_TOKEN, MODULES
 from hub.domain.recipients import cdr_token_emsp
 from hub.infra.eventlog import Follower
 from hub.ocpi.envelope import parse_datetime
+from hub.ocpi.numbers import dumps
 
 
 def body_after(event: Any, body: dict | None) -> dict | None:
@@ -149,11 +148,9 @@ class ObjectsProjection(Follower):
 
 
 def _dumps(value: dict | list) -> str:
-    """JSON text in the partner's key order; orjson is the fast way."""
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        return json.dumps(value)
+    """JSON text in the partner's key order, numbers as sent (hub/ocpi/numbers.py); text, because
+    the set-based batches send their arrays of bodies as ``text[]``."""
+    return dumps(value).decode()
 
 
 # A batch's rows in one statement: each column an array, unnested into rows (no two rows of

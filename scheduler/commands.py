@@ -6,7 +6,8 @@
   ``response_url``, FROM = the CPO, TO = the eMSP, with the command's
   ``X-Correlation-ID`` and the eMSP's token; retried like any delivery.
 - :class:`CommandTimeouts` (a worker job) records ``TimedOut`` for commands the
-  CPO ACCEPTED but sent no result for by its ``timeout`` plus the margin.
+  CPO ACCEPTED but sent no result for by its ``timeout`` (run every 2 s: the eMSP
+  hears TIMEOUT a few seconds after the CPO's timeout, not after the margin).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.domain import objects as o
 from hub.domain.modules import CDR_TOKEN, MODULES
 from hub.domain.parties import party_key
-from hub.domain.recipients import Policy
+from hub.domain.recipients import HIDDEN, Policy
 from hub.domain.routing import BROADCAST
 from hub.infra.eventlog import Follower
 from projections.objects import CHANGE_EVENTS, emsp_tokens, module_of, object_of
@@ -39,14 +39,35 @@ class ForwardingDispatcher(Follower):
     event_classes = CHANGE_EVENTS
     batch_size = 500
 
+    def ddl(self) -> list[str]:
+        # Who was sent each Location and still sees it (the recipient policy's ``audience``): a
+        # party that stops seeing it gets the change that hid it once, then no more. Created once,
+        # filled from the deliveries already queued, so Locations sent before it existed count.
+        return ["""DO $$ BEGIN
+            IF to_regclass('hub_location_audience') IS NULL THEN
+                CREATE TABLE hub_location_audience (
+                    object_key text NOT NULL,
+                    recipient text NOT NULL,
+                    PRIMARY KEY (object_key, recipient));
+                IF to_regclass('hub_deliveries') IS NOT NULL THEN
+                    INSERT INTO hub_location_audience
+                    SELECT DISTINCT object_key, recipient FROM hub_deliveries
+                    WHERE module = 'locations' AND recipient IS NOT NULL;
+                END IF;
+            END IF;
+        END $$"""]
+
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
         policy = load_policy(cur)
         outgoing: list[Outgoing] = []
+        audience = _Audience(cur)
         for position, event in events:
-            self._forward(cur, policy, position, event, outgoing)
+            self._forward(cur, policy, position, event, outgoing, audience)
         enqueue_many(cur, outgoing)  # in event order: per recipient and object, ids keep the log's order
+        audience.save()
 
-    def _forward(self, cur, policy: Policy, position: int, event: Any, outgoing: list[Outgoing]) -> None:
+    def _forward(self, cur, policy: Policy, position: int, event: Any, outgoing: list[Outgoing],
+                 audience: _Audience) -> None:
         module = module_of(event)
         message = event.message
         found = object_of(cur, event.originator_id)
@@ -54,12 +75,17 @@ class ForwardingDispatcher(Follower):
             return
         cc, pid, oid, body = found
         owner = party_key(cc, pid, MODULES[module].owner)
+        object_key = f"{module}/{cc}/{pid}/{oid}"
         verdicts = policy.forward(module, owner=owner, origin=message["from"], scenario=message["scenario"],
-                                  to=message["to"], body=body, tokens=lambda key: emsp_tokens(cur, key))
+                                  to=message["to"], body=body, tokens=lambda key: emsp_tokens(cur, key),
+                                  audience=lambda: audience.of(object_key))
         for verdict in verdicts:
             if not verdict.allowed:
                 continue
             party = verdict.party
+            hidden = verdict.decided_by == HIDDEN
+            if module == "locations":
+                audience.note(object_key, party.key, sees=not hidden)
             broadcast = message["scenario"] == BROADCAST and MODULES[module].routing != CDR_TOKEN
             from_cc, from_pid = (HUB_COUNTRY_CODE, HUB_PARTY_ID) if broadcast else message["from"].split("/")[:2]
             outgoing.append(Outgoing(
@@ -67,10 +93,14 @@ class ForwardingDispatcher(Follower):
                 recipient=party.key,
                 module=module,
                 interface="RECEIVER",
-                object_key=f"{module}/{cc}/{pid}/{oid}",
-                method=message["method"],
-                path=message["path"],
-                body=_body_to_send(event),
+                object_key=object_key,
+                # The last change to a party that no longer sees the Location is its current state
+                # (a PUT rendered when sent): the view the policy judged may already be ahead of this
+                # event, and the change that hid it must reach the party whichever event told it.
+                method="PUT" if hidden else message["method"],
+                path=f"/{cc}/{pid}/{oid}" if hidden else message["path"],
+                body=None if hidden else _body_to_send(event),
+                kind="current" if hidden else "exact",
                 headers={
                     "OCPI-from-country-code": from_cc,
                     "OCPI-from-party-id": from_pid,
@@ -80,6 +110,37 @@ class ForwardingDispatcher(Follower):
                 correlation_id=message["correlation_id"],
                 position=position,
             ))
+
+
+class _Audience:
+    """``hub_location_audience`` within one batch: read once per Location, written at the end."""
+
+    def __init__(self, cur: psycopg.Cursor) -> None:
+        self.cur = cur
+        self.known: dict[str, set[str]] = {}
+        self.changes: dict[tuple[str, str], bool] = {}
+
+    def of(self, object_key: str) -> set[str]:
+        if object_key not in self.known:
+            self.known[object_key] = {r for (r,) in self.cur.execute(
+                "SELECT recipient FROM hub_location_audience WHERE object_key = %s", (object_key,))}
+        return self.known[object_key]
+
+    def note(self, object_key: str, recipient: str, *, sees: bool) -> None:
+        members = self.known.get(object_key)  # loaded when the policy asked: update it for later events
+        if members is not None:
+            (members.add if sees else members.discard)(recipient)
+        self.changes[(object_key, recipient)] = sees
+
+    def save(self) -> None:
+        joined = [key for key, sees in self.changes.items() if sees]
+        left = [key for key, sees in self.changes.items() if not sees]
+        if joined:
+            self.cur.executemany("INSERT INTO hub_location_audience (object_key, recipient) VALUES (%s, %s)"
+                                 " ON CONFLICT DO NOTHING", joined)
+        if left:
+            self.cur.executemany("DELETE FROM hub_location_audience WHERE object_key = %s AND recipient = %s",
+                                 left)
 
 
 def _body_to_send(event: Any) -> Any:

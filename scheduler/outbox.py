@@ -39,6 +39,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
 from hub.domain.deliveries import Delivery
+from hub.ocpi.numbers import dumps
 from hub.services.application import Hub
 from projections.health import party_sql
 from scheduler.outcomes import COLLAPSIBLE
@@ -119,7 +120,7 @@ _MERGE = _INSERT + (
 def _params(item: Outgoing) -> tuple:
     return (item.platform_id, item.recipient, item.kind, item.module, item.interface,
             item.object_key, item.method, item.path,
-            None if item.body is None else Json(item.body), Jsonb(item.headers or {}),
+            None if item.body is None else Json(item.body, dumps=dumps), Jsonb(item.headers or {}),
             item.correlation_id, item.position)
 
 

@@ -42,6 +42,7 @@ from uuid import UUID, uuid4
 from psycopg.rows import dict_row
 
 from hub.infra.client import OcpiClient, PartnerCallError, PartnerRefused
+from hub.ocpi.urls import endpoint_url
 from hub.services.application import Hub
 from scheduler import outcomes
 from scheduler.lanes import Lane
@@ -367,7 +368,7 @@ class Sender:
                             covered=covered, attempted=False)
                 return
             method, path, body = rendered[:3]
-        url = path if absolute else base.rstrip("/") + path
+        url = path if absolute else endpoint_url(base, path)
         row["attempts"] += 1
         sent_at = datetime.now(UTC)
         try:

@@ -48,6 +48,7 @@ class Received:
     query: str
     headers: dict[str, str]
     body: object
+    raw: bytes = b""  # the body's bytes as received
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers.items():
@@ -94,6 +95,7 @@ class Partner:
     page_size: int = 2
     link_base: str | None = None  # where the Link of a SENDER page points (default: this server)
     gate: threading.Event | None = None  # when set: every answer waits until the test opens it
+    slash_urls: bool = False  # publish every module URL ending in '/', and answer 307 to the same URL without it
 
     def __post_init__(self) -> None:
         self._server = None
@@ -132,7 +134,7 @@ class Partner:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = raw.decode(errors="replace")
-        record = Received(req.method, req.path, req.query_string, dict(req.headers), body)
+        record = Received(req.method, req.path, req.query_string, dict(req.headers), body, raw)
         with self._lock:
             self.received.append(record)
         if self.delay:
@@ -148,6 +150,12 @@ class Partner:
             return
         if record.token not in (self.token_for_hub, None) and not req.path.startswith("/ocpi/versions"):
             pass  # tests assert on tokens themselves
+        if self.slash_urls and self._unslashed(record.path):
+            # As some real implementations do: the URL without the published '/' redirects.
+            resp.status = 307
+            resp.set_header("Location", f"{self.base}{record.path}/")
+            resp.data = b""
+            return
         answer = self.answer(record)
         if isinstance(answer, tuple) and len(answer) == 3:  # (HTTP status, body, headers)
             resp.status, answer, headers = answer
@@ -159,6 +167,12 @@ class Partner:
             data, resp.data = resp.data, None
             resp.content_length = len(data)
             resp.stream = self._trickled(data, self.trickle)
+
+    def _unslashed(self, path: str) -> bool:
+        """A module URL this partner published with a '/', called without it."""
+        parts = path.strip("/").split("/")
+        return (self.slash_urls and not path.endswith("/") and len(parts) == 4 and parts[:2] == ["ocpi", "2.2.1"]
+                and parts[2] in self.modules and parts[3] in ("receiver", "sender"))
 
     def _trickled(self, data: bytes, pause: float):
         for index in range(len(data)):
@@ -179,8 +193,9 @@ class Partner:
                 if module == "hubclientinfo":
                     roles = ["RECEIVER"]
                 for role in roles:
+                    url = f"{self.base}/ocpi/2.2.1/{module}/{role.lower()}"
                     endpoints.append({"identifier": module, "role": role,
-                                      "url": f"{self.base}/ocpi/2.2.1/{module}/{role.lower()}"})
+                                      "url": url + "/" if self.slash_urls else url})
             return envelope({"version": "2.2.1", "endpoints": endpoints})
         module = record.path.removeprefix("/ocpi/2.2.1/").removesuffix("/sender")
         if record.method == "GET" and record.path.endswith("/sender") and module in self.held:

@@ -12,7 +12,8 @@ nothing else does. Events, all under that one originator id:
 - ``Answered``: the CPO's synchronous CommandResponse (or what came instead);
 - ``Failed``: the hub could not forward it (the 4xxx the eMSP got);
 - ``ResultReceived``: a CommandResult the CPO posted to the hub's URL;
-- ``TimedOut``: no result by the CPO's ``timeout`` plus the hub's margin.
+- ``TimedOut``: no result by the CPO's ``timeout`` (the eMSP is told TIMEOUT then; a real
+  result posted within the hub's margin after it is still passed on).
 
 An auditor follows one command from request to result with one command,
 ``hub audit trace <X-Correlation-ID of the eMSP's request>``: the request the
@@ -96,13 +97,14 @@ class Command(Aggregate):
         """Why a CommandResult posted ``now`` is refused, or None to accept it.
 
         Awaiting its first result, an ACCEPTED command takes one until the
-        timeout is recorded; otherwise the URL is valid until ``valid_until``.
-        A timed-out RESERVE_NOW still takes results (a later
-        CANCELED_RESERVATION) until ``valid_until``: the reservation's expiry
-        plus the margin.
+        timeout is recorded; otherwise the URL is valid until ``valid_until``:
+        the CPO's timeout plus the margin (``HUB_COMMAND_RESULT_MARGIN``), so a
+        real result that comes after the eMSP was told TIMEOUT is still passed
+        on; for RESERVE_NOW (a later CANCELED_RESERVATION) the reservation's
+        expiry plus the margin.
         """
         expired = self.valid_until is not None and now > parse_datetime(self.valid_until)
-        if self.timed_out_at and (self.command != "RESERVE_NOW" or expired):
+        if self.timed_out_at and expired:
             return (f"too late: the command timed out at {self.timed_out_at} "
                     "and the eMSP was told so")
         awaiting = self.response == "ACCEPTED" and not self.results and not self.timed_out_at
@@ -113,6 +115,14 @@ class Command(Aggregate):
     def is_overdue(self) -> bool:
         """ACCEPTED and still no result (whether the result is due is the caller's query)."""
         return self.response == "ACCEPTED" and not self.results and not self.timed_out_at
+
+
+def find_command(app, result_id: str) -> Command | None:
+    """The command whose hub ``response_url`` ends in ``result_id``, or None."""
+    try:
+        return app.repository.get(command_uuid(result_id))
+    except AggregateNotFoundError:
+        return None
 
 
 def record(app, result_id: str, change: Callable[[Command], bool | None], attempts: int = 5) -> Command | None:

@@ -4,6 +4,7 @@ Every path that moves or shows data between parties asks a :class:`Policy`
 built over one :class:`Snapshot` (parties, their platforms' endpoints, the
 routing rules). Each decision is a :class:`Verdict`: allowed or not, a
 reason a person can read, and for refusals the OCPI status the caller gets.
+Those data classes live in :mod:`hub.domain.network`.
 
 The hub's semantics (DESIGN.md "Hub semantics"), decided here once:
 
@@ -22,94 +23,14 @@ The hub's semantics (DESIGN.md "Hub semantics"), decided here once:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 from hub.domain.modules import CDR_TOKEN, CPO, RECEIVER, SENDER, Module, module
+from hub.domain.network import Endpoint, Party, Platform, PullScope, Snapshot, Verdict  # noqa: F401 (re-exported)
 from hub.domain.parties import CONNECTED, OFFLINE, PLANNED, SUSPENDED, party_key
-from hub.domain.ruleset import DEFAULT_OPEN, RECEIVER_SUSPENDED, SENDER_SUSPENDED, RuleSet, publish_visible
+from hub.domain.ruleset import DEFAULT_OPEN, RECEIVER_SUSPENDED, SENDER_SUSPENDED, publish_visible
 from hub.ocpi.status import OcpiStatus
 
 QUEUEABLE = frozenset({CONNECTED, OFFLINE})  # stored-and-forwarded messages wait for OFFLINE parties
-
-
-@dataclass(frozen=True)
-class Party:
-    country_code: str
-    party_id: str
-    role: str
-    status: str
-    platform_id: object = None
-
-    @property
-    def key(self) -> str:
-        return party_key(self.country_code, self.party_id, self.role)
-
-    @property
-    def ids(self) -> tuple[str, str]:
-        return self.country_code, self.party_id
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    identifier: str
-    role: str
-    url: str = ""
-
-
-@dataclass(frozen=True)
-class Platform:
-    """A partner platform: its state and the endpoints it registered.
-
-    ``token``: the (encrypted) token it issued the hub, carried for the real-time
-    caller in the same read; the policy never looks at it.
-    """
-
-    platform_id: object
-    state: str = "REGISTERED"
-    endpoints: tuple[Endpoint, ...] = ()
-    token: str | None = field(default=None, repr=False)
-
-    def endpoint(self, identifier: str, role: str) -> Endpoint | None:
-        return next((e for e in self.endpoints if e.identifier == identifier and e.role == role), None)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the policy decides from, read at one moment."""
-
-    parties: tuple[Party, ...] = ()
-    platforms: Mapping[object, Platform] = field(default_factory=dict)
-    rules: RuleSet = field(default_factory=RuleSet)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One decision. ``status``: the OCPI status code a refused caller gets (None when
-    nobody is answered, e.g. a forward skipped). ``decided_by``: ``rule``, ``default``,
-    ``suspension``, ``status``, ``endpoint``, ``platform``, ``audience``, ``publish``,
-    ``role``, ``address``, ``unknown``, ``choice``. ``party``: the recipient it concerns."""
-
-    allowed: bool
-    reason: str
-    status: int | None = None
-    decided_by: str = "default"
-    party: Party | None = None
-    rule: dict | None = None
-    endpoint: str | None = None
-    owner: tuple[str, str] | None = None
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-
-@dataclass(frozen=True)
-class PullScope:
-    """What a pull may show: objects of ``owners`` (``(cc, pid)``); of the eMSP ``emsp``
-    only (Sessions, CDRs); pushed directed to ``viewer`` or broadcast (None: any)."""
-
-    owners: list[tuple[str, str]]
-    emsp: tuple[str, str] | None = None
-    viewer: str | None = None
 
 
 def cdr_token_emsp(body: Mapping | None) -> tuple[str, str] | None:
@@ -123,6 +44,12 @@ def cdr_token_emsp(body: Mapping | None) -> tuple[str, str] | None:
 def rule_pair(key_a: str, key_b: str) -> tuple[str, str]:
     """(CPO key, eMSP-side key) of two party keys, whichever is the sender."""
     return (key_a, key_b) if key_a.rsplit("/", 1)[-1] == CPO else (key_b, key_a)
+
+
+#: Refusals that mean "may no longer see this Location" (rules or publish), not "cannot receive".
+HIDING = frozenset({"rule", "default", "publish"})
+#: ``decided_by`` of the one change that goes to a party that no longer sees the Location.
+HIDDEN = "hidden"
 
 
 def _allowed(reason: str, by: str = "default", **kw) -> Verdict:
@@ -273,13 +200,28 @@ class Policy:
 
     def forward(self, identifier: str, *, owner: str, origin: str | None, scenario: str, to: str | None,
                 body: Mapping | None, tokens: Callable[[str], Iterable[dict]] | None = None,
-                ) -> list[Verdict]:
+                audience: Callable[[], Iterable[str]] | None = None) -> list[Verdict]:
         """One verdict per candidate recipient of a pushed change (allowed ones get it).
 
-        ``origin``: the key of the party that pushed it (``message["from"]``)."""
+        ``origin``: the key of the party that pushed it (``message["from"]``).
+
+        ``audience()``: the parties that were sent this Location and still see it (asked only when
+        one is refused). A Location that stops being visible to one of them (``publish`` turned
+        false, ``publish_allowed_to`` no longer naming it, a routing rule that now denies) still
+        goes to it once, with the change that hid it, so it can hide the Location
+        (``decided_by="hidden"``); later changes do not. A party refused for another reason
+        (suspended, no endpoint, its own platform) is not told."""
         mod = module(identifier)
-        return [self.delivery(identifier, party, owner=owner, origin=origin, body=body, tokens=tokens)
-                for party in self.candidates(mod, scenario=scenario, to=to, body=body)]
+        verdicts = [self.delivery(identifier, party, owner=owner, origin=origin, body=body, tokens=tokens)
+                    for party in self.candidates(mod, scenario=scenario, to=to, body=body)]
+        if identifier != "locations" or audience is None or all(v.allowed or v.decided_by not in HIDING
+                                                                 for v in verdicts):
+            return verdicts
+        saw = set(audience())
+        return [_allowed(f"{v.party.key} no longer sees it ({v.reason}): this change, its last, lets it "
+                         "hide the Location", HIDDEN, party=v.party, rule=v.rule)
+                if not v.allowed and v.decided_by in HIDING and v.party.key in saw else v
+                for v in verdicts]
 
     def replay(self, recipient: Party, identifier: str) -> Verdict:
         """May ``recipient`` get a replay of ``identifier`` at all (before each object is asked

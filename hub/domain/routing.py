@@ -37,6 +37,10 @@ class Routing:
     to_country_code: str | None = None
     to_party_id: str | None = None
     to_role: str | None = None
+    # Set when the request carried no OCPI-from headers and the sender was inferred: "url" (the
+    # URL names the exchange, e.g. a command's response_url) or "platform" (the connection's one
+    # party that can send the module). The request's log line records it.
+    from_inferred: str | None = None
 
     @property
     def sender_key(self) -> str:
@@ -62,6 +66,8 @@ def classify(
     headers: Mapping[str, str | None],
     caller_party: Callable[[str, str, frozenset[str]], tuple[str, str] | None],
     find_receiver: Callable[[str, str, str], list[dict]],
+    able_senders: Callable[[frozenset[str]], list[tuple[str, str]]] | None = None,
+    named_by_url: Callable[[], tuple[str, str] | None] | None = None,
 ) -> Routing:
     """Decide the routing scenario of one functional-module request.
 
@@ -69,15 +75,33 @@ def classify(
     own party with those ids and one of ``roles``, or None. ``find_receiver(cc,
     pid, sender_role)`` returns candidate parties (rows with ``role`` and
     ``status``) for a TO address.
+
+    Without both OCPI-from headers (some 2.2 implementations send none), the sender is
+    inferred, and checked like a sent one: ``named_by_url()`` gives the ``(cc, pid)`` the
+    request's URL names (a result posted to the hub's ``response_url``), else
+    ``able_senders(roles)`` the caller's registered parties that may send the module; exactly
+    one is taken, none or several is 2001.
     """
     from_cc, from_pid = headers.get(FROM_CC), headers.get(FROM_PID)
+    inferred = None
+    known = MODULES.get(module)
+    roles = known.callers(interface) if known is not None else frozenset()
+    if not from_cc and not from_pid:
+        named = named_by_url() if named_by_url is not None else None
+        able = able_senders(roles) if able_senders is not None and named is None else []
+        if named is not None:
+            (from_cc, from_pid), inferred = named, "url"
+        elif len(able) == 1:
+            (from_cc, from_pid), inferred = able[0], "platform"
+        else:
+            which = f"several parties that can send them ({', '.join(f'{c}/{p}' for c, p in able)})" \
+                if able else "no registered party that can send them"
+            raise InvalidParameters(f"{FROM_CC}: required on {module} requests (this connection has {which})")
     if not from_cc:
         raise InvalidParameters(f"{FROM_CC}: required on {module} requests")
     if not from_pid:
         raise InvalidParameters(f"{FROM_PID}: required on {module} requests")
     from_cc, from_pid = from_cc.strip().upper(), from_pid.strip().upper()
-    known = MODULES.get(module)
-    roles = known.callers(interface) if known is not None else frozenset()
     own = caller_party(from_cc, from_pid, roles)
     if own is None:
         raise InvalidParameters(
@@ -100,7 +124,8 @@ def classify(
     if bool(to_cc) != bool(to_pid):
         missing = TO_PID if to_cc else TO_CC
         raise InvalidParameters(f"{missing}: required when the other OCPI-to header is set")
-    base = {"from_country_code": from_cc, "from_party_id": from_pid, "from_role": from_role}
+    base = {"from_country_code": from_cc, "from_party_id": from_pid, "from_role": from_role,
+            "from_inferred": inferred}
     if not to_cc:
         if method == "GET" and is_list:
             raise InvalidParameters(

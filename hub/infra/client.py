@@ -52,6 +52,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from hub.infra.outbound import OutboundGuard, OutboundRefused
 from hub.infra.security import encode_header_token
 from hub.ocpi.limits import JsonTooDeep, loads_bounded
+from hub.ocpi.numbers import dumps
 
 
 class PartnerCallError(Exception):
@@ -272,7 +273,7 @@ class OcpiClient:
         }
         data = None
         if json is not None:
-            data = orjson.dumps(json)
+            data = dumps(json)  # numbers exactly as partners sent them
             all_headers["Content-Type"] = "application/json"
         if headers:
             all_headers.update(headers)

@@ -14,7 +14,7 @@
 | HUB_AUDIT_KEY | HMAC key that signs audit checkpoints (keep a copy away from the database) | derived from HUB_SECRET_KEY |
 | HUB_CHECKPOINT_EVERY | seconds between automatic signed checkpoints | 3600 |
 | HUB_CHECKPOINT_EVENTS | events after which a checkpoint is taken sooner | 10000 |
-| HUB_COMMAND_RESULT_MARGIN | seconds (0 to 86400) a command's response_url outlives the CPO's timeout | 60 |
+| HUB_COMMAND_RESULT_MARGIN | seconds (0 to 86400) a command's response_url outlives the CPO's timeout (a late result is still passed on; the TIMEOUT to the eMSP goes at the CPO's timeout) | 60 |
 | HUB_COMMAND_TIMEOUT_RESULT | `off`: no CommandResult TIMEOUT to the eMSP when the CPO sends none | on |
 | HUB_SNAPSHOT_EVERY | events between snapshots of an aggregate (a cold load reads at most about this many events after its snapshot); 0: no snapshots | 20 |
 | HUB_AGGREGATE_CACHE_SIZE | aggregates each process keeps in memory (least recently used go first); 0: none | 2000 |

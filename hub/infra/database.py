@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import select
 import time
 from pathlib import Path
@@ -22,27 +21,19 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
 from hub.infra.config import Settings
+from hub.ocpi.numbers import loads
 
 log = logging.getLogger(__name__)
 
-_LONG_NUMBER = re.compile(rb"\d{19}")
-
-
 def load_json(data: bytes | str) -> object:
-    """``json``/``jsonb`` column values as Python objects: orjson, several times faster than
-    the standard library (views' bodies are read on every delivery and projection batch).
-
-    orjson would turn an integer beyond 64 bits into a float; text with 19 digits in a row
-    anywhere (or anything orjson refuses, such as NaN) is read by the standard library, so
-    every value comes back exactly as it was stored.
-    """
-    raw = data.encode() if isinstance(data, str) else data
-    if not _LONG_NUMBER.search(raw):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
+    """``json``/``jsonb`` column values as Python objects, numbers exactly as stored
+    (:func:`hub.ocpi.numbers.loads`: orjson, several times faster than the standard library, unless
+    a number could change; views' bodies are read on every delivery and projection batch).
+    Anything orjson refuses (such as NaN) is read by the standard library."""
+    try:
+        return loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 set_json_loads(load_json)  # for every psycopg connection of the process

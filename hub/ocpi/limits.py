@@ -43,10 +43,15 @@ def depth_exceeds(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 def loads_bounded(data: bytes | str) -> object:
-    """``orjson.loads``, refusing documents nested deeper than :data:`MAX_JSON_DEPTH`
-    (:class:`JsonTooDeep`, a ``ValueError``); other bad JSON raises ``orjson.JSONDecodeError``."""
+    """:func:`hub.ocpi.numbers.loads` (numbers kept exactly), refusing documents nested deeper than
+    :data:`MAX_JSON_DEPTH` (:class:`JsonTooDeep`, a ``ValueError``); other bad JSON raises
+    ``orjson.JSONDecodeError``."""
+    from hub.ocpi.numbers import loads
+
     try:
-        value = orjson.loads(data)
+        value = loads(data)
+    except RecursionError:  # the exact (standard library) path on a very deep document
+        raise JsonTooDeep() from None
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
             raise JsonTooDeep() from None

@@ -646,10 +646,10 @@ class Location(OcpiModel):
     publish: Boolean
     publish_allowed_to: list[PublishTokenType] | None = None
     name: String(255) | None = None
-    address: String(45)
+    address: String(255)  # 2.2.1 errata: 255 (the first 2.2.1 text said 45)
     city: String(45)
     postal_code: String(10) | None = None
-    state: String(20) | None = None
+    state: String(45) | None = None  # 2.2.1 errata: 45 (the first 2.2.1 text said 20)
     country: String(3)  # ISO 3166-1 alpha-3
     coordinates: GeoLocation
     related_locations: list[AdditionalGeoLocation] | None = None
@@ -871,10 +871,12 @@ class CdrToken(OcpiModel):
 class CdrLocation(OcpiModel):
     id: CiString(36)
     name: String(255) | None = None
-    address: String(45)
+    # The CDR copies the Location's address and state, which the errata lengthened to 255 and 45:
+    # a CDR is never refused for a longer address than the CDR table's 45 (refusing it stops billing).
+    address: String(255)
     city: String(45)
     postal_code: String(10) | None = None
-    state: String(20) | None = None
+    state: String(45) | None = None
     country: String(3)
     coordinates: GeoLocation
     evse_uid: CiString(36)
@@ -915,7 +917,7 @@ class Session(OcpiModel):
 
 class SignedValue(OcpiModel):
     nature: CiString(32)
-    plain_data: String(512)
+    plain_data: String(5000)  # 2.2.1 errata: 5000 (the first 2.2.1 text said 512)
     signed_data: String(5000)
 
 

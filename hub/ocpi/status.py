@@ -18,3 +18,8 @@ class OcpiStatus(IntEnum):
     UNKNOWN_RECEIVER = 4001
     FORWARD_TIMEOUT = 4002
     CONNECTION_PROBLEM = 4003
+
+
+#: HTTP statuses with which a partner refuses the credentials it was called with (the hub's
+#: token): a real-time caller gets 4003 instead, and ``/metrics`` counts them per partner.
+CREDENTIALS_REFUSED_HTTP = frozenset({401, 403})

@@ -12,7 +12,12 @@ timeout and turns what can go wrong into the hub's 4xxx codes:
 - 4002 no complete answer within ``HUB_FORWARD_TIMEOUT``, one deadline for
   connecting, sending and reading the whole answer;
 - 4000 the routing rules refuse it, the receiver lacks the module, or its
-  answer is not an OCPI envelope (a JSON object with an integer ``status_code``).
+  answer is not an OCPI envelope (a JSON object with an integer ``status_code``);
+- 4003 (HTTP 200) also when the receiver answers HTTP 401 or 403, envelope or not: it
+  refused the hub's credentials, which is the hub's problem, never the caller's (an HTTP
+  401/403 sent back would tell the caller its own token is wrong). The call is recorded
+  with the receiver's status, and ``/metrics`` counts it per partner
+  (``hub_partner_credentials_refused``).
 
 The partner's answer (HTTP status, envelope) goes back unchanged. The call is
 recorded as a ``Call.Made`` in the same unit of work as the request's record,
@@ -36,6 +41,8 @@ from hub.domain.routing import Routing
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerCallError, PartnerTimeout
 from hub.ocpi.envelope import format_datetime
 from hub.ocpi.errors import HubError, InvalidParameters
+from hub.ocpi.numbers import dumps
+from hub.ocpi.status import CREDENTIALS_REFUSED_HTTP as CREDENTIALS_REFUSED
 from hub.ocpi.status import OcpiStatus
 from hub.services.application import Hub, UnitOfWork
 from hub.services.bulkhead import Bulkheads
@@ -131,6 +138,8 @@ class Realtime:
             if isinstance(exc, PartnerTimeout):
                 error = HubError(OcpiStatus.FORWARD_TIMEOUT,
                                  f"{receiver.key} did not answer within {timeout:g} s")
+            elif exc.http_status in CREDENTIALS_REFUSED:
+                error = credentials_refused(receiver, exc.http_status)
             elif exc.http_status is not None:
                 error = not_an_envelope(receiver, exc.http_status)
             else:
@@ -144,6 +153,12 @@ class Realtime:
             uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
                                response.http_status, None, error.message, sent_at, response.elapsed_ms,
                                sent, None))
+            raise error
+        if response.http_status in CREDENTIALS_REFUSED:
+            error = credentials_refused(receiver, response.http_status)
+            uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
+                               response.http_status, response.status_code, error.message, sent_at,
+                               response.elapsed_ms, sent, None))
             raise error
         data = response.data
         answer = {f: data[f] for f in answer_fields if f in data} if isinstance(data, dict) else None
@@ -165,13 +180,18 @@ def check_forwardable(body: object) -> None:
     """2001 unless ``body`` can be sent on as JSON (orjson refuses nesting past 255 levels),
     for a handler that must refuse before it stores anything."""
     try:
-        orjson.dumps(body)
+        dumps(body)
     except orjson.JSONEncodeError as exc:
         raise unforwardable(exc) from None
 
 
 def unforwardable(exc: Exception) -> InvalidParameters:
     return InvalidParameters(f"body: cannot be forwarded as JSON ({exc})")
+
+
+def credentials_refused(receiver: Receiver, http_status: int) -> HubError:
+    return HubError(OcpiStatus.CONNECTION_PROBLEM,
+                    f"the receiver {receiver.key} refused the hub's credentials (HTTP {http_status})")
 
 
 def not_an_envelope(receiver: Receiver, http_status: int) -> HubError:

@@ -354,7 +354,7 @@ def test_version_details_list_the_receivers(hub, cpo):
     details = hub.call("GET", OCPI, cpo.hub_token).json()["data"]["endpoints"]
     receivers = {e["identifier"]: e["url"] for e in details if e["role"] == "RECEIVER"}
     for module in ("locations", "tariffs", "sessions", "cdrs"):
-        assert receivers[module] == hub.settings.module_url(f"{module}/receiver")
+        assert receivers[module] == hub.settings.module_url(f"{module}/receiver") + "/"
 
 
 def test_sessions_and_cdrs_for_an_emsp_the_hub_cannot_reach_are_refused(hub, cpo, settings):

@@ -114,7 +114,8 @@ def test_errors(frm, to, module, interface, method, is_list, answer, names):
 
 
 @pytest.mark.parametrize(("headers", "names"), [
-    ({}, "OCPI-from-country-code: required on locations requests"),
+    ({}, "OCPI-from-country-code: required on locations requests"
+         " (this connection has no registered party that can send them)"),
     ({"OCPI-from-country-code": "IN"}, "OCPI-from-party-id: required on locations requests"),
     ({"OCPI-from-country-code": "IN", "OCPI-from-party-id": "CPA", "OCPI-to-country-code": "IN"},
      "OCPI-to-party-id: required when the other OCPI-to header is set"),
@@ -127,6 +128,34 @@ def test_missing_headers_are_2001_naming_the_header(headers, names):
                  caller_party=caller_party, find_receiver=find_receiver)
     assert (refused.value.http_status, refused.value.status_code) == (200, 2001)
     assert refused.value.message == names
+
+
+def test_a_request_without_ocpi_from_comes_from_the_one_party_able_to_send_it():
+    """Some 2.2 implementations send no OCPI-from: the connection's one party that may send the
+    module is the sender; with several, 2001 names them; a URL that names the sender wins."""
+    def classify_without_from(able, named=None, module="locations", interface="RECEIVER", to=None):
+        return classify(module=module, interface=interface, method="PUT", is_list=False, headers=to or {},
+                        caller_party=caller_party, find_receiver=find_receiver,
+                        able_senders=lambda roles: [ids for ids in able if roles & {"CPO", "EMSP"}],
+                        named_by_url=(lambda: named) if named else None)
+
+    routing = classify_without_from([("IN", "CPA")])
+    assert (routing.sender_key, routing.scenario, routing.from_inferred) == ("IN/CPA/CPO", OPEN, "platform")
+    routing = classify_without_from([("IN", "CPA")], to={"OCPI-to-country-code": "IN", "OCPI-to-party-id": "EMA"})
+    assert (routing.scenario, routing.receiver_key) == (DIRECTED, "IN/EMA/EMSP")
+    with pytest.raises(OcpiError) as refused:
+        classify_without_from([("IN", "CPA"), ("IN", "CPB")])
+    assert refused.value.status_code == 2001
+    assert refused.value.message == ("OCPI-from-country-code: required on locations requests (this connection"
+                                     " has several parties that can send them (IN/CPA, IN/CPB))")
+    routing = classify_without_from([("IN", "CPA"), ("IN", "CPB")], named=("IN", "CPA"),
+                                    module="commands", interface="SENDER")
+    assert (routing.sender_key, routing.from_inferred) == ("IN/CPA/CPO", "url")
+    # The inferred sender is checked as a sent one: a party of another connection is refused.
+    with pytest.raises(OcpiError) as refused:
+        classify_without_from([], named=("IN", "XYZ"), module="commands", interface="SENDER")
+    assert refused.value.status_code == 2001 and "IN/XYZ is not a CPO party of this connection" in \
+        refused.value.message
 
 
 def test_header_values_are_trimmed():

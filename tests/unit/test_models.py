@@ -266,11 +266,25 @@ def test_cistring_too_long() -> None:
 
 def test_string_too_long() -> None:
     assert (
-        error_of(m.Location, ex.location(address="a" * 46))
-        == "address: at most 45 characters"
+        error_of(m.Location, ex.location(city="a" * 46))
+        == "city: at most 45 characters"
     )
     # length counts characters, not bytes
-    validate(m.Location, ex.location(address="म" * 45))
+    validate(m.Location, ex.location(city="म" * 45))
+
+
+def test_lengths_follow_the_2_2_1_errata() -> None:
+    """Location address 255 and state 45; a CDR's location copies them; SignedValue plain_data 5000."""
+    validate(m.Location, ex.location(address="a" * 255, state="s" * 45))
+    assert error_of(m.Location, ex.location(address="a" * 256)) == "address: at most 255 characters"
+    assert error_of(m.Location, ex.location(state="s" * 46)) == "state: at most 45 characters"
+    cdr = ex.cdr()
+    cdr["cdr_location"] = {**cdr["cdr_location"], "address": "Plot 14, " + "Outer Ring Road " * 10,
+                           "state": "Dadra and Nagar Haveli and Daman and Diu"}
+    assert len(cdr["cdr_location"]["address"]) > 45
+    validate(m.CDR, cdr)
+    cdr["cdr_location"]["address"] = "a" * 256
+    assert error_of(m.CDR, cdr) == "cdr_location.address: at most 255 characters"
 
 
 def test_cistring_rejects_non_ascii() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from hub.domain.recipients import cdr_token_emsp, rule_pair
 from hub.ocpi.status import OcpiStatus
-from tests.unit.world import HIDDEN_LOCATION, LOCATION, policy, rule, session
+from tests.unit.world import HIDDEN_LOCATION, LOCATION, RULES, policy, rule, session
 
 CPA, CPB, CPS, CPOFF = "IN/CPA/CPO", "IN/CPB/CPO", "IN/CPS/CPO", "IN/CPO/CPO"
 EMA, EMO, EMS, EMP, EMD, EMX = ("IN/EMA/EMSP", "IN/EMO/EMSP", "IN/EMS/EMSP", "IN/EMP/EMSP", "IN/EMD/EMSP",
@@ -85,6 +85,44 @@ def test_forward(module, owner, origin, scenario, to, body, status, expected):
                                         tokens=lambda key: TOKENS.get(key, []))
     assert {v.party.key for v in verdicts if v.allowed} == expected
     assert all(v.reason for v in verdicts)
+
+
+# A Location that stops being visible to a party that was sent it -------------------------------
+# (body, rules, status overrides, audience: who was sent it and still sees it, expected "hidden" ones,
+#  expected recipients)
+NOT_PUBLISHED = {**LOCATION, "publish": False}
+HIDING = [
+    pytest.param(NOT_PUBLISHED, None, {}, {NAV, EMO}, {NAV, EMO}, {NAV, EMO},
+                 id="publish turned false: the parties that had it get this change once"),
+    pytest.param(NOT_PUBLISHED, None, {}, set(), set(), set(),
+                 id="later changes: the parties told are no longer in the audience and get nothing"),
+    pytest.param({**HIDDEN_LOCATION, "publish_allowed_to": [{"uid": "NOBODY"}]}, None, {}, {EMA}, {EMA}, {EMA},
+                 id="publish_allowed_to no longer naming the party's tokens: told"),
+    pytest.param(LOCATION, [*RULES, rule(CPA, EMO, "locations", "deny")], {}, ALLOWED_SITE_READERS,
+                 {EMO}, ALLOWED_SITE_READERS, id="a rule changed to deny: told once"),
+    pytest.param(LOCATION, None, {"IN_EMA_EMSP": "SUSPENDED"}, ALLOWED_SITE_READERS, set(),
+                 ALLOWED_SITE_READERS - {EMA}, id="a suspended party is not told (it receives nothing)"),
+    pytest.param(LOCATION, None, {}, ALLOWED_SITE_READERS | {EMX}, set(), ALLOWED_SITE_READERS,
+                 id="a party that lost its endpoint is not told (nothing to call)"),
+]
+
+
+@pytest.mark.parametrize(("body", "rules", "status", "audience", "hidden", "expected"), HIDING)
+def test_forward_tells_a_party_once_that_a_location_is_no_longer_visible(body, rules, status, audience, hidden,
+                                                                          expected):
+    verdicts = policy(rules, **status).forward(
+        "locations", owner=CPA, origin=CPA, scenario="broadcast", to=None, body=body,
+        tokens=lambda key: TOKENS.get(key, []), audience=lambda: audience)
+    assert {v.party.key for v in verdicts if v.allowed} == expected
+    assert {v.party.key for v in verdicts if v.decided_by == "hidden"} == hidden
+    assert all("no longer sees it" in v.reason for v in verdicts if v.decided_by == "hidden")
+
+
+def test_only_locations_are_hidden_this_way():
+    verdicts = policy([rule(CPA, EMO, "*", "deny")]).forward(
+        "tariffs", owner=CPA, origin=CPA, scenario="broadcast", to=None, body=LOCATION,
+        audience=lambda: ALLOWED_SITE_READERS)
+    assert EMO not in {v.party.key for v in verdicts if v.allowed}
 
 
 def test_forward_says_why_each_candidate_was_left_out():

@@ -263,11 +263,11 @@ def cmd_state(args) -> int:
         except (LookupError, ValueError) as exc:
             return fail(str(exc.args[0]))
     if args.json:
-        print(json.dumps(state, indent=2))
+        print(json.dumps(state, indent=2, default=str))
         return 0
     if state["body"] is None:
         return fail(f"nothing of this object had reached {state['as_delivered_to']} by {state['at']}")
-    print(json.dumps(state["body"], indent=2))
+    print(json.dumps(state["body"], indent=2, default=str))
     if state["deleted"]:
         print(f"hub: note: deleted (version {state['version']}, {state['recorded_at']})", file=sys.stderr)
     return 0

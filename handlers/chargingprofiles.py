@@ -22,7 +22,7 @@ from __future__ import annotations
 from handlers.commands import check_response_url
 from handlers.context import WebContext
 from handlers.tokens import relay
-from hub.domain.chargingprofiles import RESULT_MODELS, ProfileRequest
+from hub.domain.chargingprofiles import RESULT_MODELS, ProfileRequest, find_exchange
 from hub.domain.routing import DIRECTED
 from hub.ocpi import models
 from hub.ocpi.envelope import envelope
@@ -99,29 +99,29 @@ class ProfileResult:
 
     module = MODULE
     interface = "SENDER"
-    routing_optional = True  # the URL names the exchange (handlers/middleware.py)
-
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
 
+    def sender_named_by_url(self, req, params: dict) -> tuple[str, str] | None:
+        """The URL names the exchange: a result posted without OCPI-from headers comes from its CPO
+        (as for commands, see handlers/middleware.py)."""
+        exchange = find_exchange(self.ctx.app, params.get("result_id", ""))
+        if exchange is None:
+            return None
+        cc, pid, _role = exchange.cpo.split("/")
+        return cc, pid
+
     def on_post(self, req, resp, result_id) -> None:
         routing = req.context.routing
-        caller = req.context.caller
         body = req.get_media()
 
         def check(exchange: ProfileRequest) -> None:
-            cpo_cc, cpo_pid, cpo_role = exchange.cpo.split("/")
-            if routing is None:
-                if caller.party(cpo_cc, cpo_pid, cpo_role) is None:
-                    raise InvalidParameters(f"this connection does not hold {exchange.cpo}, the CPO this "
-                                            "request was sent to")
-            else:
-                if routing.sender_key != exchange.cpo:
-                    raise InvalidParameters(f"{routing.sender_key.rsplit('/', 1)[0]} (OCPI-from) is not "
-                                            "the CPO this request was sent to")
-                if routing.scenario == DIRECTED and routing.receiver_key != exchange.requester:
-                    raise InvalidParameters(f"OCPI-to-party-id: {routing.to_country_code}/"
-                                            f"{routing.to_party_id} did not send this request")
+            if routing.sender_key != exchange.cpo:
+                raise InvalidParameters(f"{routing.sender_key.rsplit('/', 1)[0]} (OCPI-from) is not "
+                                        "the CPO this request was sent to")
+            if routing.scenario == DIRECTED and routing.receiver_key != exchange.requester:
+                raise InvalidParameters(f"OCPI-to-party-id: {routing.to_country_code}/"
+                                        f"{routing.to_party_id} did not send this request")
             validate(getattr(models, RESULT_MODELS[exchange.method]), body)
 
         found = _service(self.ctx).receive_result(result_id, check, body, req.context.request_id,

@@ -106,11 +106,7 @@ class OcpiMiddleware:
                 and all(p.suspended for p in caller.parties)):
             # Versions and credentials stay usable, so a suspended partner can rotate or unregister.
             raise Unauthorized("every party of this connection is suspended")
-        # A result POSTed to a hub response_url may come without routing headers: its URL
-        # names the exchange (``routing_optional``); headers that are sent are classified.
-        headerless = getattr(resource, "routing_optional", False) and not (
-            req.get_header(FROM_CC) or req.get_header(FROM_PID))
-        if module not in CONFIGURATION_MODULES and not headerless:
+        if module not in CONFIGURATION_MODULES:
             req.context.routing = classify(
                 module=module,
                 interface=resource.interface,

@@ -26,6 +26,7 @@ from hub.ocpi import models
 from hub.ocpi.envelope import envelope
 from hub.ocpi.errors import NotFound
 from hub.ocpi.status import OcpiStatus
+from hub.ocpi.urls import endpoint_url
 from hub.ocpi.validation import validate
 from projections.queries import session_owners
 
@@ -96,7 +97,7 @@ class ChargingPreferences:
                                                    what=f"pushed session {session_id}")
         receiver = self.ctx.realtime.receiver(module="sessions", requester=routing.sender_key,
                                               country_code=cc, party_id=pid)
-        url = f"{receiver.endpoint.rstrip('/')}/{quote(session_id, safe='')}/charging_preferences"
+        url = endpoint_url(receiver.endpoint, f"/{quote(session_id, safe='')}/charging_preferences")
         response = self.ctx.realtime.forward(
             req.context.uow, receiver, routing, method="PUT", url=url, body=body, module="sessions",
             correlation_id=req.context.correlation_id, sent={"session_id": session_id})

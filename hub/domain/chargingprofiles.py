@@ -104,6 +104,14 @@ class ProfileUpdate(Aggregate):
         self.recipient = recipient
 
 
+def find_exchange(app, result_id: str) -> ProfileRequest | None:
+    """The exchange whose hub ``response_url`` ends in ``result_id``, or None."""
+    try:
+        return app.repository.get(profile_uuid(result_id))
+    except AggregateNotFoundError:
+        return None
+
+
 def record(app, result_id: str, change: Callable[[ProfileRequest], bool | None],
            attempts: int = 5) -> ProfileRequest | None:
     """Load the exchange, apply ``change`` and save it in its own transaction; a

@@ -23,6 +23,7 @@ from hub.domain.routing import Routing
 from hub.infra.client import OcpiResponse
 from hub.ocpi.envelope import format_datetime
 from hub.ocpi.errors import HubError, InvalidParameters
+from hub.ocpi.urls import endpoint_url
 from hub.services.realtime import Realtime, Receiver
 
 MODULE = "chargingprofiles"
@@ -52,7 +53,7 @@ class ChargingProfiles:
             cpo=receiver.key, original_response_url=response_url, hub_response_url=hub_url,
             correlation_id=correlation_id, request_id=request_id, requested_at=received_at))
         margin = timedelta(seconds=self.app.settings.command_result_margin)
-        url = f"{receiver.endpoint.rstrip('/')}/{quote(session_id, safe='')}"
+        url = endpoint_url(receiver.endpoint, f"/{quote(session_id, safe='')}")
         try:
             response = self.realtime.forward(
                 uow, receiver, routing, method=method, url=url, body=body, params=params, module=MODULE,
@@ -95,7 +96,7 @@ class ChargingProfiles:
         verdict = Policy(self.snapshot_loader(ids=ids)).profile_update(MODULE, cpo_key, *recipient)
         if not verdict.allowed:
             raise HubError(verdict.status, verdict.reason)
-        url = f"{verdict.endpoint.rstrip('/')}/{quote(session_id, safe='')}"
+        url = endpoint_url(verdict.endpoint, f"/{quote(session_id, safe='')}")
         uow.add(ProfileUpdate(session_id=session_id, cpo=cpo_key, recipient=verdict.party.key,
                               url=url, profile=profile, correlation_id=correlation_id,
                               request_id=request_id, received_at=received_at))

@@ -178,18 +178,18 @@ class Worker:
         """Sign the tree head every HUB_CHECKPOINT_EVERY seconds or HUB_CHECKPOINT_EVENTS events."""
         from datetime import UTC, datetime
 
-        from hub.infra.tlog import latest_head, sign_checkpoint
+        from hub.infra.tlog import catch_up, latest_head, sign_checkpoint
         from hub.ocpi.envelope import format_datetime, parse_datetime
 
         try:
             with self.app.pool.connection() as conn, conn.transaction():
                 last = latest_head(conn)
-                head = self.log.head()
+                size = catch_up(conn)
                 now = datetime.now(UTC)
-                due = last is None or head - last[0] >= self.settings.checkpoint_events or (
-                    head > last[0]
+                due = last is None or size - last[0] >= self.settings.checkpoint_events or (
+                    size > last[0]
                     and (now - parse_datetime(last[1])).total_seconds() >= self.settings.checkpoint_every)
-                if due and head:
+                if due and size:
                     sign_checkpoint(conn, self.signer, self.settings.log_origin, format_datetime(now))
         except Exception:
             log.exception("audit checkpoint failed")

@@ -238,13 +238,16 @@ class Settings:
             source = str(path)
             if not path.exists() and self.audit_signing_key_file is None:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:  # another process created it first
+                fresh = path.with_name(f".{path.name}.{os.getpid()}")
+                fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(Signer.generate(self.log_origin).skey + "\n")
+                try:  # whole or not at all; another process may have linked its own first
+                    os.link(fresh, path)
+                except FileExistsError:
                     pass
-                else:
-                    with os.fdopen(fd, "w") as handle:
-                        handle.write(Signer.generate(self.log_origin).skey + "\n")
+                finally:
+                    fresh.unlink()
             try:
                 text = path.read_text()
             except OSError as exc:

@@ -68,7 +68,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # base64 may hold "+"
         if len(parts) != 3:
             raise NoteError("verifier key: expected <name>+<key id hex>+<base64 key>")
         name, ident, encoded = parts
@@ -107,7 +107,7 @@ class Signer:
 
     @classmethod
     def parse(cls, skey: str) -> Signer:
-        parts = skey.strip().split("+")
+        parts = skey.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise NoteError("signing key: expected PRIVATE+KEY+<name>+<key id hex>+<base64 key>")
         try:

@@ -72,3 +72,19 @@ def test_a_proof_outside_the_tree_is_refused(trees):
         tree.inclusion(5, 5)
     with pytest.raises(ValueError):
         tree.consistency(6, 5)
+
+
+def test_keys_and_notes_round_trip():
+    from hub.infra.notes import NoteError, Signer, TreeHead, Verifier, open_checkpoint
+
+    for _ in range(20):  # base64 of some keys holds "+": the key forms still parse
+        signer = Signer.generate("hub.example/audit")
+        assert Signer.parse(signer.skey).verifier == Verifier.parse(signer.verifier.vkey) == signer.verifier
+    head = TreeHead("hub.example/audit", 13, bytes(range(32)))
+    note = signer.sign(head.text())
+    assert note.startswith("hub.example/audit\n13\n") and "\n\n\u2014 hub.example/audit " in note
+    assert open_checkpoint(note, [signer.verifier]) == (head, [signer.verifier])
+    with pytest.raises(NoteError, match="no signature from a known key"):
+        open_checkpoint(note, [Signer.generate("hub.example/audit").verifier])
+    with pytest.raises(NoteError, match="does not verify"):
+        open_checkpoint(note.replace("\n13\n", "\n14\n"), [signer.verifier])

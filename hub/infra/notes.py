@@ -129,21 +129,28 @@ class Signer:
         return f"{text}\n{DASH}{self.name} {line}\n"
 
 
+def split_note(note: str) -> tuple[str, list[str]]:
+    """A note's text (with its final newline) and its signature lines; NoteError if it has no such shape."""
+    text, sep, signatures = note.rpartition("\n\n")
+    if not sep or not signatures.endswith("\n"):
+        raise NoteError("not a signed note: no blank line before the signatures")
+    lines = signatures[:-1].split("\n")
+    bad = next((line for line in lines if not line.startswith(DASH)), None)
+    if bad is not None:
+        raise NoteError(f"not a signature line: {bad[:40]!r}")
+    return text + "\n", lines
+
+
 def open_note(note: str, verifiers: list[Verifier]) -> tuple[str, list[Verifier]]:
     """The text of a note and the known keys that signed it.
 
     Signatures of unknown keys are ignored; one from a known key that fails, or no
     valid signature from a known key, raises NoteError (forged, or signed by another key).
     """
-    text, sep, signatures = note.rpartition("\n\n")
-    if not sep or not signatures.endswith("\n"):
-        raise NoteError("not a signed note: no blank line before the signatures")
-    text += "\n"
+    text, lines = split_note(note)
     known = {(v.name, v.id): v for v in verifiers}
     signed: list[Verifier] = []
-    for line in signatures[:-1].split("\n"):
-        if not line.startswith(DASH):
-            raise NoteError(f"not a signature line: {line[:40]!r}")
+    for line in lines:
         name, _, encoded = line[len(DASH):].rpartition(" ")
         try:
             raw = base64.b64decode(encoded, validate=True)

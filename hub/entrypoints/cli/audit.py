@@ -57,6 +57,7 @@ def _timeline(args, steps: list[dict]) -> None:
 
 def cmd_verify(args) -> int:
     from hub.infra.chain import Checkpoint
+    from hub.infra.notes import TreeHead, split_note
 
     if args.proof:
         if args.checkpoint or args.from_position:
@@ -75,10 +76,12 @@ def cmd_verify(args) -> int:
     for path in args.checkpoint or []:
         try:
             raw = Path(path).read_bytes()
-            if raw.lstrip().startswith(b"{"):  # an HMAC checkpoint of the retired kind
+            if raw.lstrip()[:1] in (b"{", b"["):  # JSON: an HMAC checkpoint of the retired kind
                 files.append(Checkpoint.from_json(raw))
             else:
-                notes.append((f"checkpoint file {path}", raw.decode("utf-8")))
+                note = raw.decode("utf-8")
+                TreeHead.parse(split_note(note)[0])  # the shape; the signature is the verdict's
+                notes.append((f"checkpoint file {path}", note))
         except OSError as exc:
             return refuse(f"cannot read checkpoint {path}: {exc.strerror or exc}")
         except ValueError as exc:
@@ -130,7 +133,7 @@ def _verify_proof(args) -> int:
         code = tlog.verify_bundle_offline(args, bundle)
         if code is not None:
             return code
-        checks = verify_cdr_proof(bundle, _proof_key(Settings.from_env()))
+        checks = verify_cdr_proof(bundle, _proof_key(Settings.from_env()), tlog.offline_verifiers(args))
     failed = [c for c in checks if not c.ok]
     if args.json:
         cdr = bundle["cdr"] if checks[0].ok else None  # the first check: the bundle is readable
@@ -159,8 +162,9 @@ def cmd_proof(args) -> int:
     country_code, party_id, object_id = _object(args, "proof")
     with Runtime() as rt:
         try:
-            bundle, taken = make_cdr_proof(rt.app, rt.settings.checkpoint_key(), country_code, party_id,
-                                           object_id, now=format_datetime(datetime.now(UTC)))
+            bundle, taken = make_cdr_proof(rt.app, rt.settings.audit_signer(), rt.settings.log_origin,
+                                           country_code, party_id, object_id,
+                                           now=format_datetime(datetime.now(UTC)))
         except (LookupError, ProofError) as exc:
             return fail(str(exc.args[0]))
     data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
@@ -169,10 +173,10 @@ def cmd_proof(args) -> int:
         return 0
     Path(args.out).write_bytes(data)
     summary = {"out": args.out, "cdr": "/".join(bundle["cdr"][k] for k in ("country_code", "party_id", "id")),
-               "position": bundle["event"]["position"], "hash": bundle["event"]["hash"],
-               "receipts": len(bundle["receipts"]), "links": len(bundle["chain"]["links"]),
-               "checkpoint_position": bundle["checkpoint"]["position"], "new_checkpoint": taken}
-    emit(args, summary, ["out", "cdr", "position", "receipts", "links", "checkpoint_position", "new_checkpoint"])
+               "position": bundle["event"]["position"], "receipts": len(bundle["receipts"]),
+               "proofs": len(bundle["inclusion"]), "checkpoint_size": int(bundle["checkpoint"].split("\n")[1]),
+               "bytes": len(data), "new_checkpoint": taken}
+    emit(args, summary, ["out", "cdr", "position", "receipts", "proofs", "checkpoint_size", "bytes", "new_checkpoint"])
     return 0
 
 
@@ -279,7 +283,8 @@ def register(sub) -> None:
     p.add_argument("--key", action="append", metavar="VKEY|FILE",
                    help="trust only this verifier key (or the keys in this file); default: the hub's own list")
     p.add_argument("--proof", metavar="FILE",
-                   help="check a bundle of hub audit proof instead, from the file and the key alone (no database)")
+                   help="check a bundle of hub audit proof, prove or consistency instead, from the file and the"
+                        " public key alone (no database)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)

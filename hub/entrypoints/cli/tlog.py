@@ -116,16 +116,25 @@ def trusted_keys(args) -> list | None:
     return keys
 
 
+def offline_verifiers(args) -> list:
+    """``--key``, else the hub's own key when this machine has one (never generates one)."""
+    keys = trusted_keys(args)
+    if keys is not None:
+        return keys
+    settings = Settings.from_env()
+    path = settings.audit_signing_key_file or settings.data_dir / "audit_signing_key"
+    if settings.audit_signing_key or path.exists():
+        return [settings.audit_signer().verifier]
+    return []
+
+
 def verify_bundle_offline(args, bundle) -> int | None:
     """Check an inclusion or consistency bundle with the public key(s) alone; None: not such a bundle."""
     from hub.audit.transparency import CONSISTENCY, INCLUSION, check_bundle
 
     if not isinstance(bundle, dict) or bundle.get("format") not in (INCLUSION, CONSISTENCY):
         return None
-    keys = trusted_keys(args)
-    if keys is None:
-        keys = [Settings.from_env().audit_signer().verifier]
-    checks = check_bundle(bundle, keys)
+    checks = check_bundle(bundle, offline_verifiers(args))
     failed = [c for c in checks if not c.ok]
     if args.json:
         print(json.dumps({"ok": not failed, "proof": args.proof, "checks": [c.__dict__ for c in checks],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import psycopg
@@ -11,6 +13,7 @@ import psycopg
 from hub.infra.chain import checkpoint_key, take_checkpoint
 from hub.infra.notes import Signer
 from tests.cli import run_hub
+from tests.conftest import ROOT
 from tests.integration.test_audit_chain import admin, history, rechain, verify  # noqa: F401 (fixture)
 
 
@@ -41,6 +44,10 @@ def test_an_inclusion_proof_verifies_with_the_public_key_alone(history, settings
     offline = replace(settings, extra={"HUB_DATA_DIR": str(tmp_path / "elsewhere")})
     code, result = check(offline, bundle, vkey)
     assert code == 0 and result["ok"], result
+    # The independent script of docs/audit.md agrees, and refuses an altered event.
+    script = [sys.executable, str(ROOT / "ops" / "audit" / "check_proof.py"), str(bundle), vkey]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(f"OK: event {history[4]} "), done.stderr
     # Another key does not vouch for it.
     code, result = check(offline, bundle, Signer.generate("someone.example/log").verifier.vkey)
     assert code == 1 and result["failed"] == ["checkpoint"]
@@ -49,6 +56,8 @@ def test_an_inclusion_proof_verifies_with_the_public_key_alone(history, settings
     bundle.write_text(json.dumps(altered))
     code, result = check(offline, bundle, vkey)
     assert code == 1 and "checkpoint" in result["failed"]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "is not in the signed tree" in done.stderr
     broken = dict(proof, inclusion=[base64.b64encode(bytes(32)).decode(), *proof["inclusion"][1:]])
     bundle.write_text(json.dumps(broken))
     assert check(offline, bundle, vkey)[0] == 1

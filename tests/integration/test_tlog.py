@@ -132,3 +132,42 @@ def test_a_database_with_hmac_checkpoints_still_verifies(history, hub, settings)
         rechain(conn)
     code, result = verify(settings)
     assert code == 1 and result["problem"].startswith("rewritten: ")
+
+
+def test_a_push_carries_a_receipt_that_verifies_with_the_public_key_alone(hub, settings, tmp_path):
+    from tests import ocpi_examples as ex
+    from tests.integration.test_forwarding import Cpo
+    from tests.partner import role
+
+    cpo = Cpo(hub, hub.connect_partner([role("CPO", "IN", "ECP")]))
+    try:
+        location = ex.location(country_code="IN", party_id="ECP", id="LOC-R1")
+        answer = cpo.push("PUT", "locations/receiver/IN/ECP/LOC-R1", location)
+        assert answer.json()["status_code"] == 1000
+        refused = cpo.push("PUT", "locations/receiver/IN/ECP/LOC-R2", {"id": "LOC-R2"})
+        reads = hub.call("GET", "/ocpi/2.2.1/hubclientinfo", cpo.partner.hub_token)
+    finally:
+        cpo.partner.stop()
+    assert refused.json()["status_code"] != 1000 and "Hub-Receipt" not in refused.headers
+    assert "Hub-Receipt" not in reads.headers
+    value = answer.headers["Hub-Receipt"]
+    vkey = public_key(settings)
+    offline = replace(settings, extra={"HUB_DATA_DIR": str(tmp_path / "elsewhere")})
+    done = run_hub(offline, "audit", "verify", "--receipt", value, "--key", vkey, "--json")
+    receipt = json.loads(done.stdout)
+    assert receipt["ok"] and receipt["origin"] == settings.log_origin
+    # The promise holds: the record at that position is a Request.Answered in the signed tree,
+    # with the leaf hash the receipt names.
+    run_hub(settings, "audit", "checkpoint")
+    proof = json.loads(run_hub(settings, "audit", "prove", str(receipt["position"])).stdout)
+    assert proof["event"]["topic"].endswith(":Request.Answered") and proof["leaf_hash"] == receipt["leaf_hash"]
+    assert json.loads(proof["event"]["state"])["request_id"] == answer.headers["X-Request-ID"]
+    # An altered receipt (another position), or another key, does not verify.
+    note = base64.b64decode(value).decode()
+    forged = base64.b64encode(note.replace(f"\n{receipt['position']}\n", f"\n{receipt['position'] + 1}\n")
+                              .encode()).decode()
+    done = run_hub(offline, "audit", "verify", "--receipt", forged, "--key", vkey, ok=False)
+    assert done.returncode == 1 and "does not verify" in done.stderr
+    other = Signer.generate("someone.example/log").verifier.vkey
+    done = run_hub(offline, "audit", "verify", "--receipt", value, "--key", other, ok=False)
+    assert done.returncode == 1 and "no signature from a known key" in done.stderr

@@ -59,6 +59,8 @@ def cmd_verify(args) -> int:
     from hub.infra.chain import Checkpoint
     from hub.infra.notes import TreeHead, split_note
 
+    if args.receipt:
+        return tlog.verify_receipt(args)
     if args.proof:
         if args.checkpoint or args.from_position:
             raise Usage("--proof checks one bundle on its own: leave out --from and --checkpoint")
@@ -285,6 +287,8 @@ def register(sub) -> None:
     p.add_argument("--proof", metavar="FILE",
                    help="check a bundle of hub audit proof, prove or consistency instead, from the file and the"
                         " public key alone (no database)")
+    p.add_argument("--receipt", metavar="VALUE|FILE",
+                   help="check a Hub-Receipt header value instead, with the public key alone (no database)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)

@@ -99,6 +99,13 @@ def cmd_consistency(args) -> int:
 
 
 # Used by hub audit verify ----------------------------------------------------------
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # a value too long to be a path: the value itself
+        return False
+
+
 def trusted_keys(args) -> list | None:
     """The verifier keys of ``--key`` (a key, or a file of keys one a line); None: none given."""
     from hub.infra.notes import NoteError, Verifier
@@ -107,7 +114,7 @@ def trusted_keys(args) -> list | None:
         return None
     keys = []
     for item in args.key:
-        lines = Path(item).read_text().split() if Path(item).is_file() else [item]
+        lines = Path(item).read_text().split() if _is_file(item) else [item]
         for line in lines:
             try:
                 keys.append(Verifier.parse(line))
@@ -147,6 +154,30 @@ def verify_bundle_offline(args, bundle) -> int | None:
         else:
             print(f"OK: the proof holds ({len(checks)} checks)")
     return 1 if failed else 0
+
+
+def verify_receipt(args) -> int:
+    """``hub audit verify --receipt VALUE|FILE``: a Hub-Receipt header value, with the public key alone."""
+    from hub.infra.notes import NoteError
+    from hub.infra.receipts import open_receipt
+
+    value = Path(args.receipt).read_text() if _is_file(args.receipt) else args.receipt
+    try:
+        receipt, signers = open_receipt(value, offline_verifiers(args))
+    except NoteError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problem": str(exc)}))
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    answer = {"ok": True, "origin": receipt.origin, "position": receipt.position,
+              "leaf_hash": _b64(receipt.leaf_hash), "time": receipt.time,
+              "signed_by": [f"{v.name}+{v.id.hex()}" for v in signers]}
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print(f"OK: the hub promised at {receipt.time} that its record at position {receipt.position}"
+              f" (leaf {answer['leaf_hash']}) is in the log {receipt.origin}")
+    return 0
 
 
 def register(group) -> None:

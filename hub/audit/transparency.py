@@ -152,3 +152,27 @@ def check_bundle(bundle: Any, verifiers: list[Verifier]) -> list[Check]:
     checks.append(_signed("old checkpoint", bundle.get("old_checkpoint"), old, old_root, verifiers))
     checks.append(_signed("new checkpoint", bundle.get("new_checkpoint"), new, new_root, verifiers))
     return checks
+
+
+# What a partner may see -----------------------------------------------------------
+def concerns_partner(conn: psycopg.Connection, position: int, platform_id: str, parties: set[str]) -> bool:
+    """The event at ``position`` is one the partner sent or that was delivered to it.
+
+    Its own requests' records and the calls the hub made to it (``platform_id``), and
+    the pushes it sent (``message.from``, one of its parties as ``CC/PID/ROLE``).
+    """
+    import orjson
+
+    row = conn.execute("SELECT state FROM hub_events WHERE notification_id = %s", (position,)).fetchone()
+    if row is None:
+        return False
+    try:
+        state = orjson.loads(bytes(row[0]))
+    except ValueError:
+        return False
+    if not isinstance(state, dict):
+        return False
+    if str(state.get("platform_id")) == platform_id:
+        return True
+    message = state.get("message")
+    return isinstance(message, dict) and str(message.get("from", "")).upper() in parties

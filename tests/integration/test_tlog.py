@@ -171,3 +171,44 @@ def test_a_push_carries_a_receipt_that_verifies_with_the_public_key_alone(hub, s
     other = Signer.generate("someone.example/log").verifier.vkey
     done = run_hub(offline, "audit", "verify", "--receipt", value, "--key", other, ok=False)
     assert done.returncode == 1 and "no signature from a known key" in done.stderr
+
+
+def test_partners_fetch_checkpoints_and_proofs_of_their_own_events_only(hub, settings):
+    from hub.infra.merkle import verify_consistency
+    from hub.infra.notes import Verifier, open_checkpoint
+    from tests import ocpi_examples as ex
+    from tests.integration.test_forwarding import Cpo
+    from tests.partner import role
+
+    cpo = Cpo(hub, hub.connect_partner([role("CPO", "IN", "ECP")]))
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    try:
+        pushed = cpo.push("PUT", "locations/receiver/IN/ECP/LOC-W1",
+                          ex.location(country_code="IN", party_id="ECP", id="LOC-W1"))
+        assert pushed.json()["status_code"] == 1000
+        first = json.loads(run_hub(settings, "audit", "checkpoint", "--json").stdout)["size"]
+        assert cpo.push("PUT", "locations/receiver/IN/ECP/LOC-W2",
+                        ex.location(country_code="IN", party_id="ECP", id="LOC-W2")).json()["status_code"] == 1000
+        run_hub(settings, "audit", "checkpoint")
+    finally:
+        cpo.partner.stop()
+        emsp.stop()
+    vkey = Verifier.parse(public_key(settings))
+    position = int(base64.b64decode(pushed.headers["Hub-Receipt"]).decode().split("\n")[2])
+
+    assert hub.call("GET", "/audit/checkpoint").status_code == 401
+    answer = hub.call("GET", "/audit/checkpoint", cpo.partner.hub_token)
+    head, _ = open_checkpoint(answer.text, [vkey])
+    assert answer.status_code == 200 and head.size > first
+    # The CPO gets the proof of its own push's record; the eMSP does not, nor of a position that is no one's.
+    mine = hub.call("GET", f"/audit/inclusion/{position}", cpo.partner.hub_token)
+    assert mine.status_code == 200 and mine.json()["event"]["position"] == position
+    assert mine.json()["checkpoint"] == answer.text
+    theirs = hub.call("GET", f"/audit/inclusion/{position}", emsp.hub_token)
+    assert theirs.status_code == 404 and "event" not in theirs.text
+    # A witness checks that the latest checkpoint extends the one it kept.
+    proof = hub.call("GET", "/audit/consistency", emsp.hub_token, params={"old": first, "new": head.size}).json()
+    old_head, _ = open_checkpoint(proof["old_checkpoint"], [vkey])
+    assert verify_consistency(first, head.size, old_head.root, head.root,
+                              [base64.b64decode(h) for h in proof["consistency"]])
+    assert hub.call("GET", "/audit/consistency", emsp.hub_token, params={"old": "x", "new": 2}).status_code == 400

@@ -15,14 +15,18 @@ import falcon
 from hub.infra.chain import event_digest
 from hub.infra.merkle import leaf_hash, leaf_input
 from hub.infra.receipts import HEADER, Receipt, make_receipt
+from hub.infra.tlog import enabled as tlog_enabled
 from hub.ocpi.envelope import format_datetime
 
 log = logging.getLogger(__name__)
 _signers: dict[int, object] = {}
 PUSH_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+_enabled = tlog_enabled()
 
 
 def attach_receipt(ctx, req: falcon.Request, resp: falcon.Response) -> None:
+    if not _enabled:
+        return
     if req.method not in PUSH_METHODS or not isinstance(resp.media, dict) or resp.media.get("status_code") != 1000:
         return
     recordings = getattr(getattr(req.context, "uow", None), "recordings", None) or ()

@@ -166,8 +166,10 @@ class Worker:
 
     def grow_tree(self) -> None:
         """Append new events to the audit Merkle tree (hub/infra/tlog.py)."""
-        from hub.infra.tlog import catch_up
+        from hub.infra.tlog import catch_up, enabled
 
+        if not enabled():
+            return
         try:
             with self.app.pool.connection() as conn, conn.transaction():
                 catch_up(conn)
@@ -178,9 +180,11 @@ class Worker:
         """Sign the tree head every HUB_CHECKPOINT_EVERY seconds or HUB_CHECKPOINT_EVENTS events."""
         from datetime import UTC, datetime
 
-        from hub.infra.tlog import catch_up, latest_head, sign_checkpoint
+        from hub.infra.tlog import catch_up, enabled, latest_head, sign_checkpoint
         from hub.ocpi.envelope import format_datetime, parse_datetime
 
+        if not enabled():
+            return
         try:
             with self.app.pool.connection() as conn, conn.transaction():
                 last = latest_head(conn)

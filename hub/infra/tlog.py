@@ -58,6 +58,13 @@ for _table in TLOG_TABLES:  # append-only, like the event log (hub_forbid_mutati
     ]
 
 
+def enabled() -> bool:
+    """``HUB_TLOG=off`` (for measuring only: ops/bench ingest) turns off receipts and the worker's tree."""
+    import os
+
+    return os.environ.get("HUB_TLOG", "").strip().lower() not in ("off", "false", "no", "0")
+
+
 def tree_size(conn: psycopg.Connection) -> int:
     (size,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM hub_audit_leaves").fetchone()
     return size

@@ -47,12 +47,11 @@ def run(db, size: str, shared: dict | None = None) -> Result:
         started = time.perf_counter()
         verdict = json.loads(hub.run_hub("audit", "verify", "--json").stdout)
         verify = time.perf_counter() - started
-        goal = 60.0 * events / 1_000_000
         result.add(
-            Row("hub audit verify (chain + tree + checkpoints), whole command", verify, read_seconds, "s",
-                goal=f"< {goal:.0f} s for {events:,} events (60 s per million)", met=verify < goal),
+            Row("hub audit verify (chain + tree + checkpoints), whole command", verify, read_seconds, "s"),
             Row("hub audit checkpoint, Merkle tree built from nothing", build, read_seconds, "s"),
-            Row("verified events per second", events / verify, events / read_seconds, "events/s"),
+            Row("verified events per second (start-up included)", events / verify, events / read_seconds,
+                "events/s", goal="≥ 16,667/s: 1,000,000 events in < 60 s", met=events / verify >= 1_000_000 / 60),
         )
         result.note(dataset.describe())
         result.note(f"verify answered ok={verdict['ok']}, {verdict['checked']:,} events, tree of"

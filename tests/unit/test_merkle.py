@@ -88,3 +88,24 @@ def test_keys_and_notes_round_trip():
         open_checkpoint(note, [Signer.generate("hub.example/audit").verifier])
     with pytest.raises(NoteError, match="does not verify"):
         open_checkpoint(note.replace("\n13\n", "\n14\n"), [signer.verifier])
+
+
+def test_a_receipt_opens_with_the_public_key_only_when_unaltered():
+    import base64
+
+    from hub.infra.notes import NoteError, Signer
+    from hub.infra.receipts import Receipt, make_receipt, open_receipt
+
+    signer = Signer.generate("hub.example/audit")
+    receipt = Receipt("hub.example/audit", 41, bytes(range(32)), "2026-12-07T05:36:20.112Z")
+    value = make_receipt(signer, receipt)
+    assert "\n" not in value
+    assert open_receipt(value, [signer.verifier]) == (receipt, [signer.verifier])
+    note = base64.b64decode(value).decode()
+    altered = base64.b64encode(note.replace("\n41\n", "\n42\n").encode()).decode()
+    with pytest.raises(NoteError, match="does not verify"):
+        open_receipt(altered, [signer.verifier])
+    with pytest.raises(NoteError, match="no signature from a known key"):
+        open_receipt(value, [Signer.generate("hub.example/audit").verifier])
+    with pytest.raises(NoteError, match="not a receipt"):
+        open_receipt("not base64!", [signer.verifier])

@@ -313,12 +313,13 @@ def run(db, size: str) -> Result:
         result.note(f"{clients} concurrent clients (HUB_BENCH_INGEST_CLIENTS); hub web = gunicorn "
                     f"{cfg['web_workers']} workers × {cfg['threads']} threads (gthread), plus hub worker")
         for mode, phase in phases.items():
-            result.note(f"group commit {mode}: {phase.accepted} PATCHes accepted in {phase.elapsed:.1f} s "
+            label = "HUB_TLOG=off, group commit on" if mode == "tlog off" else f"group commit {mode}"
+            result.note(f"{label}: {phase.accepted} PATCHes accepted in {phase.elapsed:.1f} s "
                         f"(half EVSE status, half Session), {len(phase.refused)} not accepted"
                         + (f" (first: {phase.refused[0]})" if phase.refused else "")
                         + f"; {phase.batching}; rate in the first half {phase.first:.0f}/s, second half "
                         f"{phase.second:.0f}/s")
-            result.note(f"group commit {mode}: {phase.cpu}")
+            result.note(f"{label}: {phase.cpu}")
         result.note(f"the stack's floor: {floor_cpu}")
         lag = hub.follower_lag()
         result.note("worker lag at the end of the run (events not yet followed): "

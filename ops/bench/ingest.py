@@ -288,12 +288,20 @@ def run(db, size: str) -> Result:
             hub.start_worker(extra_env={"HUB_TLOG": "off"})
             log(f"ingest: hub without receipts and tree (HUB_TLOG=off) for {cfg['seconds']:.0f} s")
             phases["tlog off"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
+            # On again right after, so that both sides of the ratio share the machine's load of the moment.
+            hub.stop("web")
+            hub.stop("worker")
+            hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"])
+            hub.start_worker()
+            log(f"ingest: hub with receipts and tree again for {cfg['seconds']:.0f} s")
+            phases["tlog on again"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
         on = phases["on"]
         if "tlog off" in phases:
-            bare = phases["tlog off"]
-            with_tlog = on.hub_cpu_seconds / max(on.accepted, 1) * 1e3
+            bare, again = phases["tlog off"], phases["tlog on again"]
+            with_tlog = (on.hub_cpu_seconds + again.hub_cpu_seconds) / max(on.accepted + again.accepted, 1) * 1e3
             without = bare.hub_cpu_seconds / max(bare.accepted, 1) * 1e3
-            result.add(Row("hub CPU per accepted push, receipts and tree on (baseline: off)", with_tlog, without,
+            result.add(Row("hub CPU per accepted push, receipts and tree on (baseline: off; on = both on phases)",
+                           with_tlog, without,
                            "ms", goal="≤ 1.10", met=with_tlog <= 1.10 * without))
         result.add(
             Row("accepted messages/s", on.rate, baseline_rate, "msg/s", goal="≥ 0.25 (ambition 0.50)",
@@ -313,7 +321,8 @@ def run(db, size: str) -> Result:
         result.note(f"{clients} concurrent clients (HUB_BENCH_INGEST_CLIENTS); hub web = gunicorn "
                     f"{cfg['web_workers']} workers × {cfg['threads']} threads (gthread), plus hub worker")
         for mode, phase in phases.items():
-            label = "HUB_TLOG=off, group commit on" if mode == "tlog off" else f"group commit {mode}"
+            label = {"tlog off": "HUB_TLOG=off, group commit on",
+                     "tlog on again": "receipts and tree again, group commit on"}.get(mode, f"group commit {mode}")
             result.note(f"{label}: {phase.accepted} PATCHes accepted in {phase.elapsed:.1f} s "
                         f"(half EVSE status, half Session), {len(phase.refused)} not accepted"
                         + (f" (first: {phase.refused[0]})" if phase.refused else "")

@@ -19,7 +19,6 @@ from hub.infra.tlog import enabled as tlog_enabled
 from hub.ocpi.envelope import format_datetime
 
 log = logging.getLogger(__name__)
-_signers: dict[int, object] = {}
 PUSH_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 _enabled = tlog_enabled()
 
@@ -34,9 +33,9 @@ def attach_receipt(ctx, req: falcon.Request, resp: falcon.Response) -> None:
     if record is None:
         return
     try:
-        signer = _signers.get(id(ctx))
+        signer = ctx.__dict__.get("_audit_signer")  # loaded once per web context
         if signer is None:
-            signer = _signers[id(ctx)] = ctx.settings.audit_signer()
+            signer = ctx.__dict__["_audit_signer"] = ctx.settings.audit_signer()
         digest = event_digest(record.originator_id, record.originator_version, record.topic, record.state)
         receipt = Receipt(ctx.settings.log_origin, record.id, leaf_hash(leaf_input(record.id, digest)),
                           format_datetime(datetime.now(UTC)))

@@ -15,6 +15,7 @@ from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected, serialize_http_error
 from handlers.metrics import MetricsResource, ReadyResource, RequestMetrics
 from handlers.middleware import OcpiMiddleware
+from handlers.transparency import routes as transparency_routes
 from handlers.versions import VersionDetailsResource, VersionsResource
 from hub import OCPI_VERSION
 from hub.domain.modules import HANDLED
@@ -96,4 +97,7 @@ def create_app(ctx: WebContext) -> falcon.App:
     app.add_route("/health", HealthResource())
     app.add_route("/ready", ReadyResource(ctx))
     app.add_route("/metrics", MetricsResource(ctx, metrics))
+    # The transparency log for partners (handlers/transparency.py): not OCPI, own authentication.
+    for template, resource in transparency_routes(ctx):
+        app.add_route(template, resource)
     return app

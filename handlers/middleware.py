@@ -42,6 +42,7 @@ from handlers.context import WebContext
 from handlers.errors import database_down, handle_ocpi_error, handle_unexpected
 from handlers.limits import RateLimiter, limit_body, settle_body
 from handlers.metrics import OPERATIONAL_PATHS, RequestMetrics, party_label
+from handlers.receipts import attach_receipt
 from hub import HUB_COUNTRY_CODE, HUB_PARTY_ID
 from hub.audit.records import redact
 from hub.domain.audit import Request
@@ -157,6 +158,7 @@ class OcpiMiddleware:
             return
         req.context.duration_ms = None
         self._record(req, resp, resource, routing, caller, req_succeeded)
+        attach_receipt(self.ctx, req, resp)  # the signed Hub-Receipt of a push answered 1000
         self._observe(req, resp, resource, caller)
 
     def _record(self, req: falcon.Request, resp: falcon.Response, resource, routing, caller,

@@ -50,6 +50,7 @@ def dispatchers(settings: Settings | None = None) -> list:
 class Worker:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
+        self.signer = settings.audit_signer()  # fails at start-up, not at the first checkpoint
         # Lanes lease, renew and render through the pool; the writer writes their outcomes.
         self.app = Hub(settings, database_url, pool_size=8 + min(settings.delivery_lanes, 16) // 2)
         self.log = EventLog(self.app)
@@ -168,24 +169,37 @@ class Worker:
         except Exception:
             log.exception("command timeout round failed")
 
-    def checkpoint(self) -> None:
-        """Sign the audit chain's head every HUB_CHECKPOINT_EVERY seconds or HUB_CHECKPOINT_EVENTS events."""
-        from datetime import UTC, datetime
+    def grow_tree(self) -> None:
+        """Append new events to the audit Merkle tree (hub/infra/tlog.py)."""
+        from hub.infra.tlog import catch_up, enabled
 
-        from hub.infra.chain import take_checkpoint
-        from hub.ocpi.envelope import format_datetime, parse_datetime
-
+        if not enabled():
+            return
         try:
             with self.app.pool.connection() as conn, conn.transaction():
-                last = conn.execute("SELECT position, created_at FROM hub_audit_checkpoints"
-                                    " ORDER BY position DESC LIMIT 1").fetchone()
-                head = self.log.head()
+                catch_up(conn)
+        except Exception:
+            log.exception("audit tree update failed")
+
+    def checkpoint(self) -> None:
+        """Sign the tree head every HUB_CHECKPOINT_EVERY seconds or HUB_CHECKPOINT_EVENTS events."""
+        from datetime import UTC, datetime
+
+        from hub.infra.tlog import catch_up, enabled, latest_head, sign_checkpoint
+        from hub.ocpi.envelope import format_datetime, parse_datetime
+
+        if not enabled():
+            return
+        try:
+            with self.app.pool.connection() as conn, conn.transaction():
+                last = latest_head(conn)
+                size = catch_up(conn)
                 now = datetime.now(UTC)
-                due = last is None or head - last[0] >= self.settings.checkpoint_events or (
-                    head > last[0]
+                due = last is None or size - last[0] >= self.settings.checkpoint_events or (
+                    size > last[0]
                     and (now - parse_datetime(last[1])).total_seconds() >= self.settings.checkpoint_every)
-                if due and head:
-                    take_checkpoint(conn, self.settings.checkpoint_key(), format_datetime(now))
+                if due and size:
+                    sign_checkpoint(conn, self.signer, self.settings.log_origin, format_datetime(now))
         except Exception:
             log.exception("audit checkpoint failed")
 
@@ -208,6 +222,8 @@ class Worker:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.check_still_alive, "interval", seconds=probe_every,
                                id="still-alive", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.grow_tree, "interval", seconds=2, id="audit-tree",
+                               max_instances=1, coalesce=True)
         self.scheduler.add_job(self.checkpoint, "interval", seconds=30, id="audit-checkpoint",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.sweep, "interval", seconds=60, id="give-up-sweep",

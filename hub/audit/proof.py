@@ -11,17 +11,15 @@ bundle and the checkpoint key but no access to the hub's database:
 - ``receipts``: every delivery attempt of the CDR (recipient, request id,
   HTTP status, OCPI ``status_code``, time), each with its ``Call.Made``
   event;
-- ``chain``: the chain hash before the first of these events and, for every
-  position from there to the checkpoint, ``[position, event digest]``. The
-  events above are carried whole; every other event only as its digest, so a
-  bundle reveals nothing of other partners' traffic;
-- ``checkpoint``: the earliest signed checkpoint at or after the last event
-  the bundle carries (taken on the spot when none covers it yet).
+- ``inclusion``: for each of these events an RFC 9162 inclusion proof, and
+  ``checkpoint``: the earliest Ed25519 checkpoint (C2SP note) covering them all
+  (signed on the spot when none does yet): :mod:`hub.audit.cdrtree`.
 
 :func:`verify_cdr_proof` recomputes everything from the bundle alone: the
-facts shown against the events carried, each event's digest, the chain from
-``previous`` to the checkpoint's head, and the checkpoint's HMAC signature.
-It needs no database, only :mod:`hub.infra.chain`'s hashing and the key.
+facts shown against the events carried, each event's digest, its inclusion in
+the signed tree, and the checkpoint's signature, with the verifier key only.
+Bundles of format 1 (a run of chain digests up to an HMAC checkpoint) still
+verify, with the HMAC key.
 """
 
 from __future__ import annotations
@@ -35,19 +33,13 @@ from typing import Any
 import orjson
 from eventsourcing.utils import get_topic
 
+from hub.audit.cdrtree import TreeProofError, check_tree_part, tree_part
 from hub.domain import objects as o
 from hub.domain.audit import Call, Request
-from hub.infra.chain import (
-    GENESIS,
-    Checkpoint,
-    chain_link,
-    checkpoint_valid,
-    event_digest,
-    stored_checkpoints,
-    take_checkpoint,
-)
+from hub.infra.chain import Checkpoint, chain_link, checkpoint_valid, event_digest
 
-FORMAT = "chargeindia-hub/cdr-proof/1"
+FORMAT_V1 = "chargeindia-hub/cdr-proof/1"  # chain links and an HMAC checkpoint
+FORMAT = "chargeindia-hub/cdr-proof/2"
 CDR_TOPIC = get_topic(o.Cdr.Posted)
 REQUEST_TOPIC = get_topic(Request.Answered)
 CALL_TOPIC = get_topic(Call.Made)
@@ -57,7 +49,6 @@ ANSWER_FIELDS = ("http_status", "status_code", "status_message")
 RECEIPT_FIELDS = ("sent_at", "request_id", "correlation_id", "method", "url", "http_status", "status_code",
                   "error", "duration_ms", "delivery_id", "attempt")
 NEAR = 50  # how far from the CDR event its request's record may be (same transaction)
-BATCH = 5000
 
 
 class ProofError(Exception):
@@ -93,7 +84,7 @@ def _recorded_at(state: dict) -> str | None:
         return None
 
 
-def make_cdr_proof(app, key: bytes, country_code: str, party_id: str, cdr_id: str, *,
+def make_cdr_proof(app, signer, origin: str, country_code: str, party_id: str, cdr_id: str, *,
                    now: str) -> tuple[dict, bool]:
     """The bundle of one CDR and whether a new checkpoint was taken for it.
 
@@ -125,9 +116,10 @@ def make_cdr_proof(app, key: bytes, country_code: str, party_id: str, cdr_id: st
         carried = [event["position"]] + [r["position"] for r in receipts]
         if request is not None:
             carried.append(request["position"])
-        checkpoint, taken = _covering_checkpoint(conn, key, max(carried), now)
-        previous, links, hashes = _chain(conn, min(carried), checkpoint)
-        event["hash"] = hashes[event["position"]].hex()
+        try:
+            tree, taken = tree_part(conn, carried, signer, origin, now)
+        except TreeProofError as exc:
+            raise ProofError(str(exc)) from None
     bundle = {
         "format": FORMAT,
         "made_at": now,
@@ -136,8 +128,7 @@ def make_cdr_proof(app, key: bytes, country_code: str, party_id: str, cdr_id: st
         "event": {**event, "recorded_at": _recorded_at(state)},
         "received": received,
         "receipts": receipts,
-        "chain": {"previous": previous.hex(), "links": links},
-        "checkpoint": checkpoint.__dict__,
+        **tree,
     }
     return bundle, taken
 
@@ -201,52 +192,6 @@ def _receipts(audit, conn, event: dict, state: dict) -> list[dict]:
     return receipts
 
 
-def _covering_checkpoint(conn, key: bytes, position: int, now: str) -> tuple[Checkpoint, bool]:
-    for checkpoint in stored_checkpoints(conn):
-        if checkpoint.position >= position and checkpoint_valid(key, checkpoint):
-            return checkpoint, False
-    with conn.transaction():
-        checkpoint = take_checkpoint(conn, key, now)
-    if checkpoint is None or checkpoint.position < position:
-        raise ProofError(f"no chain link at or after position {position} to sign")
-    return checkpoint, True
-
-
-def _chain(conn, first: int, checkpoint: Checkpoint) -> tuple[bytes, list[list], dict[int, bytes]]:
-    """The hash before ``first`` and ``[position, digest]`` up to the checkpoint, checked
-    against the stored chain on the way (a bundle of a broken chain would prove nothing)."""
-    row = conn.execute("SELECT hash FROM hub_audit_chain WHERE notification_id < %s"
-                       " ORDER BY notification_id DESC LIMIT 1", (first,)).fetchone()
-    previous = start = bytes(row[0]) if row else GENESIS
-    links: list[list] = []
-    hashes: dict[int, bytes] = {}
-    last = first - 1
-    while last < checkpoint.position:
-        rows = conn.execute(
-            "SELECT coalesce(e.notification_id, c.notification_id), e.notification_id, e.originator_id,"
-            " e.originator_version, e.topic, e.state, c.hash"
-            " FROM hub_events e FULL OUTER JOIN hub_audit_chain c USING (notification_id)"
-            " WHERE coalesce(e.notification_id, c.notification_id) > %s"
-            " AND coalesce(e.notification_id, c.notification_id) <= %s ORDER BY 1 LIMIT %s",
-            (last, checkpoint.position, BATCH)).fetchall()
-        if not rows:
-            break
-        for position, event_id, originator_id, version, topic, state, stored_hash in rows:
-            if event_id is None or stored_hash is None:
-                raise ProofError(f"the chain breaks at position {position}; run hub audit verify")
-            digest = event_digest(originator_id, version, topic, bytes(state))
-            previous = chain_link(previous, position, digest)
-            if previous != bytes(stored_hash):
-                raise ProofError(f"the chain breaks at position {position}; run hub audit verify")
-            links.append([position, digest.hex()])
-            hashes[position] = previous
-        last = rows[-1][0]
-    if not links or links[-1][0] != checkpoint.position or previous.hex() != checkpoint.head:
-        raise ProofError(f"the chain up to {checkpoint.position} differs from its signed checkpoint;"
-                         " run hub audit verify")
-    return start, links, hashes
-
-
 # Checking a bundle (no database) -------------------------------------------------
 @dataclass
 class Check:
@@ -273,24 +218,33 @@ def _digest_of(event: dict) -> bytes:
                         event["state"].encode("utf-8"))
 
 
-def verify_cdr_proof(bundle: Any, key: bytes | None) -> list[Check]:
-    """Every check of one bundle, in order; the bundle holds when all are ok."""
+def verify_cdr_proof(bundle: Any, key: bytes | None, verifiers=()) -> list[Check]:
+    """Every check of one bundle, in order; the bundle holds when all are ok.
+
+    ``verifiers``: the Ed25519 keys of format 2; ``key``: the HMAC key of format 1.
+    """
     try:
         cdr, event, received = bundle["cdr"], bundle["event"], bundle["received"]
-        receipts, chain, checkpoint = bundle["receipts"], bundle["chain"], bundle["checkpoint"]
+        receipts = bundle["receipts"]
         name = f"{cdr['country_code']}/{cdr['party_id']}/{cdr['id']}"
         position = int(event["position"])
         state = _state(event)
-        signed = Checkpoint(int(checkpoint["position"]), str(checkpoint["head"]), str(checkpoint["created_at"]),
-                            str(checkpoint["signature"]))
-        previous = bytes.fromhex(chain["previous"])
-        links = [(int(p), bytes.fromhex(d)) for p, d in chain["links"]]
-        if bundle.get("format") != FORMAT:
+        v1 = bundle.get("format") == FORMAT_V1
+        if v1:
+            chain, checkpoint = bundle["chain"], bundle["checkpoint"]
+            signed = Checkpoint(int(checkpoint["position"]), str(checkpoint["head"]),
+                                str(checkpoint["created_at"]), str(checkpoint["signature"]))
+            previous = bytes.fromhex(chain["previous"])
+            links = [(int(p), bytes.fromhex(d)) for p, d in chain["links"]]
+            covered = f"checkpoint at {signed.position}"
+        elif bundle.get("format") == FORMAT:
+            covered = f"checkpoint of size {str(bundle['checkpoint']).split(chr(10))[1]}"
+        else:
             raise ValueError(f"format {bundle.get('format')!r} is not {FORMAT}")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         return [Check("bundle", False, f"not a readable CDR proof bundle ({type(exc).__name__}: {exc})")]
     checks = [Check("bundle", True, f"CDR {name}: event {position}, {len(receipts)} delivery receipt(s),"
-                                    f" checkpoint at {signed.position}")]
+                                    f" {covered}")]
 
     # The CDR and its event.
     expected_id = str(o.object_uuid("cdrs", cdr["country_code"], cdr["party_id"], cdr["id"]))
@@ -318,7 +272,11 @@ def verify_cdr_proof(bundle: Any, key: bytes | None) -> list[Check]:
     for number, receipt in enumerate(receipts, start=1):
         checks.append(_guarded(f"receipt {number}", _check_receipt, number, receipt, emsp, carried))
 
-    # The chain from ``previous`` through every carried event to the checkpoint.
+    if not v1:  # every carried event in the signed tree
+        withheld = {int(r["event"]["position"]): bytes.fromhex(r["event"]["digest"])
+                    for r in receipts if isinstance(r.get("event"), dict) and "digest" in r["event"]}
+        return checks + [Check(*c) for c in check_tree_part(bundle, carried, withheld, list(verifiers))]
+    # Format 1: the chain from ``previous`` through every carried event to the checkpoint.
     checks += _check_chain(previous, links, carried, position, event.get("hash"), signed)
     if key is None:
         checks.append(Check("checkpoint signature", False,

@@ -213,8 +213,12 @@ def _rows(conn: psycopg.Connection, start: int, batch: int) -> Iterator[tuple]:
 
 
 def verify(conn: psycopg.Connection, *, start: int = 0, checkpoints: Sequence[Checkpoint] = (),
-           progress: Callable[[int], None] | None = None, batch: int = 5000) -> Verdict:
+           progress: Callable[[int], None] | None = None, batch: int = 5000,
+           on_event: Callable[[int, bytes], None] | None = None) -> Verdict:
     """Recompute the chain from ``start`` (the link at or before it is trusted as stored).
+
+    ``on_event(position, digest)`` sees every event that matched its link, in order
+    (the Merkle tree is recomputed from it in the same pass: hub/audit/transparency.py).
 
     Every checkpoint at or after ``start`` must find its position in the log with
     the signed head there; one whose position the log no longer holds fails as missing.
@@ -250,7 +254,8 @@ def verify(conn: psycopg.Connection, *, start: int = 0, checkpoints: Sequence[Ch
         if stored_hash is None:
             return Verdict(False, checked, position, previous, position,
                            f"event {position} has no chain link (inserted outside the hub?)")
-        expected = link_hash(previous, position, originator_id, version, topic, bytes(state))
+        digest = event_digest(originator_id, version, topic, bytes(state))
+        expected = chain_link(previous, position, digest)
         if not hmac.compare_digest(expected, bytes(stored_hash)):
             return Verdict(False, checked, position, previous, position,
                            f"event {position} does not match the chain (altered, or an earlier event "
@@ -261,6 +266,8 @@ def verify(conn: psycopg.Connection, *, start: int = 0, checkpoints: Sequence[Ch
                                f"the chain at {position} differs from the signed checkpoint (history rewritten)")
             signed = next(upcoming, None)
         previous = expected
+        if on_event is not None:
+            on_event(position, digest)
     if signed is not None:
         return Verdict(False, checked, position, previous, signed[0],
                        f"the log ends at {position}, before the signed checkpoint at {signed[0]}"

@@ -11,7 +11,10 @@
 | HUB_FORWARD_TIMEOUT | seconds (0 < t <= 30) the hub waits on a partner it calls; a real-time call's one deadline for connecting, sending and the whole answer | 5 |
 | HUB_STILL_ALIVE_AFTER | seconds of silence before the hub GETs a party's versions | 300 |
 | HUB_DELIVERY_GIVE_UP_AFTER | seconds after which an undeliverable message is parked | 86400 |
-| HUB_AUDIT_KEY | HMAC key that signs audit checkpoints (keep a copy away from the database) | derived from HUB_SECRET_KEY |
+| HUB_AUDIT_KEY | HMAC key of the retired HMAC checkpoints: only to verify those of an older database (docs/audit.md) | derived from HUB_SECRET_KEY |
+| HUB_AUDIT_SIGNING_KEY | Ed25519 key signing the audit checkpoints and receipts, as `PRIVATE+KEY+<name>+<id>+<base64>` (C2SP signed-note) | the file HUB_AUDIT_SIGNING_KEY_FILE |
+| HUB_AUDIT_SIGNING_KEY_FILE | file holding that key | HUB_DATA_DIR/audit_signing_key, generated once |
+| HUB_AUDIT_ORIGIN | the log's name on its checkpoints (C2SP origin line) and the default key's name | HUB_BASE_URL without its scheme, then `/audit` |
 | HUB_CHECKPOINT_EVERY | seconds between automatic signed checkpoints | 3600 |
 | HUB_CHECKPOINT_EVENTS | events after which a checkpoint is taken sooner | 10000 |
 | HUB_COMMAND_RESULT_MARGIN | seconds (0 to 86400) a command's response_url outlives the CPO's timeout (a late result is still passed on; the TIMEOUT to the eMSP goes at the CPO's timeout) | 60 |
@@ -138,6 +141,9 @@ class Settings:
     still_alive_after: float = 300.0
     delivery_give_up_after: float = 24 * 3600.0
     audit_key: str | None = None
+    audit_signing_key: str | None = None
+    audit_signing_key_file: Path | None = None
+    audit_origin: str | None = None
     checkpoint_every: float = 3600.0
     checkpoint_events: int = 10000
     command_result_margin: float = 60.0
@@ -177,6 +183,10 @@ class Settings:
             still_alive_after=_float(env, "HUB_STILL_ALIVE_AFTER", 300.0),
             delivery_give_up_after=_float(env, "HUB_DELIVERY_GIVE_UP_AFTER", 24 * 3600.0),
             audit_key=env.get("HUB_AUDIT_KEY") or None,
+            audit_signing_key=env.get("HUB_AUDIT_SIGNING_KEY") or None,
+            audit_signing_key_file=Path(env["HUB_AUDIT_SIGNING_KEY_FILE"]) if env.get("HUB_AUDIT_SIGNING_KEY_FILE")
+            else None,
+            audit_origin=env.get("HUB_AUDIT_ORIGIN") or None,
             checkpoint_every=_float(env, "HUB_CHECKPOINT_EVERY", 3600.0),
             checkpoint_events=int(_float(env, "HUB_CHECKPOINT_EVENTS", 10000)),
             command_result_margin=_bounded(env, "HUB_COMMAND_RESULT_MARGIN", 60.0, 0, MAX_COMMAND_RESULT_MARGIN,
@@ -223,6 +233,42 @@ class Settings:
         from hub.infra.chain import checkpoint_key
 
         return checkpoint_key(self.audit_key or "from-secret-key:" + self.resolved_secret_key())
+
+    @property
+    def log_origin(self) -> str:
+        """The transparency log's origin line (HUB_AUDIT_ORIGIN, else the base URL's host and path + /audit)."""
+        return self.audit_origin or self.base_url.split("://", 1)[-1].rstrip("/") + "/audit"
+
+    def audit_signer(self):
+        """The Ed25519 signer of checkpoints and receipts (hub/infra/notes.py); generated once if none is set."""
+        from hub.infra.notes import NoteError, Signer
+
+        if self.audit_signing_key:
+            source, text = "HUB_AUDIT_SIGNING_KEY", self.audit_signing_key
+        else:
+            path = self.audit_signing_key_file or self.data_dir / "audit_signing_key"
+            source = str(path)
+            if not path.exists() and self.audit_signing_key_file is None:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                fresh = path.with_name(f".{path.name}.{os.getpid()}")
+                fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(Signer.generate(self.log_origin).skey + "\n")
+                try:  # whole or not at all; another process may have linked its own first
+                    os.link(fresh, path)
+                except FileExistsError:
+                    pass
+                finally:
+                    fresh.unlink()
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise SystemExit(f"audit signing key {path}: {exc.strerror}; fix the path in"
+                                 " HUB_AUDIT_SIGNING_KEY_FILE") from None
+        try:
+            return Signer.parse(text)
+        except NoteError as exc:
+            raise SystemExit(f"{source}: {exc} (generate one with hub audit public-key --new-key NAME)") from None
 
     @property
     def secret_key_file(self) -> Path:

@@ -229,6 +229,7 @@ class UnitOfWork:
             recordings = group_save(self.app, *self.aggregates, *extra)
         finally:
             self.release()
+        self.recordings = recordings  # the receipt of a push reads its record's (handlers/receipts.py)
         positions = [r.notification.id for r in recordings if r.notification.id is not None]
         self.position = max(positions) if positions else None
         if self.position is not None:

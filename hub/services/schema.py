@@ -21,10 +21,11 @@ from hub.infra.database import connect
 from hub.infra.eventlog import TRACKING_DDL, Follower
 from hub.infra.security import KEY_FINGERPRINT_DDL, check_secret_key
 from hub.infra.snapshots import SNAPSHOTS_DDL
+from hub.infra.tlog import TLOG_DDL
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: tamper-evident chain and checkpoints; 3: snapshots (hub_snapshots)
+SCHEMA_VERSION = 4  # 2: tamper-evident chain and checkpoints; 3: snapshots (hub_snapshots); 4: Merkle tree
 MIGRATE_LOCK = 0x4355_4948  # "CUIH": one hub migration at a time per database
 
 APPEND_ONLY_DDL = [
@@ -78,7 +79,7 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
             # The library creates its own tables when constructed with CREATE_TABLE=y.
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():
-                for statement in [*APPEND_ONLY_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
+                for statement in [*APPEND_ONLY_DDL, *TLOG_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
                     conn.execute(statement)
                 for follower in followers:
                     for statement in follower.ddl():

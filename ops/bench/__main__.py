@@ -1,8 +1,8 @@
 """``python -m ops.bench all|NAME [NAME...] [--size smoke|full] [--json]``.
 
 NAME is one of ingest, authorize, fanout, rebuild, pulls, memory, loadcost, scale, footprint,
-fanload, leases, ingestfwd; several run
-in the order given (rebuild, pulls and memory share one large dataset, built once).
+fanload, leases, ingestfwd, tlog; several run
+in the order given (rebuild, pulls, memory and tlog share one large dataset, built once).
 
 The database: ``--database-url``, else ``HUB_BENCH_DATABASE_URL``,
 ``HUB_DATABASE_URL`` or ``HUB_TEST_DATABASE_URL``, else an embedded
@@ -27,7 +27,7 @@ import traceback
 from ops.bench.common import Database, database_url_from_env, log
 
 BENCHMARKS = ("ingest", "authorize", "fanout", "rebuild", "pulls", "memory", "loadcost", "scale",
-              "footprint", "fanload", "leases", "ingestfwd")
+              "footprint", "fanload", "leases", "ingestfwd", "tlog")
 
 
 def machine(db: Database) -> dict:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             log(f"{name}: starting (size {args.size})")
             try:
-                result = module.run(db, args.size, shared) if name in ("rebuild", "pulls", "memory") \
+                result = module.run(db, args.size, shared) if name in ("rebuild", "pulls", "memory", "tlog") \
                     else module.run(db, args.size)
             except Exception:
                 failed.append(name)

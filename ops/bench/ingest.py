@@ -106,6 +106,7 @@ class Phase:
     refused: list[str]
     cpu: str
     batching: str
+    hub_cpu_seconds: float = 0.0
 
 
 def _push_phase(hub: HubProcesses, cfg: dict, parties: list[str], partners: list, first: int) -> Phase:
@@ -161,7 +162,7 @@ def _push_phase(hub: HubProcesses, cfg: dict, parties: list[str], partners: list
         first=sum(1 for t in times if t < half) / (elapsed / 2),
         second=sum(1 for t in times if t >= half) / (elapsed / 2),
         latencies=[x for xs in latencies for x in xs], refused=refused, cpu=cpu,
-        batching=_batching(hub, head),
+        batching=_batching(hub, head), hub_cpu_seconds=getattr(meter, "hub_seconds", 0.0),
     )
 
 
@@ -279,7 +280,29 @@ def run(db, size: str) -> Result:
                 hub.start_worker(extra_env=env)
             log(f"ingest: hub (group commit {mode}), {clients} CPO clients PATCHing for {cfg['seconds']:.0f} s")
             phases[mode] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
+        # The transparency log's share: the same with receipts and the worker's tree off (HUB_TLOG=off).
+        if _switch_env("HUB_BENCH_INGEST_TLOG", True):
+            hub.stop("web")
+            hub.stop("worker")
+            hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"], extra_env={"HUB_TLOG": "off"})
+            hub.start_worker(extra_env={"HUB_TLOG": "off"})
+            log(f"ingest: hub without receipts and tree (HUB_TLOG=off) for {cfg['seconds']:.0f} s")
+            phases["tlog off"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
+            # On again right after, so that both sides of the ratio share the machine's load of the moment.
+            hub.stop("web")
+            hub.stop("worker")
+            hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"])
+            hub.start_worker()
+            log(f"ingest: hub with receipts and tree again for {cfg['seconds']:.0f} s")
+            phases["tlog on again"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
         on = phases["on"]
+        if "tlog off" in phases:
+            bare, again = phases["tlog off"], phases["tlog on again"]
+            with_tlog = (on.hub_cpu_seconds + again.hub_cpu_seconds) / max(on.accepted + again.accepted, 1) * 1e3
+            without = bare.hub_cpu_seconds / max(bare.accepted, 1) * 1e3
+            result.add(Row("hub CPU per accepted push, receipts and tree on (baseline: off; on = both on phases)",
+                           with_tlog, without,
+                           "ms", goal="≤ 1.10", met=with_tlog <= 1.10 * without))
         result.add(
             Row("accepted messages/s", on.rate, baseline_rate, "msg/s", goal="≥ 0.25 (ambition 0.50)",
                 met=on.rate >= 0.25 * baseline_rate),
@@ -298,12 +321,14 @@ def run(db, size: str) -> Result:
         result.note(f"{clients} concurrent clients (HUB_BENCH_INGEST_CLIENTS); hub web = gunicorn "
                     f"{cfg['web_workers']} workers × {cfg['threads']} threads (gthread), plus hub worker")
         for mode, phase in phases.items():
-            result.note(f"group commit {mode}: {phase.accepted} PATCHes accepted in {phase.elapsed:.1f} s "
+            label = {"tlog off": "HUB_TLOG=off, group commit on",
+                     "tlog on again": "receipts and tree again, group commit on"}.get(mode, f"group commit {mode}")
+            result.note(f"{label}: {phase.accepted} PATCHes accepted in {phase.elapsed:.1f} s "
                         f"(half EVSE status, half Session), {len(phase.refused)} not accepted"
                         + (f" (first: {phase.refused[0]})" if phase.refused else "")
                         + f"; {phase.batching}; rate in the first half {phase.first:.0f}/s, second half "
                         f"{phase.second:.0f}/s")
-            result.note(f"group commit {mode}: {phase.cpu}")
+            result.note(f"{label}: {phase.cpu}")
         result.note(f"the stack's floor: {floor_cpu}")
         lag = hub.follower_lag()
         result.note("worker lag at the end of the run (events not yet followed): "

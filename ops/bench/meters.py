@@ -130,6 +130,8 @@ class CpuMeter:
         used = {k: (end[k] - self.begin[k]) / wall * 100 for k in end if not k.startswith("_")}
         if postgres is not None:
             used["PostgreSQL for these"] = postgres / wall * 100
+        # CPU seconds of the hub's processes and their PostgreSQL backends (the client's left out).
+        self.hub_seconds = sum(v for k, v in used.items() if k != "bench client") * wall / 100
         machine = (end["_machine"] - self.begin["_machine"]) / wall * 100
         rest = max(0.0, machine - sum(used.values()))
         label = "everything else on the machine" if postgres is not None else "rest (PostgreSQL, other)"

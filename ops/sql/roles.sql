@@ -114,7 +114,9 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   table                  app role                         written by
 --   hub_events             SELECT, INSERT                   every command and request (eventsourcing)
 --   hub_audit_chain        SELECT, INSERT                   the same transaction (hub/infra/chain.py)
---   hub_audit_checkpoints  SELECT, INSERT                   hub worker, hub audit checkpoint
+--   hub_audit_checkpoints  SELECT, INSERT                   retired (HMAC checkpoints of older databases)
+--   hub_audit_leaves, hub_audit_nodes, hub_audit_tree_heads, hub_audit_keys
+--                          SELECT, INSERT                   hub worker, hub audit checkpoint (hub/infra/tlog.py)
 --   hub_schema             SELECT                           hub migrate only (owner)
 --   hub_key_fingerprint    SELECT                           hub migrate only (owner)
 --   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/infra/eventlog.py)
@@ -134,6 +136,12 @@ GRANT USAGE ON SEQUENCE :"schema".hub_events_notification_id_seq TO :"app_role";
 -- Signed checkpoints are evidence too: added, never changed (INSERT ... ON CONFLICT DO NOTHING).
 REVOKE ALL ON :"schema".hub_audit_checkpoints FROM :"app_role";
 GRANT SELECT, INSERT ON :"schema".hub_audit_checkpoints TO :"app_role";
+-- The Merkle tree over the log and its signed checkpoints: appended, never changed.
+REVOKE ALL ON :"schema".hub_audit_leaves, :"schema".hub_audit_nodes, :"schema".hub_audit_tree_heads,
+    :"schema".hub_audit_keys FROM :"app_role";
+GRANT SELECT, INSERT ON :"schema".hub_audit_leaves, :"schema".hub_audit_nodes, :"schema".hub_audit_tree_heads,
+    :"schema".hub_audit_keys TO :"app_role";
+GRANT USAGE ON SEQUENCE :"schema".hub_audit_tree_heads_id_seq TO :"app_role";
 
 -- The schema version is the migration's business.
 REVOKE ALL ON :"schema".hub_schema FROM :"app_role";

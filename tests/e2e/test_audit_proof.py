@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.infra.notes import Signer
 from tests import ocpi_examples as ex
 from tests.cli import run_hub
 from tests.conftest import ROOT, wait_until
@@ -35,8 +36,8 @@ def offline_env(settings, **changes: str | None) -> dict:
     return env
 
 
-def verify_proof(env: dict, path: Path) -> tuple[int, dict, str]:
-    done = subprocess.run([sys.executable, "-m", "hub", "audit", "verify", "--proof", str(path), "--json"],
+def verify_proof(env: dict, path: Path, *extra: str) -> tuple[int, dict, str]:
+    done = subprocess.run([sys.executable, "-m", "hub", "audit", "verify", "--proof", str(path), "--json", *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout), done.stderr
 
@@ -88,11 +89,11 @@ def test_a_cdr_proof_verifies_offline_and_fails_once_altered(delivered_cdr, sett
     text = out.read_text()
     bundle = json.loads(text)
 
-    # The CDR exactly as posted, with its event and its place in the chain.
+    # The CDR exactly as posted, with its event and its place in the tree.
     assert bundle["cdr"]["body"] == cdr and list(bundle["cdr"]["body"]) == list(cdr)
     event = bundle["event"]
     assert event["position"] == summary["position"] and event["topic"].endswith(":Cdr.Posted")
-    assert event["version"] == 1 and len(event["hash"]) == 64
+    assert event["version"] == 1 and bundle["format"] == "chargeindia-hub/cdr-proof/2"
     assert json.loads(event["state"])["body"] == cdr
     received = bundle["received"]
     assert received["correlation_id"] == delivered_cdr["correlation"]
@@ -105,9 +106,11 @@ def test_a_cdr_proof_verifies_offline_and_fails_once_altered(delivered_cdr, sett
     assert {r["recipient"] for r in receipts} == {"IN/EM2/EMSP"}
     assert [r["attempt"] for r in receipts] == [1, 2] and len({r["delivery_id"] for r in receipts}) == 1
     assert all(r["sent_at"] and r["correlation_id"] == delivered_cdr["correlation"] for r in receipts)
-    checkpoint = bundle["checkpoint"]
-    assert checkpoint["position"] >= max(r["position"] for r in receipts) > event["position"]
-    assert bundle["chain"]["links"][-1][0] == checkpoint["position"]
+    size = int(bundle["checkpoint"].split("\n")[1])
+    proved = {int(p): entry["leaf_index"] for p, entry in bundle["inclusion"].items()}
+    assert set(proved) == {event["position"], received["position"], *(r["position"] for r in receipts)}
+    assert size > max(proved.values()) and summary["checkpoint_size"] == size
+    assert summary["bytes"] == len(out.read_bytes()) < 16000  # a few kilobytes: log-size proofs
     # Nothing of the other partner's traffic, and no secret of anyone.
     em1, em2, cpo = delivered_cdr["em1"], delivered_cdr["em2"], delivered_cdr["cpo"]
     for private in ("S-EM1-PRIVATE", em1.base, em1.token_for_hub, em1.hub_token, em2.token_for_hub,
@@ -119,17 +122,20 @@ def test_a_cdr_proof_verifies_offline_and_fails_once_altered(delivered_cdr, sett
     code, result, stderr = verify_proof(env, out)
     assert code == 0 and result["ok"] and not result["failed"], result
     assert {c["check"] for c in result["checks"]} >= {"cdr event", "cdr body", "received", "receipt 1",
-                                                      "receipt 2", "chain", "cdr hash", "checkpoint head",
-                                                      "checkpoint signature"}
+                                                      "receipt 2", "inclusion", "checkpoint signature"}
     assert result["cdr"] == {"country_code": "IN", "party_id": "ECP", "id": "CDR1"}
     people = subprocess.run([sys.executable, "-m", "hub", "audit", "verify", "--proof", str(out)], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
     assert people.returncode == 0 and "OK: the proof holds" in people.stdout
     assert people.stdout.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
-    # Not even an embedded database is started when no URL is set.
+    # Not even an embedded database is started when no URL is set; the auditor has only the public key.
     data_dir = tmp_path / "auditor"
-    code, result, _ = verify_proof(offline_env(settings, HUB_DATABASE_URL=None, HUB_DATA_DIR=str(data_dir)), out)
+    vkey = run_hub(settings, "audit", "public-key").stdout.strip()
+    auditor = offline_env(settings, HUB_DATABASE_URL=None, HUB_DATA_DIR=str(data_dir))
+    code, result, _ = verify_proof(auditor, out, "--key", vkey)
     assert code == 0 and result["ok"] and not data_dir.exists()
+    code, result, _ = verify_proof(auditor, out)  # no key at all: nothing vouches for the checkpoint
+    assert code == 1 and set(failed(result)) == {"inclusion", "checkpoint signature"}
 
     def altered(change) -> tuple[int, dict, str]:
         copy = json.loads(text)
@@ -143,7 +149,7 @@ def test_a_cdr_proof_verifies_offline_and_fails_once_altered(delivered_cdr, sett
     assert code == 1 and not result["ok"] and set(failed(result)) == {"cdr body"}
     assert "IN/ECP/CDR1" in failed(result)["cdr body"] and "total_cost" in failed(result)["cdr body"]
 
-    # Changed in the stored event too: the event no longer matches its digest, the chain its head.
+    # Changed in the stored event too: the event is no longer the leaf the signed tree holds.
     def cdr_and_event(b):
         b["cdr"]["body"]["total_cost"]["excl_vat"] = 1.0
         state = json.loads(b["event"]["state"])
@@ -151,30 +157,31 @@ def test_a_cdr_proof_verifies_offline_and_fails_once_altered(delivered_cdr, sett
         b["event"]["state"] = json.dumps(state, separators=(",", ":"))
 
     code, result, _ = altered(cdr_and_event)
-    assert code == 1 and {"chain", "cdr hash", "checkpoint head"} <= set(failed(result))
-    assert f"the CDR (position {event['position']})" in failed(result)["chain"]
+    assert code == 1 and set(failed(result)) == {"inclusion"}
+    assert f"the CDR (position {event['position']}) is not in the signed tree" in failed(result)["inclusion"]
 
-    # An intermediate event's digest (another party's event) changed: the head no longer matches.
-    others = [i for i, (p, _) in enumerate(bundle["chain"]["links"])
-              if p not in {event["position"], received["position"], *(r["position"] for r in receipts)}]
-    assert others, "the chain carries other events only as digests"
+    # A hash of a proof changed: that event no longer reaches the signed root.
+    def path_hash(b):
+        entry = b["inclusion"][str(received["position"])]
+        entry["path"][0] = ("A" if entry["path"][0][0] != "A" else "B") + entry["path"][0][1:]
 
-    def intermediate(b):
-        link = b["chain"]["links"][others[len(others) // 2]]
-        link[1] = ("0" if link[1][0] != "0" else "1") + link[1][1:]
-
-    code, result, _ = altered(intermediate)
-    assert code == 1 and set(failed(result)) == {"checkpoint head"}
+    code, result, _ = altered(path_hash)
+    assert code == 1 and set(failed(result)) == {"inclusion"} and "request" in failed(result)["inclusion"]
 
     # A delivery receipt rewritten to look successful from the start.
     code, result, _ = altered(lambda b: b["receipts"][0].update(http_status=200, status_code=1000))
     assert code == 1 and set(failed(result)) == {"receipt 1"} and "http_status" in failed(result)["receipt 1"]
 
     # The checkpoint's signature, or the key it is checked with.
-    code, result, _ = altered(lambda b: b["checkpoint"].update(signature="0" * 64))
-    assert code == 1 and set(failed(result)) == {"checkpoint signature"}
-    code, result, _ = verify_proof(offline_env(settings, HUB_AUDIT_KEY="another key"), out)
-    assert code == 1 and set(failed(result)) == {"checkpoint signature"}
+    def forged(b):
+        origin, size_line, rest = b["checkpoint"].split("\n", 2)
+        b["checkpoint"] = "\n".join([origin, str(int(size_line) + 1), rest])
+
+    code, result, _ = altered(forged)
+    assert code == 1 and "checkpoint signature" in failed(result) and "forged" in failed(result)["checkpoint signature"]
+    other = Signer.generate("elsewhere.example/audit").verifier.vkey
+    code, result, _ = verify_proof(env, out, "--key", other)
+    assert code == 1 and set(failed(result)) == {"inclusion", "checkpoint signature"}
 
     # Not a bundle at all.
     junk = tmp_path / "junk.json"
@@ -188,12 +195,12 @@ def test_the_earliest_covering_checkpoint_is_reused(hub, delivered_cdr, settings
     # More traffic and a later checkpoint: the bundle keeps using the earliest one that covers the CDR.
     assert hub.call("GET", "/ocpi/2.2.1/hubclientinfo", delivered_cdr["em1"].hub_token).status_code == 200
     later = json.loads(run_hub(settings, "audit", "checkpoint", "--json").stdout)
-    assert later["position"] > first["checkpoint"]["position"]
+    assert later["size"] > int(first["checkpoint"].split("\n")[1])
     again = run_hub(settings, "audit", "proof", "cdrs", "IN", "ECP", "CDR1", "--out", str(tmp_path / "p.json"))
-    assert "checkpoint_position" in again.stdout.splitlines()[0].lower()
+    assert "checkpoint_size" in again.stdout.splitlines()[0].lower()
     second = json.loads((tmp_path / "p.json").read_text())
     assert second["checkpoint"] == first["checkpoint"]
-    assert second["chain"] == first["chain"] and second["event"] == first["event"]
+    assert second["inclusion"] == first["inclusion"] and second["event"] == first["event"]
     assert verify_proof(offline_env(settings), tmp_path / "p.json")[0] == 0
 
 

@@ -160,6 +160,10 @@ def test_audit_and_deliveries_commands_refuse_bad_input(hub, settings, tmp_path)
     refused("audit", "verify", "--checkpoint", str(garbled), "--json", says="head: expected 64 lowercase hex")
     garbled.write_text("[1, 2]")
     refused("audit", "verify", "--checkpoint", str(garbled), says="not a checkpoint")
+    garbled.write_text("hub.example/audit\n3\nnot-base64\n\n\u2014 hub.example/audit AAAA\n")
+    refused("audit", "verify", "--checkpoint", str(garbled), says="root hash: expected base64 of 32 bytes")
+    garbled.write_text("hub.example/audit\n3\n")
+    refused("audit", "verify", "--checkpoint", str(garbled), says="not a signed note")
 
     with psycopg.connect(settings.database_url) as conn:
         conn.execute(f'SET search_path TO "{settings.database_schema}"')
@@ -171,13 +175,13 @@ def test_audit_and_deliveries_commands_refuse_bad_input(hub, settings, tmp_path)
     assert at_head["ok"] and at_head["checked"] == 0 and at_head["head_position"] == head
 
     # A forged checkpoint: a verdict (exit 1), as JSON under --json.
-    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint = tmp_path / "checkpoint.note"
     run_hub(settings, "audit", "checkpoint", "--out", str(checkpoint))
-    forged = json.loads(checkpoint.read_text()) | {"signature": "0" * 64}
-    checkpoint.write_text(json.dumps(forged))
+    origin, size, root = checkpoint.read_text().split("\n")[:3]
+    checkpoint.write_text(checkpoint.read_text().replace(f"\n{size}\n", f"\n{int(size) + 1}\n", 1))
     done = run_hub(settings, "audit", "verify", "--checkpoint", str(checkpoint), "--json", ok=False)
     answer = json.loads(done.stdout)
-    assert done.returncode == 1 and answer["ok"] is False and "invalid signature" in answer["problem"]
+    assert done.returncode == 1 and answer["ok"] is False and "forged checkpoint" in answer["problem"]
 
     refused("deliveries", "replay", "IN/EMP", "--since", "yesterday", says="--since 'yesterday'")
     refused("deliveries", "replay", "EMP", says="'EMP': write a party as COUNTRY_CODE/PARTY_ID")

@@ -193,6 +193,10 @@ def test_the_app_role_cannot_change_history(roles, settings):
         "DELETE FROM hub_audit_chain": "permission denied for table hub_audit_chain",
         "TRUNCATE hub_audit_chain": "permission denied for table hub_audit_chain",
         "DELETE FROM hub_audit_checkpoints": "permission denied for table hub_audit_checkpoints",
+        "DELETE FROM hub_audit_tree_heads": "permission denied for table hub_audit_tree_heads",
+        "UPDATE hub_audit_leaves SET hash = hash": "permission denied for table hub_audit_leaves",
+        "DELETE FROM hub_audit_nodes": "permission denied for table hub_audit_nodes",
+        "DELETE FROM hub_audit_keys": "permission denied for table hub_audit_keys",
         "UPDATE hub_schema SET version = 0": "permission denied for table hub_schema",
         "TRUNCATE hub_tracking": "permission denied for table hub_tracking",
         "ALTER TABLE hub_events DISABLE TRIGGER hub_events_append_only": "must be owner of",
@@ -224,6 +228,8 @@ def test_the_owner_migrates_and_the_file_can_run_again(roles, settings):
     assert privileges(roles.superuser_url, roles.app, qualified + "hub_events") == {"SELECT", "INSERT"}
     assert privileges(roles.superuser_url, roles.app, qualified + "hub_audit_chain") == {"SELECT", "INSERT"}
     assert privileges(roles.superuser_url, roles.app, qualified + "hub_audit_checkpoints") == {"SELECT", "INSERT"}
+    for table in ("hub_audit_leaves", "hub_audit_nodes", "hub_audit_tree_heads", "hub_audit_keys"):
+        assert privileges(roles.superuser_url, roles.app, qualified + table) == {"SELECT", "INSERT"}, table
     assert privileges(roles.superuser_url, roles.app, qualified + "hub_schema") == {"SELECT"}
     for table in ("hub_tracking", "hub_deliveries", "view_objects", "view_parties"):
         assert privileges(roles.superuser_url, roles.app, qualified + table) == {
@@ -267,7 +273,7 @@ def test_a_hub_run_entirely_as_the_app_role_forwards_a_push(roles, settings):
         worker.checkpoint()
         with psycopg.connect(roles.app_url) as conn:
             conn.execute(f'SET search_path TO "{roles.schema}"')
-            assert conn.execute("SELECT count(*) FROM hub_audit_checkpoints").fetchone()[0] >= 1
+            assert conn.execute("SELECT count(*) FROM hub_audit_tree_heads").fetchone()[0] >= 1
             delivered = conn.execute("SELECT count(*) FROM hub_deliveries WHERE state = 'DELIVERED'").fetchone()[0]
             assert delivered >= 1
     finally:
@@ -285,7 +291,7 @@ def test_backup_and_restore_runbook(roles, settings, tmp_path):
     as_app = roles.settings(settings, roles.app_url)
     run_hub(as_app, "parties", "add", "--role", "CPO", "--country-code", "IN", "--party-id", "BAK",
             "--name", "Backed Up")  # brings the views up to date too
-    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint = tmp_path / "checkpoint.note"
     run_hub(as_app, "audit", "checkpoint", "--out", str(checkpoint))
     dump = tmp_path / "hub.dump"
     subprocess.run([pg_tool("pg_dump", roles.owner_url), "--format=custom", f"--schema={roles.schema}",
@@ -310,19 +316,21 @@ def test_backup_and_restore_runbook(roles, settings, tmp_path):
         assert "IN" in run_hub(app, "parties", "show", "IN", "BAK").stdout
         verified = run_hub(app, "audit", "verify", "--checkpoint", str(checkpoint))
         assert verified.stdout.startswith("OK:")
-        # Why the file matters: cut the newest event, its chain link and the checkpoints kept
-        # in the database; the chain alone still verifies, the checkpoint file does not.
+        # Why the file matters: cut the newest event, its chain link, the tree and the checkpoints
+        # kept in the database; the database alone still verifies, the checkpoint file does not.
         with psycopg.connect(superuser, autocommit=True) as conn:
             conn.execute(f'SET search_path TO "{roles.schema}"')
-            conn.execute("ALTER TABLE hub_events DISABLE TRIGGER USER")
-            conn.execute("ALTER TABLE hub_audit_chain DISABLE TRIGGER USER")
+            tables = ("hub_events", "hub_audit_chain", "hub_audit_leaves", "hub_audit_nodes", "hub_audit_tree_heads")
+            for table in tables:
+                conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
             (last,) = conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()
             conn.execute("DELETE FROM hub_events WHERE notification_id = %s", (last,))
             conn.execute("DELETE FROM hub_audit_chain WHERE notification_id = %s", (last,))
-            conn.execute("DELETE FROM hub_audit_checkpoints")
+            for table in tables[2:]:
+                conn.execute(f"DELETE FROM {table}")
         assert run_hub(app, "audit", "verify").stdout.startswith("OK:")
         cut = run_hub(app, "audit", "verify", "--checkpoint", str(checkpoint), ok=False)
-        assert cut.returncode == 1 and "before the signed checkpoint" in cut.stderr
+        assert cut.returncode == 1 and "truncated: " in cut.stderr
     finally:
         with psycopg.connect(roles.superuser_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')

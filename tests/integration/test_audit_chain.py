@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from hub.infra.chain import link_hash
+from hub.infra.tlog import TLOG_TABLES
 from tests.cli import run_hub
 from tests.partner import role
 
@@ -19,7 +20,15 @@ def admin(settings):
     conn.execute(f'SET search_path TO "{settings.database_schema}"')
     conn.execute("ALTER TABLE hub_events DISABLE TRIGGER USER")
     conn.execute("ALTER TABLE hub_audit_chain DISABLE TRIGGER USER")
+    for table in TLOG_TABLES:
+        conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
     return conn
+
+
+def wipe_tree(conn) -> None:
+    """The attacker's clean-up: the Merkle tree and the hub's own checkpoints go."""
+    for table in ("hub_audit_leaves", "hub_audit_nodes", "hub_audit_tree_heads"):
+        conn.execute(f"DELETE FROM {table}")
 
 
 @pytest.fixture
@@ -38,6 +47,7 @@ def history(hub, settings):
 
 def verify(settings, *extra) -> tuple[int, dict]:
     done = run_hub(settings, "audit", "verify", "--json", *extra, ok=False)
+    assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)
 
 
@@ -105,52 +115,57 @@ def test_inserted_event_is_found(history, settings):
     assert code == 1 and result["break_position"] == forged and "no chain link" in result["problem"]
 
 
-def test_rewritten_chain_is_caught_by_a_signed_checkpoint(history, settings, tmp_path):
-    checkpoint = tmp_path / "checkpoint.json"
+def test_rewritten_history_is_caught_by_a_signed_checkpoint(history, settings, tmp_path):
+    checkpoint = tmp_path / "checkpoint.note"
     run_hub(settings, "audit", "checkpoint", "--out", str(checkpoint))
-    assert json.loads(checkpoint.read_text())["position"] == history[-1]
+    assert checkpoint.read_text().split("\n")[1] == str(len(history))  # the tree size
     # The attacker edits an event and recomputes every link after it (SHA-256 needs no key),
-    # and also removes the checkpoint the hub kept in its database.
+    # removes the tree and the checkpoints the hub kept, and lets the hub sign the new history.
     target = history[2]
     with admin(settings) as conn:
         conn.execute("UPDATE hub_events SET state = state || '\\x20'::bytea WHERE notification_id = %s",
                      (target,))
-        conn.execute("DELETE FROM hub_audit_checkpoints")
         rechain(conn)
-    assert verify(settings)[0] == 0  # the chain alone is consistent again...
+        wipe_tree(conn)
+    run_hub(settings, "audit", "checkpoint")
+    assert verify(settings)[0] == 0  # the database alone is consistent again...
     code, result = verify(settings, "--checkpoint", str(checkpoint))
-    assert code == 1 and "checkpoint" in result["problem"]  # ...but not with the auditor's checkpoint
-    # A checkpoint signed with another key is refused outright.
-    forged = json.loads(checkpoint.read_text())
-    forged["signature"] = "0" * 64
-    checkpoint.write_text(json.dumps(forged))
+    assert code == 1 and result["problem"].startswith(f"fork: two checkpoints of size {len(history)}")
+    with admin(settings) as conn:  # without the re-signed checkpoint, the auditor's names the rewrite
+        conn.execute("DELETE FROM hub_audit_tree_heads")
+    code, result = verify(settings, "--checkpoint", str(checkpoint))
+    assert code == 1 and result["problem"].startswith(f"rewritten: the log's first {len(history)} events")
+    # A checkpoint whose signature does not verify is refused outright.
+    forged = checkpoint.read_text().replace(f"\n{len(history)}\n", f"\n{len(history) - 1}\n")
+    checkpoint.write_text(forged)
     done = run_hub(settings, "audit", "verify", "--checkpoint", str(checkpoint), ok=False)
-    assert done.returncode == 1 and "invalid signature" in done.stderr
+    assert done.returncode == 1 and "forged checkpoint" in done.stderr and "does not verify" in done.stderr
 
 
-def test_deleted_checkpointed_event_is_caught_by_the_checkpoint(history, hub, settings, tmp_path):
-    checkpoint = tmp_path / "checkpoint.json"
+def test_removed_events_are_caught_by_the_checkpoint(history, hub, settings, tmp_path):
+    checkpoint = tmp_path / "checkpoint.note"
     run_hub(settings, "audit", "checkpoint", "--out", str(checkpoint))
-    signed = json.loads(checkpoint.read_text())["position"]
-    assert signed == history[-1]
+    signed = history[-1]
     hub.onboard("EMSP", "IN", "LAT", "Later")  # more events after the checkpoint
-    # The attacker removes exactly the signed event and its link, relinks everything after it
-    # and drops the hub's own copies of the checkpoint.
+    # The attacker removes exactly the last signed event and its link, relinks everything after
+    # it and drops the tree and the hub's own copies of the checkpoint.
     with admin(settings) as conn:
         conn.execute("DELETE FROM hub_events WHERE notification_id = %s", (signed,))
         conn.execute("DELETE FROM hub_audit_chain WHERE notification_id = %s", (signed,))
-        conn.execute("DELETE FROM hub_audit_checkpoints")
+        wipe_tree(conn)
         rechain(conn)
     code, result = verify(settings)
     assert code == 0 and result["head_position"] > signed  # the chain alone holds...
     code, result = verify(settings, "--checkpoint", str(checkpoint))
     assert code == 1 and result["ok"] is False  # ...the auditor's checkpoint does not
-    assert result["break_position"] == signed
-    assert result["problem"] == f"event {signed} of the signed checkpoint is missing"
-    # Starting after the signed position, the checkpoint is out of range: nothing to compare.
-    code, result = verify(settings, "--from", str(signed), "--checkpoint", str(checkpoint))
-    assert code == 1 and result["break_position"] == signed  # the link at --from is gone too
-    assert verify(settings, "--from", str(signed + 1), "--checkpoint", str(checkpoint))[0] == 0
+    assert result["problem"].startswith(f"rewritten: the log's first {len(history)} events")
+    # Cut the log short instead: everything from the signed event on is gone.
+    with admin(settings) as conn:
+        conn.execute("DELETE FROM hub_events WHERE notification_id >= %s", (signed,))
+        conn.execute("DELETE FROM hub_audit_chain WHERE notification_id >= %s", (signed,))
+    code, result = verify(settings, "--checkpoint", str(checkpoint))
+    assert code == 1 and result["problem"] == (f"truncated: the log holds {len(history) - 1} events,"
+                                               f" the checkpoint of size {len(history)} signed more")
 
 
 def test_reordered_rows_are_found(history, settings):
@@ -233,13 +248,13 @@ def test_the_worker_signs_checkpoints_by_itself(hub, settings):
 def checkpoint_positions(settings) -> list[int]:
     with psycopg.connect(settings.database_url) as conn:
         conn.execute(f'SET search_path TO "{settings.database_schema}"')
-        return [r[0] for r in conn.execute("SELECT position FROM hub_audit_checkpoints ORDER BY 1")]
+        return [r[0] for r in conn.execute("SELECT size FROM hub_audit_tree_heads ORDER BY 1")]
 
 
 def log_head(settings) -> int:
     with psycopg.connect(settings.database_url) as conn:
         conn.execute(f'SET search_path TO "{settings.database_schema}"')
-        return conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM hub_events").fetchone()[0]  # the tree's size
 
 
 def test_the_worker_checkpoints_every_n_events(hub, settings):
@@ -280,17 +295,15 @@ def test_the_worker_checkpoints_every_n_seconds(hub, settings):
         hub.onboard("CPO", "IN", "EC1")
         worker.checkpoint()  # a few new events, the last checkpoint is recent: not due
         assert checkpoint_positions(settings) == [first]
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:  # ten minutes go by
-            conn.execute(f'SET search_path TO "{settings.database_schema}"')
-            conn.execute("UPDATE hub_audit_checkpoints SET created_at = %s",
+        with admin(settings) as conn:  # ten minutes go by
+            conn.execute("UPDATE hub_audit_tree_heads SET created_at = %s",
                          ((datetime.now(UTC) - timedelta(seconds=601)).strftime("%Y-%m-%dT%H:%M:%SZ"),))
         worker.checkpoint()
         head = log_head(settings)
         assert head > first and checkpoint_positions(settings) == [first, head]
         worker.checkpoint()  # nothing new since: no checkpoint, however old the last one
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(f'SET search_path TO "{settings.database_schema}"')
-            conn.execute("UPDATE hub_audit_checkpoints SET created_at = '2020-01-01T00:00:00Z'")
+        with admin(settings) as conn:
+            conn.execute("UPDATE hub_audit_tree_heads SET created_at = '2020-01-01T00:00:00Z'")
         worker.checkpoint()
         assert checkpoint_positions(settings) == [first, head]
     finally:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from hub.domain.rules import MODULES
+from hub.entrypoints.cli import tlog
 from hub.entrypoints.cli.output import Usage, deprecated, emit, fail, optional_party, parse, print_table
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.config import Settings
@@ -54,22 +55,12 @@ def _timeline(args, steps: list[dict]) -> None:
         print_table(steps, TIMELINE_COLUMNS)
 
 
-def cmd_checkpoint(args) -> int:
-    with Runtime() as rt:
-        checkpoint = chain.checkpoint(rt.settings, rt.require_hub())
-    if args.out:
-        Path(args.out).write_bytes(checkpoint.to_json() + b"\n")
-    if args.json:
-        print(checkpoint.to_json().decode())
-    else:
-        print(f"signed checkpoint at position {checkpoint.position}, head {checkpoint.head[:16]}…"
-              + (f", written to {args.out}" if args.out else ""))
-    return 0
-
-
 def cmd_verify(args) -> int:
     from hub.infra.chain import Checkpoint
+    from hub.infra.notes import TreeHead, split_note
 
+    if args.receipt:
+        return tlog.verify_receipt(args)
     if args.proof:
         if args.checkpoint or args.from_position:
             raise Usage("--proof checks one bundle on its own: leave out --from and --checkpoint")
@@ -83,14 +74,21 @@ def cmd_verify(args) -> int:
 
     if args.from_position < 0:
         return refuse(f"--from {args.from_position}: expected a position, 0 or more")
-    files = []
+    files, notes = [], []
     for path in args.checkpoint or []:
         try:
-            files.append(Checkpoint.from_json(Path(path).read_bytes()))
+            raw = Path(path).read_bytes()
+            if raw.lstrip()[:1] in (b"{", b"["):  # JSON: an HMAC checkpoint of the retired kind
+                files.append(Checkpoint.from_json(raw))
+            else:
+                note = raw.decode("utf-8")
+                TreeHead.parse(split_note(note)[0])  # the shape; the signature is the verdict's
+                notes.append((f"checkpoint file {path}", note))
         except OSError as exc:
             return refuse(f"cannot read checkpoint {path}: {exc.strerror or exc}")
         except ValueError as exc:
             return refuse(f"checkpoint {path} is unreadable: {exc}")
+    trusted = tlog.trusted_keys(args)
     shown: list[int] = []
 
     def progress(position: int) -> None:
@@ -100,7 +98,8 @@ def cmd_verify(args) -> int:
 
     try:
         with Runtime() as rt:
-            verdict = chain.verify_chain(rt.settings, rt.require_hub(), args.from_position, files, progress)
+            verdict = chain.verify_chain(rt.settings, rt.require_hub(), args.from_position, files, notes,
+                                         trusted, progress)
     except chain.BadInput as exc:
         return refuse(str(exc))
     if shown:
@@ -109,7 +108,7 @@ def cmd_verify(args) -> int:
         print(json.dumps(verdict.as_dict()))
     elif verdict.ok:
         print(f"OK: {verdict.checked} events verified up to position {verdict.head_position}, "
-              f"{verdict.checkpoints} signed checkpoints hold")
+              f"Merkle tree of {verdict.tree_size} leaves, {verdict.checkpoints} signed checkpoints hold")
     elif verdict.break_position is None:
         print(f"FAILED: {verdict.problem}", file=sys.stderr)
     else:
@@ -133,7 +132,10 @@ def _verify_proof(args) -> int:
     except (OSError, ValueError) as exc:
         checks = [Check("bundle", False, f"cannot read {args.proof}: {exc}")]
     else:
-        checks = verify_cdr_proof(bundle, _proof_key(Settings.from_env()))
+        code = tlog.verify_bundle_offline(args, bundle)
+        if code is not None:
+            return code
+        checks = verify_cdr_proof(bundle, _proof_key(Settings.from_env()), tlog.offline_verifiers(args))
     failed = [c for c in checks if not c.ok]
     if args.json:
         cdr = bundle["cdr"] if checks[0].ok else None  # the first check: the bundle is readable
@@ -162,8 +164,9 @@ def cmd_proof(args) -> int:
     country_code, party_id, object_id = _object(args, "proof")
     with Runtime() as rt:
         try:
-            bundle, taken = make_cdr_proof(rt.app, rt.settings.checkpoint_key(), country_code, party_id,
-                                           object_id, now=format_datetime(datetime.now(UTC)))
+            bundle, taken = make_cdr_proof(rt.app, rt.settings.audit_signer(), rt.settings.log_origin,
+                                           country_code, party_id, object_id,
+                                           now=format_datetime(datetime.now(UTC)))
         except (LookupError, ProofError) as exc:
             return fail(str(exc.args[0]))
     data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
@@ -172,10 +175,10 @@ def cmd_proof(args) -> int:
         return 0
     Path(args.out).write_bytes(data)
     summary = {"out": args.out, "cdr": "/".join(bundle["cdr"][k] for k in ("country_code", "party_id", "id")),
-               "position": bundle["event"]["position"], "hash": bundle["event"]["hash"],
-               "receipts": len(bundle["receipts"]), "links": len(bundle["chain"]["links"]),
-               "checkpoint_position": bundle["checkpoint"]["position"], "new_checkpoint": taken}
-    emit(args, summary, ["out", "cdr", "position", "receipts", "links", "checkpoint_position", "new_checkpoint"])
+               "position": bundle["event"]["position"], "receipts": len(bundle["receipts"]),
+               "proofs": len(bundle["inclusion"]), "checkpoint_size": int(bundle["checkpoint"].split("\n")[1]),
+               "bytes": len(data), "new_checkpoint": taken}
+    emit(args, summary, ["out", "cdr", "position", "receipts", "proofs", "checkpoint_size", "bytes", "new_checkpoint"])
     return 0
 
 
@@ -276,11 +279,16 @@ def cmd_state(args) -> int:
 def register(sub) -> None:
     group = sub.add_parser("audit", help="the tamper-evident history").add_subparsers(
         dest="action", required=True)
-    p = group.add_parser("verify", help="recompute the hash chain; exit 1 naming the first break")
+    p = group.add_parser("verify", help="recompute the hash chain and the Merkle tree; exit 1 naming the first break")
     p.add_argument("--from", dest="from_position", type=int, default=0, help="start after this position")
     p.add_argument("--checkpoint", action="append", help="a signed checkpoint file kept outside the hub")
+    p.add_argument("--key", action="append", metavar="VKEY|FILE",
+                   help="trust only this verifier key (or the keys in this file); default: the hub's own list")
     p.add_argument("--proof", metavar="FILE",
-                   help="check a bundle of hub audit proof instead, from the file and the key alone (no database)")
+                   help="check a bundle of hub audit proof, prove or consistency instead, from the file and the"
+                        " public key alone (no database)")
+    p.add_argument("--receipt", metavar="VALUE|FILE",
+                   help="check a Hub-Receipt header value instead, with the public key alone (no database)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
@@ -290,10 +298,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FILE", help="write the bundle here (default: standard output)")
     p.add_argument("--json", action="store_true", help="with --out: the summary as JSON")
     p.set_defaults(func=cmd_proof)
-    p = group.add_parser("checkpoint", help="sign the chain head now")
-    p.add_argument("--out", help="also write the checkpoint to this file")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_checkpoint)
+    tlog.register(group)
     p = group.add_parser("export", help="the history as JSON lines (secrets removed), filtered")
     p.add_argument("--party", metavar="CC/PID[/ROLE]", help="sender, addressee, owner or recipient")
     p.add_argument("--module", type=str.lower, choices=[*MODULES, "credentials", "versions"],

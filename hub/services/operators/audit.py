@@ -1,18 +1,20 @@
-"""The tamper-evident chain as operators check it: signed checkpoints and verification.
+"""The transparency log as operators run it: signed checkpoints, keys and verification.
 
-Reads of the history (export, trace, history, state, proof) are
-:mod:`hub.audit`'s; these two write or check the chain itself.
+Reads of the history (export, trace, history, state, proofs) are :mod:`hub.audit`'s;
+these write the tree and its checkpoints, or check the whole log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from hub.infra.chain import Checkpoint, checkpoint_valid, stored_checkpoints, take_checkpoint, verify
+from hub.infra import tlog
+from hub.infra.chain import Checkpoint, checkpoint_valid, stored_checkpoints
 from hub.infra.config import Settings
 from hub.infra.database import connect
+from hub.infra.notes import TreeHead, Verifier
+from hub.infra.tlogcheck import LogVerdict, verify_log
 from hub.ocpi.envelope import format_datetime
 from hub.services.operators import OperatorError
 
@@ -21,46 +23,53 @@ class BadInput(OperatorError):
     """The command's input cannot be used (exit 2, not a verdict)."""
 
 
-def checkpoint(settings: Settings, database_url: str) -> Checkpoint:
-    """Sign the chain head now (kept in the database; the caller may also write it out)."""
+def checkpoint(settings: Settings, database_url: str) -> tuple[TreeHead, str]:
+    """Catch the tree up with the log as it stands, sign its head and keep it; (head, note)."""
+    signer = settings.audit_signer()
     with connect(database_url, settings.database_schema) as conn, conn.transaction():
-        taken = take_checkpoint(conn, settings.checkpoint_key(), format_datetime(datetime.now(UTC)))
-    if taken is None:
-        raise OperatorError("the log is empty: nothing to sign yet")
-    return taken
+        if not conn.execute("SELECT 1 FROM hub_events LIMIT 1").fetchone():
+            raise OperatorError("the log is empty: nothing to sign yet")
+        return tlog.sign_checkpoint(conn, signer, settings.log_origin, format_datetime(datetime.now(UTC)))
 
 
-@dataclass
-class Verdict:
-    ok: bool
-    checked: int
-    head_position: int | None
-    head: str | None
-    break_position: int | None
-    problem: str | None
-    checkpoints: int
+def public_keys(settings: Settings, database_url: str | None) -> list[dict]:
+    """The key signing now, then every older key the hub signed with (kept for old checkpoints)."""
+    current = settings.audit_signer().verifier
+    rows = [{"vkey": current.vkey, "status": "current", "first_used_at": None}]
+    if database_url:
+        with connect(database_url, settings.database_schema) as conn:
+            for verifier, first in tlog.known_keys(conn):
+                if verifier == current:
+                    rows[0]["first_used_at"] = first
+                else:
+                    rows.append({"vkey": verifier.vkey, "status": "retired", "first_used_at": first})
+    return rows
 
-    def as_dict(self) -> dict:
-        return dict(vars(self))
 
+def verify_chain(settings: Settings, database_url: str, start: int, hmac_files: list[Checkpoint],
+                 note_files: list[tuple[str, str]], trusted: list[Verifier] | None = None,
+                 progress: Callable[[int], None] | None = None) -> LogVerdict:
+    """The chain and the Merkle tree after ``start``, against every checkpoint.
 
-def verify_chain(settings: Settings, database_url: str, start: int, files: list[Checkpoint],
-                 progress: Callable[[int], None] | None = None) -> Verdict:
-    """Recompute the hash chain after ``start`` against the stored checkpoints and ``files``."""
+    ``trusted``: the only keys to accept (an auditor's own copy); None: the hub's current
+    key and every key listed in ``hub_audit_keys``. HMAC checkpoints of older databases
+    are checked with the HMAC key as before.
+    """
     if start < 0:
         raise BadInput(f"--from {start}: expected a position, 0 or more")
-    key = settings.checkpoint_key()
     with connect(database_url, settings.database_schema) as conn:
         (head,) = conn.execute("SELECT greatest((SELECT max(notification_id) FROM hub_events),"
                                " (SELECT max(notification_id) FROM hub_audit_chain))").fetchone()
         if start > (head or 0):
             raise BadInput(f"--from {start} is past the log's head ({head or 0})")
-        checkpoints = stored_checkpoints(conn) + files
-        forged = next((c for c in checkpoints if not checkpoint_valid(key, c)), None)
-        if forged is not None:
-            return Verdict(False, 0, None, None, None,
-                           f"checkpoint at {forged.position} has an invalid signature (another key, or forged)",
-                           len(checkpoints))
-        result = verify(conn, start=start, checkpoints=checkpoints, progress=progress)
-    return Verdict(result.ok, result.checked, result.head_position, result.head.hex(), result.break_position,
-                   result.problem, len(checkpoints))
+        if trusted is None:
+            trusted = [settings.audit_signer().verifier, *(v for v, _ in tlog.known_keys(conn))]
+        legacy = stored_checkpoints(conn) + hmac_files
+        if legacy:
+            key = settings.checkpoint_key()
+            forged = next((c for c in legacy if not checkpoint_valid(key, c)), None)
+            if forged is not None:
+                return LogVerdict(False, 0, None, None, None, f"forged checkpoint: HMAC checkpoint at"
+                                  f" {forged.position} has an invalid signature (another key, or forged)",
+                                  len(legacy))
+        return verify_log(conn, trusted, note_files, legacy, start=start, progress=progress)

@@ -1,0 +1,170 @@
+"""The transparency log: an RFC 9162 Merkle tree over the event log, and its signed checkpoints.
+
+Leaf ``i`` is the ``i``-th stored event in log order (notification ids may skip
+numbers; the tree does not): ``leaf_hash(position || event digest)``.
+``hub_audit_leaves`` maps each leaf index to its log position and keeps its hash;
+``hub_audit_nodes`` keeps every complete subtree (level >= 1) as soon as its last
+leaf is in, so the root of any past size, and any proof, is read back in
+O(log² n) lookups (:mod:`hub.infra.merkle`). The worker appends new events
+(:func:`catch_up`) and signs checkpoints (:func:`sign_checkpoint`);
+``hub_audit_tree_heads`` keeps every signed checkpoint note, and ``hub_audit_keys``
+every verifier key the hub ever signed with (older checkpoints stay verifiable
+after a key rotation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+
+from hub.infra.chain import event_digest
+from hub.infra.merkle import Tree, leaf_hash, leaf_input, node_hash
+from hub.infra.notes import Signer, TreeHead, Verifier
+
+TREE_LOCK = 0x544C_4F47  # "TLOG": one appender at a time
+TLOG_DDL = [
+    """CREATE TABLE IF NOT EXISTS hub_audit_leaves (
+        idx bigint PRIMARY KEY,
+        position bigint NOT NULL UNIQUE,
+        hash bytea NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS hub_audit_nodes (
+        level smallint NOT NULL,
+        idx bigint NOT NULL,
+        hash bytea NOT NULL,
+        PRIMARY KEY (level, idx)
+    )""",
+    """CREATE TABLE IF NOT EXISTS hub_audit_tree_heads (
+        id bigserial PRIMARY KEY,
+        size bigint NOT NULL,
+        root bytea NOT NULL,
+        key_id text NOT NULL,
+        created_at text NOT NULL,
+        note text NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS hub_audit_tree_heads_size ON hub_audit_tree_heads (size)",
+    """CREATE TABLE IF NOT EXISTS hub_audit_keys (
+        vkey text PRIMARY KEY,
+        first_used_at text NOT NULL
+    )""",
+]
+TLOG_TABLES = ("hub_audit_leaves", "hub_audit_nodes", "hub_audit_tree_heads", "hub_audit_keys")
+for _table in TLOG_TABLES:  # append-only, like the event log (hub_forbid_mutation: hub/services/schema.py)
+    TLOG_DDL += [
+        f"DROP TRIGGER IF EXISTS {_table}_append_only ON {_table}",
+        f"""CREATE TRIGGER {_table}_append_only BEFORE UPDATE OR DELETE ON {_table}
+            FOR EACH ROW EXECUTE FUNCTION hub_forbid_mutation()""",
+    ]
+
+
+def enabled() -> bool:
+    """``HUB_TLOG=off`` (for measuring only: ops/bench ingest) turns off receipts and the worker's tree."""
+    import os
+
+    return os.environ.get("HUB_TLOG", "").strip().lower() not in ("off", "false", "no", "0")
+
+
+def tree_size(conn: psycopg.Connection) -> int:
+    (size,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM hub_audit_leaves").fetchone()
+    return size
+
+
+def stored_tree(conn: psycopg.Connection) -> Tree:
+    def perfect(level: int, index: int) -> bytes:
+        if level == 0:
+            row = conn.execute("SELECT hash FROM hub_audit_leaves WHERE idx = %s", (index,)).fetchone()
+        else:
+            row = conn.execute("SELECT hash FROM hub_audit_nodes WHERE level = %s AND idx = %s",
+                               (level, index)).fetchone()
+        if row is None:
+            raise LookupError(f"the stored tree has no node at level {level}, index {index}")
+        return bytes(row[0])
+
+    return Tree(perfect)
+
+
+def _events_after(conn: psycopg.Connection, position: int, batch: int) -> Iterator[list[tuple]]:
+    while True:
+        rows = conn.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM hub_events"
+            " WHERE notification_id > %s ORDER BY notification_id LIMIT %s", (position, batch)).fetchall()
+        if not rows:
+            return
+        yield rows
+        position = rows[-1][0]
+
+
+def catch_up(conn: psycopg.Connection, *, batch: int = 5000, limit: int | None = None) -> int:
+    """Append every event not yet in the tree (at most ``limit``); the new tree size.
+
+    Run inside a transaction: the advisory lock makes appenders take turns.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (TREE_LOCK,))
+    row = conn.execute("SELECT idx, position FROM hub_audit_leaves ORDER BY idx DESC LIMIT 1").fetchone()
+    size, last = (row[0] + 1, row[1]) if row else (0, 0)
+    tree = stored_tree(conn)
+    added = 0
+    for rows in _events_after(conn, last, batch):
+        if limit is not None:
+            rows = rows[:limit - added]
+        leaves, nodes = [], []
+        fresh: dict[tuple[int, int], bytes] = {}
+        for position, originator_id, version, topic, state in rows:
+            leaf = leaf_hash(leaf_input(position, event_digest(originator_id, version, topic, bytes(state))))
+            leaves.append((size, position, leaf))
+            level, index, current = 0, size, leaf
+            fresh[(0, index)] = leaf
+            while index % 2 == 1:
+                left = fresh.get((level, index - 1)) or tree.perfect(level, index - 1)
+                level, index, current = level + 1, index // 2, node_hash(left, current)
+                fresh[(level, index)] = current
+                nodes.append((level, index, current))
+            size += 1
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO hub_audit_leaves (idx, position, hash) VALUES (%s, %s, %s)", leaves)
+            if nodes:
+                cur.executemany("INSERT INTO hub_audit_nodes (level, idx, hash) VALUES (%s, %s, %s)", nodes)
+        added += len(rows)
+        if limit is not None and added >= limit:
+            break
+    return size
+
+
+def leaf_at(conn: psycopg.Connection, position: int) -> tuple[int, bytes] | None:
+    """The leaf index and hash of the event at a log position (None: not in the tree yet)."""
+    row = conn.execute("SELECT idx, hash FROM hub_audit_leaves WHERE position = %s", (position,)).fetchone()
+    return (row[0], bytes(row[1])) if row else None
+
+
+def register_key(conn: psycopg.Connection, verifier: Verifier, now: str) -> None:
+    conn.execute("INSERT INTO hub_audit_keys (vkey, first_used_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                 (verifier.vkey, now))
+
+
+def known_keys(conn: psycopg.Connection) -> list[tuple[Verifier, str]]:
+    rows = conn.execute("SELECT vkey, first_used_at FROM hub_audit_keys ORDER BY first_used_at").fetchall()
+    return [(Verifier.parse(vkey), first) for vkey, first in rows]
+
+
+def sign_checkpoint(conn: psycopg.Connection, signer: Signer, origin: str, now: str) -> tuple[TreeHead, str]:
+    """Catch the tree up with the log, sign its head and keep the note; (head, note)."""
+    size = catch_up(conn)
+    head = TreeHead(origin, size, stored_tree(conn).root(size))
+    note = signer.sign(head.text())
+    register_key(conn, signer.verifier, now)
+    conn.execute("INSERT INTO hub_audit_tree_heads (size, root, key_id, created_at, note)"
+                 " VALUES (%s, %s, %s, %s, %s)", (size, head.root, signer.verifier.id.hex(), now, note))
+    return head, note
+
+
+def tree_heads(conn: psycopg.Connection) -> list[tuple[int, str, str]]:
+    """Every stored checkpoint as (size, created_at, note), oldest first."""
+    return [tuple(row) for row in conn.execute(
+        "SELECT size, created_at, note FROM hub_audit_tree_heads ORDER BY id").fetchall()]
+
+
+def latest_head(conn: psycopg.Connection) -> tuple[int, str, str] | None:
+    row = conn.execute("SELECT size, created_at, note FROM hub_audit_tree_heads ORDER BY id DESC LIMIT 1"
+                       ).fetchone()
+    return tuple(row) if row else None

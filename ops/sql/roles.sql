@@ -121,6 +121,7 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_key_fingerprint    SELECT                           hub migrate only (owner)
 --   hub_tracking           SELECT, INSERT, UPDATE, DELETE   every follower (hub/infra/eventlog.py)
 --   hub_deliveries         SELECT, INSERT, UPDATE, DELETE   dispatchers and senders (scheduler/)
+--   hub_location_audience  SELECT, INSERT, DELETE           the forwarding dispatcher: who still sees each Location
 --   hub_snapshots          SELECT, INSERT, DELETE           every process: the snapshot cache (schema 3)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
 --   hub_cache_version      SELECT, UPDATE                   the views' triggers (hub/infra/invalidation.py)
@@ -160,6 +161,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".hub_tracking, :"schema".hub_de
               :"schema".view_objects, :"schema".view_routing_rules, :"schema".view_commands
   TO :"app_role";
 GRANT USAGE ON SEQUENCE :"schema".hub_deliveries_id_seq TO :"app_role";
+-- Who was sent each Location and still sees it (scheduler/forwarding.py): rows added and removed.
+REVOKE ALL ON :"schema".hub_location_audience FROM :"app_role";
+GRANT SELECT, INSERT, DELETE ON :"schema".hub_location_audience TO :"app_role";
 -- The web caches' version: raised by the views' triggers (as the writing role), read by web processes.
 REVOKE ALL ON :"schema".hub_cache_version FROM :"app_role";
 GRANT SELECT, UPDATE ON :"schema".hub_cache_version TO :"app_role";

@@ -20,6 +20,7 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import requests
 
 from tests import ocpi_examples as ex
@@ -106,6 +107,10 @@ def ready(hub) -> tuple[int, dict]:
 
 def test_database_outage_answers_503_and_recovers_without_restart(settings, processes):
     parts = urlsplit(settings.database_url)
+    if not parts.hostname or parts.hostname.startswith("/"):
+        # The embedded PostgreSQL of the tests listens on a Unix socket only: there is no TCP
+        # connection to cut. CI runs this test against the machine's PostgreSQL (.ci/run).
+        pytest.skip("needs PostgreSQL over TCP (HUB_TEST_DATABASE_URL) to cut its connections")
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     try:
         hub = start_deployed(settings, processes, HUB_DATABASE_URL=through(settings.database_url, proxy))

@@ -96,7 +96,9 @@ def load_policy(source: Source, **kw) -> Policy:
     return Policy(load_snapshot(source, **kw))
 
 
-def explain(source: Source, cpo_key: str, emsp_key: str, module: str) -> Verdict:
-    """:meth:`Policy.explain` with the snapshot of these two parties (``hub routing explain``)."""
+def explain(source: Source, cpo_key: str, emsp_key: str, module: str) -> tuple[Verdict, Verdict]:
+    """:meth:`Policy.explain` and the rules' part of it (:meth:`Policy.explain_rules`) with the
+    snapshot of these two parties (``hub routing explain``)."""
     ids = [tuple(key.upper().split("/")[:2]) for key in (cpo_key, emsp_key)]
-    return load_policy(source, ids=ids).explain(cpo_key, emsp_key, module)
+    policy = load_policy(source, ids=ids)
+    return policy.explain(cpo_key, emsp_key, module), policy.explain_rules(cpo_key, emsp_key, module)

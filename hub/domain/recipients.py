@@ -100,7 +100,21 @@ class Policy:
 
     def explain(self, cpo_key: str, emsp_key: str, identifier: str) -> Verdict:
         """Would ``identifier`` traffic pass between this CPO and eMSP-side party? The sender is
-        the module's data owner (the eMSP for Tokens and Commands, else the CPO)."""
+        the module's data owner (the eMSP for Tokens and Commands, else the CPO). The answer is
+        the one the hub would give now: for a stored module a forwarded change's verdict
+        (:meth:`delivery`: the receiver's role, state and endpoint, then the rules), for a
+        real-time one the relay's (:meth:`realtime`); otherwise the rules alone."""
+        mod = module(identifier)
+        sender, receiver = (emsp_key, cpo_key) if mod.owner not in (None, CPO) else (cpo_key, emsp_key)
+        target = self.party(receiver)
+        if target is not None and mod.stored:
+            return self.delivery(identifier, target, owner=sender.upper())
+        if target is not None and mod.realtime is not None and target.role == mod.realtime[0]:
+            return self.realtime(identifier, sender.upper(), *target.ids)
+        return self.explain_rules(cpo_key, emsp_key, identifier)
+
+    def explain_rules(self, cpo_key: str, emsp_key: str, identifier: str) -> Verdict:
+        """The routing rules' (and suspensions') part of :meth:`explain` alone."""
         owner = module(identifier).owner
         sender, receiver = (emsp_key, cpo_key) if owner not in (None, CPO) else (cpo_key, emsp_key)
         return self.rules_verdict(sender, receiver, identifier)

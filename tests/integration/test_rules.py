@@ -113,8 +113,13 @@ def test_allow_deny_list_explain_remove(settings):
     assert json.loads(run_hub(settings, "routing", "list", "--json").stdout) == []
 
     opened = explain(settings, "IN/ABC", "IN/EMP", "--module", "locations")
-    assert opened["delivered"] is True and opened["decided_by"] == "default"
-    assert (opened["sender"], opened["receiver"], opened["reason"]) == (ABC, EMP, DEFAULT_OPEN)
+    assert opened["rules"] == {"allowed": True, "decided_by": "default", "reason": DEFAULT_OPEN}
+    assert (opened["sender"], opened["receiver"]) == (ABC, EMP)
+    # The rules allow it, but nothing is delivered to a party that has not registered yet.
+    assert opened["delivered"] is False and opened["decided_by"] == "status"
+    assert opened["reason"] == f"{EMP} is PLANNED: has no endpoints yet"
+    people = run_hub(settings, "routing", "explain", "IN/ABC", "IN/EMP", "--module", "locations").stdout
+    assert "NOT delivered" in people and f"routing rules alone: allow ({DEFAULT_OPEN})" in people
 
     denied = json.loads(run_hub(settings, "routing", "deny", "in/abc", "IN/EMP", "--reason",
                                 "contract ended", "--json").stdout)
@@ -136,18 +141,19 @@ def test_allow_deny_list_explain_remove(settings):
 
     # eMSP -> CPO for tokens: the module rule beats the pair rule.
     tokens = explain(settings, "IN/EMP", "IN/ABC", "--module", "tokens")
-    assert tokens["delivered"] is True and tokens["decided_by"] == "rule"
+    assert tokens["rules"]["allowed"] is True and tokens["rules"]["decided_by"] == "rule"
     assert (tokens["sender"], tokens["receiver"], tokens["cpo"], tokens["emsp"]) == (EMP, ABC, ABC, EMP)
     assert tokens["rule"]["module"] == "tokens" and tokens["rule"]["effect"] == "allow"
     locations = explain(settings, "IN/ABC", "IN/EMP", "--module", "locations")
-    assert locations["delivered"] is False and locations["rule"]["module"] == "*"
-    assert "contract ended" in locations["reason"]
+    assert locations["rules"]["allowed"] is False and locations["rule"]["module"] == "*"
+    assert "contract ended" in locations["rules"]["reason"]
     other = explain(settings, "IN/ABC", "IN/NAV", "--module", "locations")
-    assert other["delivered"] is True and other["decided_by"] == "default"
+    assert other["rules"]["allowed"] is True and other["rules"]["decided_by"] == "default"
 
     people = run_hub(settings, "routing", "explain", "IN/ABC", "IN/EMP", "--module", "cdrs")
     assert people.returncode == 0
-    assert "NOT delivered" in people.stdout and "contract ended" in people.stdout
+    assert "NOT delivered" in people.stdout and "routing rules alone: deny (" in people.stdout
+    assert "contract ended" in people.stdout
     people = run_hub(settings, "routing", "explain", "IN/EMP", "IN/ABC", "--module", "commands")
     assert "NOT delivered" in people.stdout
     assert "delivered" in run_hub(settings, "routing", "explain", "IN/NAV", "IN/ABC",
@@ -159,7 +165,7 @@ def test_allow_deny_list_explain_remove(settings):
     assert again["changed"] is False
     flipped = json.loads(run_hub(settings, "routing", "allow", "IN/ABC", "IN/EMP", "--json").stdout)
     assert flipped["changed"] is True and flipped["effect"] == "allow" and flipped["reason"] == ""
-    assert explain(settings, "IN/ABC", "IN/EMP", "--module", "cdrs")["delivered"] is True
+    assert explain(settings, "IN/ABC", "IN/EMP", "--module", "cdrs")["rules"]["allowed"] is True
 
     removed = run_hub(settings, "routing", "remove", "IN/ABC", "IN/EMP", "--module", "tokens")
     assert "removed" in removed.stdout
@@ -168,7 +174,7 @@ def test_allow_deny_list_explain_remove(settings):
     removed = json.loads(run_hub(settings, "routing", "remove", "IN/ABC", "IN/EMP", "--json").stdout)
     assert removed["removed"] is True
     assert json.loads(run_hub(settings, "routing", "list", "--json").stdout) == []
-    assert explain(settings, "IN/EMP", "IN/ABC", "--module", "tokens")["decided_by"] == "default"
+    assert explain(settings, "IN/EMP", "IN/ABC", "--module", "tokens")["rules"]["decided_by"] == "default"
 
 
 def test_suspended_party_receives_nothing(settings):
@@ -176,14 +182,16 @@ def test_suspended_party_receives_nothing(settings):
     run_hub(settings, "routing", "allow", "IN/ABC", "IN/EMP")
     run_hub(settings, "parties", "suspend", "IN", "EMP", "--reason", "unpaid")
     as_receiver = explain(settings, "IN/ABC", "IN/EMP", "--module", "locations")
-    assert as_receiver["delivered"] is False and as_receiver["decided_by"] == "suspension"
-    assert as_receiver["reason"] == f"receiver {EMP} is suspended"
+    assert as_receiver["delivered"] is False and as_receiver["decided_by"] == "status"
+    assert as_receiver["reason"] == f"{EMP} is SUSPENDED: receives nothing"
+    assert as_receiver["rules"]["reason"] == f"receiver {EMP} is suspended"
     as_sender = explain(settings, "IN/EMP", "IN/ABC", "--module", "commands")
-    assert as_sender["delivered"] is False and as_sender["reason"] == f"sender {EMP} is suspended"
+    assert as_sender["delivered"] is False and as_sender["rules"]["reason"] == f"sender {EMP} is suspended"
     text = run_hub(settings, "routing", "explain", "IN/ABC", "IN/EMP", "--module", "hubclientinfo")
     assert text.returncode == 0 and "NOT delivered" in text.stdout and "suspended" in text.stdout
     run_hub(settings, "parties", "resume", "IN", "EMP")
-    assert explain(settings, "IN/ABC", "IN/EMP", "--module", "locations")["delivered"] is True
+    resumed = explain(settings, "IN/ABC", "IN/EMP", "--module", "locations")
+    assert resumed["rules"]["allowed"] is True and resumed["receiver_state"] == "PLANNED"
 
 
 def test_parties_must_be_known_and_of_the_right_role(settings):
@@ -228,7 +236,9 @@ def test_multi_role_platform_roles(settings):
     locations = explain(settings, "IN/MUL", "IN/EMP", "--module", "locations")
     assert (locations["cpo"], locations["delivered"]) == ("IN/MUL/CPO", False)
     as_emsp = explain(settings, "IN/MUL/EMSP", "IN/MUL/CPO", "--module", "tokens")
-    assert as_emsp["delivered"] is True and as_emsp["decided_by"] == "default"
+    assert as_emsp["rules"]["allowed"] is True and as_emsp["rules"]["decided_by"] == "default"
+    # ... but a change never goes back to the platform it came from.
+    assert as_emsp["delivered"] is False and as_emsp["decided_by"] == "platform"
 
 
 def test_rule_changes_are_events_and_rebuild_gives_the_same_view(settings):

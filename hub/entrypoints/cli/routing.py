@@ -60,6 +60,9 @@ def cmd_explain(args) -> int:
     verdict = "delivered" if result["delivered"] else "NOT delivered"
     print(f"{result['sender']} -> {result['receiver']} ({args.module}): {verdict}")
     print(f"decided by: {result['reason']}")
+    if result["rules"]["reason"] != result["reason"]:
+        allowed = "allow" if result["rules"]["allowed"] else "deny"
+        print(f"routing rules alone: {allowed} ({result['rules']['reason']})")
     if result["rule"]:
         print(f"rule set by {result['rule']['set_by']} at {result['rule']['updated_at']}")
     return 0

@@ -124,22 +124,25 @@ def explain_pair(app: Hub, sender: PartyName, receiver: PartyName, module: str) 
     return pairs[0]
 
 
-def explain(app: Hub, policy_explain: Callable[[str, str, str], Verdict], sender: PartyName,
+def explain(app: Hub, policy_explain: Callable[[str, str, str], tuple[Verdict, Verdict]], sender: PartyName,
             receiver: PartyName, module: str) -> dict:
-    """Would a ``module`` message from ``sender`` reach ``receiver``, and what decides.
+    """Would a ``module`` message from ``sender`` reach ``receiver`` now, and what decides.
 
-    ``policy_explain(cpo_key, emsp_key, module)``: the recipient policy's explanation
-    (:meth:`hub.domain.recipients.Policy.explain` over the views' snapshot), so the
-    operator reads the same reason a partner's refusal carries.
+    ``policy_explain(cpo_key, emsp_key, module)``: the recipient policy's verdict and its rules'
+    part (:meth:`hub.domain.recipients.Policy.explain` and ``explain_rules`` over the views'
+    snapshot), so the operator reads the same reason a partner's refusal carries. ``delivered``
+    takes the receiver's state and endpoints into account; ``rules`` is what the routing rules
+    alone say (a rule can allow a pair whose receiver is not registered yet).
     """
     source, target = explain_pair(app, sender, receiver, module)
     cpo, emsp = (source, target) if source.role == "CPO" else (target, source)
-    verdict = policy_explain(cpo.key, emsp.key, module)
-    rule = dict(verdict.rule) if verdict.rule else None
+    verdict, rules = policy_explain(cpo.key, emsp.key, module)
+    rule = dict(verdict.rule or rules.rule) if (verdict.rule or rules.rule) else None
     if rule and hasattr(rule.get("updated_at"), "isoformat"):
         rule["updated_at"] = rule["updated_at"].isoformat()
     return {
         "sender": source.key, "receiver": target.key, "module": module, "cpo": cpo.key, "emsp": emsp.key,
         "delivered": verdict.allowed, "decided_by": verdict.decided_by, "reason": verdict.reason,
         "rule": rule, "sender_state": source.state, "receiver_state": target.state,
+        "rules": {"allowed": rules.allowed, "decided_by": rules.decided_by, "reason": rules.reason},
     }

@@ -129,7 +129,14 @@ class Platform(Aggregate):
 
 
 class Party(Aggregate):
-    """One role a partner plays (``IN/ABC/CPO``) and its connection status."""
+    """One role a partner plays (``IN/ABC/CPO``) and its connection status.
+
+    ``testing``: an operator marked it as a test party (``hub parties test-mode``), so
+    ``hub parties check --write`` may send it test objects. Parties onboarded before the
+    mark existed have no ``TestingSet`` event and are not test parties.
+    """
+
+    testing = False
 
     @staticmethod
     def create_id(country_code: str, party_id: str, role: str, **_: object) -> UUID:
@@ -197,3 +204,8 @@ class Party(Aggregate):
     @event("Resumed")
     def resume(self) -> None:
         self.suspended = False
+
+    @event("TestingSet")
+    def set_testing(self, testing: bool) -> None:
+        """An operator marked (or unmarked) the party as a test party."""
+        self.testing = bool(testing)

@@ -11,7 +11,7 @@ import os
 import sys
 from uuid import UUID
 
-from hub.entrypoints.cli import sync
+from hub.entrypoints.cli import check, sync
 from hub.entrypoints.cli.output import Usage, add_party_argument, deprecated, emit, party_of, print_table
 from hub.entrypoints.cli.runtime import Runtime
 from hub.services.operators import parties
@@ -69,9 +69,11 @@ def cmd_add(args) -> int:
     name = _added_name(args)
     with Runtime() as rt:
         party, platform, token_a = parties.add(rt.app, name, args.name, args.platform, rt.catch_up)
+        if args.test:
+            party = parties.set_testing(rt.app, name, True, rt.catch_up)
         result = {"party": party.key, "country_code": party.country_code, "party_id": party.party_id,
                   "role": party.role, "name": party.name, "state": party.state,
-                  "platform_id": str(platform.id), "token_a": token_a, "versions_url": rt.settings.versions_url}
+                  "testing": party.testing, "platform_id": str(platform.id), "token_a": token_a, "versions_url": rt.settings.versions_url}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -97,13 +99,13 @@ def cmd_show(args) -> int:
         pulls = pulls_of(rt.app, party)
     row = rows[0] if rows else {}
     row.update({"party": party.key, "name": party.name, "state": party.state,
-                "client_info_status": party.status, "platform_id": str(platform.id),
+                "client_info_status": party.status, "testing": party.testing, "platform_id": str(platform.id),
                 "versions_url": platform.versions_url, "version": platform.ocpi_version,
                 "endpoints": platform.endpoints, "pulls": pulls})
     if args.json:
         print(json.dumps(row, indent=2, default=str))
         return 0
-    for key in ["party", "name", "state", "client_info_status", "platform_id", "versions_url", "version",
+    for key in ["party", "name", "state", "client_info_status", "testing", "platform_id", "versions_url", "version",
                 "onboarded_at", "last_updated", "last_seen_at"]:
         print(f"{key:18} {row.get(key) if row.get(key) is not None else ''}")
     print("endpoints:")
@@ -127,6 +129,15 @@ def cmd_resume(args) -> int:
     with Runtime() as rt:
         party = parties.resume(rt.app, name, rt.catch_up)
         emit(args, _rows(rt, PartyName(party.country_code, party.party_id, party.role))[0], PARTY_COLUMNS)
+    return 0
+
+
+def cmd_test_mode(args) -> int:
+    name = party_of(args, "parties test-mode")
+    with Runtime() as rt:
+        party = parties.set_testing(rt.app, name, args.mode == "on", rt.catch_up)
+    emit(args, {"party": party.key, "name": party.name, "state": party.state, "testing": party.testing},
+         ["party", "name", "state", "testing"])
     return 0
 
 
@@ -166,6 +177,8 @@ def register(sub) -> None:
     p.add_argument("--role", help="deprecated: write CC/PID/ROLE")
     p.add_argument("--country-code", help="deprecated: write CC/PID/ROLE")
     p.add_argument("--party-id", help="deprecated: write CC/PID/ROLE")
+    p.add_argument("--test", action="store_true",
+                   help="mark it as a test party (`hub parties check --write` may send it test objects)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_add)
     p = group.add_parser("list", help="every party with its state")
@@ -187,4 +200,10 @@ def register(sub) -> None:
     p.add_argument("--platform", type=UUID, help="reconnect this existing platform")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_connect)
+    p = group.add_parser("test-mode", help="mark a party as a test party (on) or not (off)")
+    add_party_argument(p, role_option=False)
+    p.add_argument("mode", choices=("on", "off"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_test_mode)
     sync.register(group)
+    check.register(group)

@@ -99,6 +99,16 @@ def resume(app: Hub, name: PartyName, refresh: Refresh = _no_refresh) -> Party:
     return party
 
 
+def set_testing(app: Hub, name: PartyName, testing: bool, refresh: Refresh = _no_refresh) -> Party:
+    """Mark the party as a test party (or no longer): only a test party may be sent test objects
+    by ``hub parties check --write``. Setting what is already set records nothing."""
+    party = one(app, name)
+    if bool(getattr(party, "testing", False)) != bool(testing):
+        party.set_testing(bool(testing))
+        _save(app, party, refresh)
+    return party
+
+
 def _save(app: Hub, party: Party, refresh: Refresh) -> None:
     from eventsourcing.persistence import IntegrityError
 

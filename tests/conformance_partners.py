@@ -50,6 +50,8 @@ class ConformancePartner(Partner):
     total_off: int = 0  # added to every X-Total-Count
     drop_link: bool = False  # no Link header on Sender pages
     details_version: str = "2.2.1"  # the version the 2.2.1 details say they are for
+    unpublish: tuple[tuple[str, str], ...] = ()  # (module, interface) left out of the details
+    extra: tuple[tuple[str, str], ...] = ()  # (module, interface) published beyond its roles'
     objects: dict[str, object] = field(default_factory=dict)  # what was PUT to the Receivers, by path
 
     def __post_init__(self) -> None:
@@ -58,8 +60,8 @@ class ConformancePartner(Partner):
             self.held = held_for(self.roles)
 
     def published(self) -> list[tuple[str, str]]:
-        pairs = [p for r in self.roles for p in INTERFACES.get(r["role"], [])]
-        return list(dict.fromkeys(pairs))
+        pairs = [p for r in self.roles for p in INTERFACES.get(r["role"], [])] + list(self.extra)
+        return [p for p in dict.fromkeys(pairs) if p not in self.unpublish]
 
     def answer(self, record: Received):
         parts = record.path.strip("/").split("/")

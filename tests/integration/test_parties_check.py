@@ -72,7 +72,7 @@ def test_a_conforming_cpo_and_emsp_pass_every_check(hub, settings, app, client, 
     assert {r["module"] for r in rows(report, "pass", "sample")} == {"credentials", "locations", "tariffs",
                                                                      "sessions", "cdrs"}
     paging = rows(report, "pass", "paging", "locations")[0]
-    assert "X-Total-Count 5" in paging["detail"] and "3 pages" in paging["detail"]
+    assert paging["detail"] == "X-Total-Count 5, X-Limit 2, followed 3 pages"
     assert {r["module"] for r in rows(report, "skip")} == {"commands", "chargingprofiles"}
     # The calls went as the hub's do: the token the CPO gave, OCPI-to the CPO, one correlation id.
     gets = cpo.requests_to("/ocpi/2.2.1/locations/sender", "GET")
@@ -123,6 +123,18 @@ def test_wrong_total_count_and_missing_link_on_a_paged_sender(hub, app, client, 
     report = check(app, client, PartyName("IN", "ECP"), modules=["locations"])
     detail = one_failure(report, "paging", "locations")["detail"]
     assert "Link missing: X-Total-Count 5, the first page holds 2" in detail
+
+
+def test_interfaces_the_role_needs_or_does_not_offer(hub, app, client, partners):
+    _connect(hub, partners, CPO, unpublish=(("locations", "SENDER"), ("tokens", "RECEIVER")),
+             extra=(("tokens", "SENDER"),))
+    report = check(app, client, PartyName("IN", "ECP"), modules=["credentials"])  # roles are always checked
+    row = one_failure(report, "roles", "locations")
+    assert row["interface"] == "SENDER" and row["detail"].startswith("missing, required of a party of role CPO")
+    warned = {(r["module"], r["interface"]): r["detail"] for r in rows(report, "warn", "roles")}
+    assert warned[("tokens", "RECEIVER")] == "missing: the hub delivers tokens there"
+    assert "no role of this platform (CPO) offers tokens SENDER" in warned[("tokens", "SENDER")]
+    assert not report.ok
 
 
 @pytest.mark.parametrize("defect", ["versions", "details"])

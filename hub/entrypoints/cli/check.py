@@ -15,9 +15,9 @@ COLUMNS = ["step", "module", "interface", "verdict", "ms", "detail"]
 
 
 def _progress(row: dict) -> None:
-    where = " ".join(str(p) for p in (row["module"], row["interface"]) if p)
+    what = " ".join(str(p) for p in (row["step"], row["module"], row["interface"]) if p)
     took = f" ({row['ms']} ms)" if row["ms"] is not None else ""
-    print(f"{row['step']} {where}: {row['verdict']}{took}", file=sys.stderr)
+    print(f"{what}: {row['verdict']}{took}", file=sys.stderr)
 
 
 def cmd_check(args) -> int:

@@ -73,7 +73,8 @@ def cmd_add(args) -> int:
             party = parties.set_testing(rt.app, name, True, rt.catch_up)
         result = {"party": party.key, "country_code": party.country_code, "party_id": party.party_id,
                   "role": party.role, "name": party.name, "state": party.state,
-                  "testing": party.testing, "platform_id": str(platform.id), "token_a": token_a, "versions_url": rt.settings.versions_url}
+                  "testing": party.testing, "platform_id": str(platform.id), "token_a": token_a,
+                  "versions_url": rt.settings.versions_url}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

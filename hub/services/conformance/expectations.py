@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.domain.modules import MODULES, RECEIVER, REALTIME, SENDER
+from hub.domain.modules import MODULES, REALTIME, RECEIVER, SENDER
 
 REQUIRED, EXPECTED, OPTIONAL = "required", "expected", "optional"
 
@@ -45,15 +45,15 @@ def expectations(role: str) -> list[Expectation]:
         if mod.identifier == "hubclientinfo" and role in mod.receivers:
             want(mod.identifier, RECEIVER, OPTIONAL, "where the hub pushes the status of other parties")
         if mod.stored and mod.owner == role:
-            want(mod.identifier, SENDER, REQUIRED, f"the hub pulls a {role}'s {mod.identifier} there"
+            want(mod.identifier, SENDER, REQUIRED, f"the hub pulls {mod.identifier} there"
                  " (hub parties sync, a resync after an outage)")
         if mod.stored and role in mod.receivers:
-            want(mod.identifier, RECEIVER, EXPECTED, f"the hub delivers {mod.identifier} to a {role} there")
+            want(mod.identifier, RECEIVER, EXPECTED, f"the hub delivers {mod.identifier} there")
         if mod.realtime and mod.realtime[0] == role:
             want(mod.identifier, mod.realtime[1], EXPECTED,
-                 f"the hub relays real-time {mod.identifier} requests to a {role} there")
+                 f"the hub relays real-time {mod.identifier} requests there")
         if mod.routing == REALTIME and (role == mod.owner or role in mod.requesters):
-            want(mod.identifier, SENDER, OPTIONAL, f"where a {role} receives {mod.identifier} results")
+            want(mod.identifier, SENDER, OPTIONAL, f"{mod.identifier} results come back there")
     return list(found.values())
 
 

@@ -65,6 +65,7 @@ class Probe:
         self.run = run  # the suffix of this run's test ids
         self.progress = progress
         self.rows: list[Row] = []
+        self.details_ms: float | None = None  # the GET of the details the endpoints and roles rows judge
         self.headers = {"OCPI-from-country-code": HUB_COUNTRY_CODE, "OCPI-from-party-id": HUB_PARTY_ID,
                         "OCPI-to-country-code": country_code, "OCPI-to-party-id": party_id}
 
@@ -137,6 +138,7 @@ class Probe:
     def details(self, details_url: str) -> list[dict]:
         """The partner's 2.2.1 endpoints, as it publishes them now."""
         answer, error, ms = self.call("GET", details_url)
+        self.details_ms = ms
         if error is not None:
             self.row("details", "versions", None, "fail", f"GET {details_url}: {self.not_ocpi(error)}", ms)
             raise Stop
@@ -165,15 +167,15 @@ class Probe:
                 bad.append(f"{pair[0]} {pair[1]} is published twice")
             seen.add(pair)
         if bad:
-            self.row("endpoints", None, None, "fail", "; ".join(bad))
+            self.row("endpoints", None, None, "fail", "; ".join(bad), self.details_ms)
             return
         now = sorted((e.get("identifier"), e.get("role"), e.get("url")) for e in endpoints)
         then = sorted((e.get("identifier"), e.get("role"), e.get("url")) for e in registered)
         if now != then:
             self.row("endpoints", None, None, "warn", "they differ from those registered: the partner should"
-                     " PUT its credentials again so the hub uses the new ones")
+                     " PUT its credentials again so the hub uses the new ones", self.details_ms)
         else:
-            self.row("endpoints", None, None, "pass", "well-formed, the same as registered")
+            self.row("endpoints", None, None, "pass", "well-formed, the same as registered", self.details_ms)
 
     def roles(self, endpoints: list[dict], platform_roles: list[str]) -> None:
         """Each interface the party's role needs, and any published that none of its platform's roles uses."""
@@ -181,17 +183,18 @@ class Probe:
         for want in expectations(self.role):
             there = (want.module, want.interface) in published
             if there:
-                self.row("roles", want.module, want.interface, "pass", f"published ({want.why})")
+                self.row("roles", want.module, want.interface, "pass", f"published: {want.why}", self.details_ms)
             elif want.need == REQUIRED:
-                self.row("roles", want.module, want.interface, "fail", f"missing: a {self.role} publishes it"
-                         f" ({want.why})")
+                self.row("roles", want.module, want.interface, "fail", f"missing, required of a party of role"
+                         f" {self.role}: {want.why}", self.details_ms)
             elif want.need == EXPECTED:
-                self.row("roles", want.module, want.interface, "warn", f"missing: {want.why}")
+                self.row("roles", want.module, want.interface, "warn", f"missing: {want.why}", self.details_ms)
         fits = sensible(platform_roles or [self.role])
         for module, interface in sorted(published - fits, key=str):
             if module in MODULES:
                 self.row("roles", module, interface, "warn", f"published, but no role of this platform"
-                         f" ({', '.join(platform_roles or [self.role])}) offers {module} {interface} in OCPI")
+                         f" ({', '.join(platform_roles or [self.role])}) offers {module} {interface} in OCPI",
+                         self.details_ms)
 
     # Modules ----------------------------------------------------------------------------------
     def module(self, endpoint: dict) -> None:
@@ -224,20 +227,28 @@ class Probe:
         if module == "credentials":
             bad = _errors(models.Credentials, answer.data, "data")
             self.row("sample", module, SENDER, "fail" if bad else "pass",
-                     "; ".join(bad) or "the credentials object is valid 2.2.1")
+                     "; ".join(bad) or "the credentials object is valid 2.2.1", ms)
             return
         data = answer.data if answer.data is not None else []
         if not isinstance(data, list):
-            self.row("sample", module, SENDER, "fail", f"data is {type(data).__name__}, expected a list")
+            self.row("sample", module, SENDER, "fail", f"data is {type(data).__name__}, expected a list", ms)
             return
-        bad = [m for i, item in enumerate(data) for m in _errors(LIST_MODELS[module], item, f"data[{i}]")]
+        problems, pages, ms, total, limit = self.follow(url, answer, len(data))  # ms: every page's GET
+        bad = [m for n, page in enumerate([data, *pages]) for i, item in enumerate(page)
+               for m in _errors(LIST_MODELS[module], item, f"page {n + 1} data[{i}]" if n else f"data[{i}]")]
+        count = len(data) + sum(len(page) for page in pages)
         self.row("sample", module, SENDER, "fail" if bad else "pass",
-                 joined(bad) if bad else f"{len(data)} objects, every one valid 2.2.1")
-        self.paging(module, url, answer, len(data))
+                 joined(bad) if bad else f"{count} objects of {len(pages) + 1} page(s), every one valid 2.2.1", ms)
+        if problems:
+            self.row("paging", module, SENDER, "fail", "; ".join(problems), ms)
+        else:
+            more = f", followed {len(pages) + 1} pages" if pages else ""
+            self.row("paging", module, SENDER, "pass", f"X-Total-Count {total}, X-Limit {limit}{more}", ms)
 
-    def paging(self, module: str, url: str, first: OcpiResponse, count: int) -> None:
-        """``X-Total-Count`` and ``X-Limit`` on the first page, ``Link`` when more pages follow; the
-        pages followed (up to :data:`MAX_PAGES`) must hold what ``X-Total-Count`` says."""
+    def follow(self, url: str, first: OcpiResponse, count: int):
+        """The paging of a Sender: ``X-Total-Count`` and ``X-Limit`` on the first page, ``Link`` when
+        more pages follow; the pages followed (up to :data:`MAX_PAGES`) must hold what
+        ``X-Total-Count`` says. (problems, the data of each page followed, ms, total, X-Limit)."""
         problems: list[str] = []
         total_text, limit_text = header(first.headers, "X-Total-Count"), header(first.headers, "X-Limit")
         link = next_link(header(first.headers, "Link"))
@@ -255,28 +266,23 @@ class Probe:
         if total is not None and total > count and not link:
             problems.append(f'Link missing: X-Total-Count {total}, the first page holds {count}, and no Link'
                             ' rel="next" to the rest')
-        ms, seen, pages = first.elapsed_ms, count, 1
-        while link and not problems and pages < MAX_PAGES:
-            following = urljoin(url, link)
+        ms, seen, pages = first.elapsed_ms, count, []
+        while link and not problems and len(pages) + 1 < MAX_PAGES:
             if not urlsplit(link).scheme:
                 problems.append(f"Link {link!r} is not an absolute URL")
                 break
-            answer, error, took = self.call("GET", following)
+            answer, error, took = self.call("GET", urljoin(url, link))
             ms += took
-            pages += 1
             if error is not None or answer.status_code != 1000 or not isinstance(answer.data or [], list):
                 why = self.not_ocpi(error) if error else f"status {answer.status_code}"
                 problems.append(f"the next page (Link) does not answer: {why}")
                 break
-            seen += len(answer.data or [])
+            pages.append(answer.data or [])
+            seen += len(pages[-1])
             link = next_link(header(answer.headers, "Link"))
         if not problems and not link and total is not None and seen != total:
             problems.append(f"X-Total-Count {total} but the pages hold {seen} objects")
-        if problems:
-            self.row("paging", module, SENDER, "fail", "; ".join(problems), ms)
-        else:
-            more = f", followed {pages} pages" if pages > 1 else ""
-            self.row("paging", module, SENDER, "pass", f"X-Total-Count {total}, X-Limit {limit_text}{more}", ms)
+        return problems, pages, ms, total, limit_text
 
     def receiver(self, module: str, url: str) -> None:
         """A GET of an object the partner cannot have must get an envelope (2003 unknown is fine)."""

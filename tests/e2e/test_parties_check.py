@@ -28,9 +28,12 @@ def test_a_conforming_partner_passes_exit_0_and_json_lists_every_module(hub, set
     assert {(r["module"], r["interface"]) for r in report["rows"] if r["step"] == "answers"} == set(cpo.published())
     assert all(set(r) == {"step", "module", "interface", "verdict", "detail", "ms"} for r in report["rows"])
     assert "answers locations SENDER: pass" in done.stderr  # progress for people, on stderr
-    # The run is the operator's action in the audit trail, with its outcome.
+    # The run is the operator's action in the audit trail, with each call it made to the partner.
     trace = json.loads(run_hub(settings, "audit", "trace", report["correlation_id"], "--json").stdout)
-    assert [s["step"] for s in trace].count("operator action") == 1, trace
+    steps = [s["step"] for s in trace]
+    calls = [r for r in cpo.received if r.header("X-Correlation-ID") == report["correlation_id"]]
+    checks = [s for s in steps if s.startswith("check")]  # "check (failed)": a 2003 for the unknown object
+    assert steps.count("operator action") == 1 and len(checks) == len(calls) > 10, trace
 
     table = run_hub(settings, "parties", "check", "IN/ECP/CPO", "--quiet")
     lines = table.stdout.splitlines()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import urljoin, urlsplit
+from datetime import UTC, datetime
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from pydantic import ValidationError
 
@@ -22,6 +23,7 @@ from hub.domain.modules import MODULES, RECEIVER, SENDER
 from hub.domain.sync import next_link
 from hub.infra.client import OcpiClient, OcpiResponse, PartnerBadResponse, PartnerCallError
 from hub.ocpi import models
+from hub.ocpi.envelope import format_datetime
 from hub.ocpi.validation import format_errors
 from hub.services.conformance.expectations import EXPECTED, REQUIRED, expectations, sensible
 from hub.services.conformance.samples import test_id
@@ -58,12 +60,14 @@ class Stop(Exception):
 
 class Probe:
     def __init__(self, client: OcpiClient, token: str, country_code: str, party_id: str, role: str,
-                 *, correlation_id: str, run: str, progress: Progress | None = None) -> None:
+                 *, correlation_id: str, run: str, progress: Progress | None = None,
+                 record: Callable[[dict], None] | None = None) -> None:
         self.client, self.token = client, token
         self.role = role
         self.correlation_id = correlation_id
         self.run = run  # the suffix of this run's test ids
         self.progress = progress
+        self.record = record
         self.rows: list[Row] = []
         self.details_ms: float | None = None  # the GET of the details the endpoints and roles rows judge
         self.headers = {"OCPI-from-country-code": HUB_COUNTRY_CODE, "OCPI-from-party-id": HUB_PARTY_ID,
@@ -79,14 +83,25 @@ class Probe:
             self.progress(row)
         return row
 
-    def call(self, method: str, url: str, *, json: object = None, params: dict | None = None):
-        """(answer or None, the error if the partner gave no OCPI answer, ms)."""
+    def call(self, module: str, method: str, url: str, *, json: object = None, params: dict | None = None):
+        """(answer or None, the error if the partner gave no OCPI answer, ms). Each call is handed to
+        ``record`` (the audit trail's ``Call.Made``, purpose ``check``)."""
+        sent_at = format_datetime(datetime.now(UTC))
         try:
             answer = self.client.request(method, url, self.token, json=json, params=params,
                                          headers=self.headers, correlation_id=self.correlation_id)
         except PartnerCallError as exc:
-            return None, exc, exc.elapsed_ms
-        return answer, None, answer.elapsed_ms
+            answer, error, ms = None, exc, exc.elapsed_ms
+        else:
+            error, ms = None, answer.elapsed_ms
+        if self.record is not None:
+            self.record({"module": module, "method": method, "url": url + (f"?{urlencode(params)}" if params else ""),
+                         "request_id": answer.request_id if answer else error.request_id,
+                         "correlation_id": self.correlation_id,
+                         "http_status": answer.http_status if answer else error.http_status,
+                         "status_code": answer.status_code if answer else None,
+                         "error": str(error) if error else None, "sent_at": sent_at, "duration_ms": ms})
+        return answer, error, ms
 
     @staticmethod
     def not_ocpi(exc: PartnerCallError) -> str:
@@ -112,7 +127,7 @@ class Probe:
     # Versions and details -----------------------------------------------------------------
     def versions(self, versions_url: str) -> str:
         """The partner's 2.2.1 details URL, from its versions list."""
-        answer, error, ms = self.call("GET", versions_url)
+        answer, error, ms = self.call("versions", "GET", versions_url)
         if error is not None:
             self.row("versions", "versions", None, "fail", f"GET {versions_url}: {self.not_ocpi(error)}", ms)
             raise Stop
@@ -137,7 +152,7 @@ class Probe:
 
     def details(self, details_url: str) -> list[dict]:
         """The partner's 2.2.1 endpoints, as it publishes them now."""
-        answer, error, ms = self.call("GET", details_url)
+        answer, error, ms = self.call("versions", "GET", details_url)
         self.details_ms = ms
         if error is not None:
             self.row("details", "versions", None, "fail", f"GET {details_url}: {self.not_ocpi(error)}", ms)
@@ -210,7 +225,7 @@ class Probe:
 
     def sender(self, module: str, url: str) -> None:
         params = None if module == "credentials" else {"offset": "0", "limit": str(SAMPLE_LIMIT)}
-        answer, error, ms = self.call("GET", url, params=params)
+        answer, error, ms = self.call(module, "GET", url, params=params)
         if error is not None:
             self.row("answers", module, SENDER, "fail", f"GET {url}: {self.not_ocpi(error)}", ms)
             return
@@ -233,7 +248,7 @@ class Probe:
         if not isinstance(data, list):
             self.row("sample", module, SENDER, "fail", f"data is {type(data).__name__}, expected a list", ms)
             return
-        problems, pages, ms, total, limit = self.follow(url, answer, len(data))  # ms: every page's GET
+        problems, pages, ms, total, limit = self.follow(module, url, answer, len(data))  # ms: every page's GET
         bad = [m for n, page in enumerate([data, *pages]) for i, item in enumerate(page)
                for m in _errors(LIST_MODELS[module], item, f"page {n + 1} data[{i}]" if n else f"data[{i}]")]
         count = len(data) + sum(len(page) for page in pages)
@@ -245,7 +260,7 @@ class Probe:
             more = f", followed {len(pages) + 1} pages" if pages else ""
             self.row("paging", module, SENDER, "pass", f"X-Total-Count {total}, X-Limit {limit}{more}", ms)
 
-    def follow(self, url: str, first: OcpiResponse, count: int):
+    def follow(self, module: str, url: str, first: OcpiResponse, count: int):
         """The paging of a Sender: ``X-Total-Count`` and ``X-Limit`` on the first page, ``Link`` when
         more pages follow; the pages followed (up to :data:`MAX_PAGES`) must hold what
         ``X-Total-Count`` says. (problems, the data of each page followed, ms, total, X-Limit)."""
@@ -271,7 +286,7 @@ class Probe:
             if not urlsplit(link).scheme:
                 problems.append(f"Link {link!r} is not an absolute URL")
                 break
-            answer, error, took = self.call("GET", urljoin(url, link))
+            answer, error, took = self.call(module, "GET", urljoin(url, link))
             ms += took
             if error is not None or answer.status_code != 1000 or not isinstance(answer.data or [], list):
                 why = self.not_ocpi(error) if error else f"status {answer.status_code}"
@@ -293,7 +308,7 @@ class Probe:
                 "tokens": f"/{HUB_COUNTRY_CODE}/{HUB_PARTY_ID}/{missing}?type=RFID"}.get(
                     module, f"/{HUB_COUNTRY_CODE}/{HUB_PARTY_ID}/{missing}")
         target = endpoint_url(url, path)
-        answer, error, ms = self.call("GET", target)
+        answer, error, ms = self.call(module, "GET", target)
         if error is not None:
             self.row("answers", module, RECEIVER, "fail", f"GET {target}: {self.not_ocpi(error)}", ms)
             return

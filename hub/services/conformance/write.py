@@ -33,7 +33,7 @@ def write(probe: Probe, module: str, url: str) -> None:
         method, target = "POST", endpoint_url(url)
     else:
         method, target = "PUT", endpoint_url(url, owner + ("?type=RFID" if module == "tokens" else ""))
-    answer, error, ms = probe.call(method, target, json=body)
+    answer, error, ms = probe.call(module, method, target, json=body)
     if error is not None:
         probe.row("write", module, RECEIVER, "fail", f"{method} {target}: {probe.not_ocpi(error)}", ms)
         return
@@ -67,7 +67,7 @@ def _cleanup(probe: Probe, module: str, url: str, owner: str, object_id: str) ->
     else:
         method, target = "PATCH", endpoint_url(url, owner)
         body, what = {"status": "INVALID", "last_updated": now}, "declared INVALID, never billed"
-    answer, error, ms = probe.call(method, target, json=body)
+    answer, error, ms = probe.call(module, method, target, json=body)
     if error is not None:
         probe.row("cleanup", module, RECEIVER, "warn", f"{method} {target}: {probe.not_ocpi(error)};"
                   f" {object_id} stays at the partner", ms)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hub.domain.audit import OperatorAction
+from hub.domain.audit import Call, OperatorAction
 from hub.domain.modules import MODULES
 from hub.domain.parties import UNREGISTERED
 from hub.infra.client import OcpiClient
@@ -71,7 +71,8 @@ def check(app: Hub, client: OcpiClient, name: PartyName, *, role: str | None = N
                          started_at=format_datetime(datetime.now(UTC)), correlation_id=str(uuid.uuid4()))
     probe = Probe(client, app.cipher.decrypt(platform.partner_token), party.country_code, party.party_id,
                   party.role, correlation_id=report.correlation_id, run=uuid.uuid4().hex[:8].upper(),
-                  progress=progress)
+                  progress=progress, record=lambda made: app.save(Call(platform_id=str(platform.id),
+                                                                       purpose="check", **made)))
     platform_roles = sorted({str(r.get("role")) for r in platform.roles or [] if isinstance(r, dict)})
     try:
         endpoints = probe.details(probe.versions(platform.versions_url))

@@ -192,3 +192,7 @@ def test_what_cannot_be_checked_is_refused_with_the_fix(hub, app, client, partne
         check(app, client, PartyName("IN", "NEW"))
     with pytest.raises(OperatorError, match=r"--module parking: must be one of"):
         check(app, client, PartyName("IN", "NEW"), modules=["parking"])
+    with pytest.raises(OperatorError, match=r"no party IN/NEW/EMSP"):
+        check(app, client, PartyName("IN", "NEW"), role="emsp")
+    with pytest.raises(OperatorError, match=r"IN/NEW/CPO names the role CPO but --role says EMSP"):
+        check(app, client, PartyName("IN", "NEW", "CPO"), role="EMSP")

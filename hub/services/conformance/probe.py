@@ -138,8 +138,8 @@ class Probe:
         bad = [m for i, item in enumerate(data if isinstance(data, list) else [])
                for m in _errors(models.Version, item, f"data[{i}]")]
         listed = [str(v.get("version")) for v in data if isinstance(v, dict)] if isinstance(data, list) else []
-        url = next((v.get("url") for v in data if isinstance(v, dict) and v.get("version") == "2.2.1"), None) \
-            if isinstance(data, list) else None
+        url = next((v.get("url") for v in data if isinstance(v, dict) and v.get("version") == "2.2.1"
+                    and isinstance(v.get("url"), str)), None) if isinstance(data, list) else None
         if url is None:
             self.row("versions", "versions", None, "fail",
                      f"the versions list has no 2.2.1 (it lists {', '.join(listed) or 'nothing'})", ms)
@@ -214,7 +214,9 @@ class Probe:
     # Modules ----------------------------------------------------------------------------------
     def module(self, endpoint: dict) -> None:
         module, interface, url = endpoint.get("identifier"), endpoint.get("role"), endpoint.get("url")
-        if (module, interface) in NO_GET:
+        if not isinstance(url, str) or not urlsplit(url).netloc:
+            self.row("answers", module, interface, "fail", f"not probed: its url {url!r} is not a URL")
+        elif (module, interface) in NO_GET:
             self.row("answers", module, interface, "skip", f"not probed: {NO_GET[(module, interface)]}")
         elif interface == SENDER and (module in LIST_MODELS or module == "credentials"):
             self.sender(module, url)

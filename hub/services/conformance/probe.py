@@ -166,7 +166,8 @@ class Probe:
                      f"the details at {details_url} are for version {data.get('version')!r}, not 2.2.1", ms)
             raise Stop
         problems += _errors(models.VersionDetails, data, "data")
-        endpoints = [e for e in data.get("endpoints") or [] if isinstance(e, dict)]
+        endpoints = [e for e in data.get("endpoints") or [] if isinstance(e, dict)  # the others failed above
+                     and isinstance(e.get("identifier"), str) and isinstance(e.get("role"), str)]
         verdict = "fail" if problems else "pass"
         self.row("details", "versions", None, verdict, "; ".join(problems) or f"{len(endpoints)} endpoints", ms)
         return endpoints
@@ -184,8 +185,8 @@ class Probe:
         if bad:
             self.row("endpoints", None, None, "fail", "; ".join(bad), self.details_ms)
             return
-        now = sorted((e.get("identifier"), e.get("role"), e.get("url")) for e in endpoints)
-        then = sorted((e.get("identifier"), e.get("role"), e.get("url")) for e in registered)
+        now = sorted(str((e.get("identifier"), e.get("role"), e.get("url"))) for e in endpoints)
+        then = sorted(str((e.get("identifier"), e.get("role"), e.get("url"))) for e in registered)
         if now != then:
             self.row("endpoints", None, None, "warn", "they differ from those registered: the partner should"
                      " PUT its credentials again so the hub uses the new ones", self.details_ms)

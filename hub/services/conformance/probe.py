@@ -166,7 +166,8 @@ class Probe:
                      f"the details at {details_url} are for version {data.get('version')!r}, not 2.2.1", ms)
             raise Stop
         problems += _errors(models.VersionDetails, data, "data")
-        endpoints = [e for e in data.get("endpoints") or [] if isinstance(e, dict)  # the others failed above
+        listed = data.get("endpoints") if isinstance(data.get("endpoints"), list) else []
+        endpoints = [e for e in listed if isinstance(e, dict)  # the others failed the model above
                      and isinstance(e.get("identifier"), str) and isinstance(e.get("role"), str)]
         verdict = "fail" if problems else "pass"
         self.row("details", "versions", None, verdict, "; ".join(problems) or f"{len(endpoints)} endpoints", ms)

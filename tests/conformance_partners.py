@@ -50,6 +50,7 @@ class ConformancePartner(Partner):
     total_off: int = 0  # added to every X-Total-Count
     drop_link: bool = False  # no Link header on Sender pages
     details_version: str = "2.2.1"  # the version the 2.2.1 details say they are for
+    details_data: dict | None = None  # served as the 2.2.1 details' data instead of the real ones
     unpublish: tuple[tuple[str, str], ...] = ()  # (module, interface) left out of the details
     extra: tuple[tuple[str, str], ...] = ()  # (module, interface) published beyond its roles'
     objects: dict[str, object] = field(default_factory=dict)  # what was PUT to the Receivers, by path
@@ -69,6 +70,8 @@ class ConformancePartner(Partner):
         if record.path == "/ocpi/2.2.1":
             endpoints = [{"identifier": m, "role": i, "url": f"{self.base}/ocpi/2.2.1/{m}/{i.lower()}"}
                          for m, i in self.published()]
+            if self.details_data is not None:
+                return envelope(self.details_data)
             return envelope({"version": self.details_version, "endpoints": endpoints})
         if module in self.html_404:
             return 404, b"<html><body><h1>404 Not Found</h1></body></html>", {"Content-Type": "text/html"}

@@ -154,6 +154,20 @@ def test_no_2_2_1_in_the_versions_or_the_details(hub, app, client, partners, def
         assert "are for version '2.2', not 2.2.1" in report.rows[1]["detail"]
 
 
+def test_malformed_details_are_named_field_by_field_not_a_crash(hub, app, client, partners):
+    cpo = _connect(hub, partners, CPO)
+    cpo.details_data = {"version": "2.2.1", "endpoints": [
+        {"identifier": "locations", "role": "SENDER", "url": "not a url"},
+        {"identifier": {"x": 1}, "role": "SENDER", "url": 5}, "junk"]}
+    report = check(app, client, PartyName("IN", "ECP"))
+    failed = {(r["step"], r["module"]): r["detail"] for r in rows(report, "fail")}
+    assert "data.endpoints[1].identifier" in failed[("details", "versions")]
+    assert "data.endpoints[2]" in failed[("details", "versions")]
+    assert failed[("endpoints", None)] == "locations SENDER: url 'not a url' is not an absolute http(s) URL"
+    assert failed[("answers", "locations")] == "not probed: its url 'not a url' is not a URL"
+    assert failed[("roles", "tariffs")].startswith("missing, required")
+
+
 def test_write_needs_a_test_party_and_names_a_receiver_that_refuses(hub, app, client, partners):
     emsp = _connect(hub, partners, EMSP)
     name = PartyName("IN", "EMP")

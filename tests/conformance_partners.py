@@ -28,7 +28,8 @@ INTERFACES = {
 
 
 def held_for(roles: list[dict]) -> dict[str, list[dict]]:
-    """Valid objects for every Sender of ``roles``: 5 Locations (3 pages of 2), a Tariff, a Token."""
+    """Valid objects for every Sender of ``roles``: 5 Locations (3 pages of 2), a Tariff, a Session,
+    a CDR; 3 Tokens (2 pages)."""
     held: dict[str, list[dict]] = {}
     for r in roles:
         cc, pid = r["country_code"], r["party_id"]
@@ -36,7 +37,8 @@ def held_for(roles: list[dict]) -> dict[str, list[dict]]:
             held["locations"] = [ex.location(country_code=cc, party_id=pid, id=f"LOC{n}",
                                              last_updated=f"2026-01-0{n + 1}T10:00:00Z") for n in range(5)]
             held["tariffs"] = [ex.tariff(country_code=cc, party_id=pid)]
-            held["sessions"], held["cdrs"] = [], []
+            held["sessions"] = [ex.session(country_code=cc, party_id=pid)]
+            held["cdrs"] = [ex.cdr(country_code=cc, party_id=pid)]
         if r["role"] == "EMSP":
             held["tokens"] = [ex.token(country_code=cc, party_id=pid, uid=f"TOK{n}") for n in range(3)]
     return held

@@ -3,8 +3,8 @@ must name. Built on :class:`tests.partner.Partner` (a real HTTP server on 127.0.
 
 A :class:`ConformancePartner` publishes the interfaces OCPI 2.2.1 gives its roles (a CPO: the
 Sender of Locations, Tariffs, Sessions and CDRs, the Receiver of Tokens, Commands, Charging
-Profiles and HubClientInfo; an eMSP: the Sender of Tokens and Commands, the Receiver of
-Locations, Tariffs, Sessions, CDRs and HubClientInfo), serves valid objects with OCPI paging,
+Profiles and HubClientInfo; an eMSP: the Sender of Tokens, Commands and Charging Profiles,
+the Receiver of Locations, Tariffs, Sessions, CDRs and HubClientInfo), serves valid objects with OCPI paging,
 answers 2003 for an object it does not hold, and keeps what is PUT to its Receivers. Each defect is
 an attribute a test sets after the partner registered (registration itself needs a sane partner).
 """
@@ -23,7 +23,7 @@ INTERFACES = {
             ("commands", "RECEIVER"), ("chargingprofiles", "RECEIVER")],
     "EMSP": [("credentials", "SENDER"), ("hubclientinfo", "RECEIVER"), ("locations", "RECEIVER"),
              ("tariffs", "RECEIVER"), ("sessions", "RECEIVER"), ("cdrs", "RECEIVER"), ("tokens", "SENDER"),
-             ("commands", "SENDER")],
+             ("commands", "SENDER"), ("chargingprofiles", "SENDER")],
 }
 
 

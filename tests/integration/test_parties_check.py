@@ -132,7 +132,7 @@ def test_interfaces_the_role_needs_or_does_not_offer(hub, app, client, partners)
     row = one_failure(report, "roles", "locations")
     assert row["interface"] == "SENDER" and row["detail"].startswith("missing, required of a party of role CPO")
     warned = {(r["module"], r["interface"]): r["detail"] for r in rows(report, "warn", "roles")}
-    assert warned[("tokens", "RECEIVER")] == "missing: the hub delivers tokens there"
+    assert warned[("tokens", "RECEIVER")] == "missing: the hub delivers it there"
     assert "no role of this platform (CPO) offers tokens SENDER" in warned[("tokens", "SENDER")]
     assert not report.ok
 

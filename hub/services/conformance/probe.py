@@ -198,8 +198,7 @@ class Probe:
         """Each interface the party's role needs, and any published that none of its platform's roles uses."""
         published = {(e.get("identifier"), e.get("role")) for e in endpoints}
         for want in expectations(self.role):
-            there = (want.module, want.interface) in published
-            if there:
+            if want.met_by(published):
                 self.row("roles", want.module, want.interface, "pass", f"published: {want.why}", self.details_ms)
             elif want.need == REQUIRED:
                 self.row("roles", want.module, want.interface, "fail", f"missing, required of a party of role"

@@ -210,3 +210,14 @@ def test_what_cannot_be_checked_is_refused_with_the_fix(hub, app, client, partne
         check(app, client, PartyName("IN", "NEW"), role="emsp")
     with pytest.raises(OperatorError, match=r"IN/NEW/CPO names the role CPO but --role says EMSP"):
         check(app, client, PartyName("IN", "NEW", "CPO"), role="EMSP")
+
+
+def test_write_to_a_cpo_sends_a_test_token_and_makes_it_invalid(hub, app, client, partners):
+    cpo = _connect(hub, partners, CPO)
+    set_testing(app, PartyName("IN", "ECP", "CPO"), True)
+    report = check(app, client, PartyName("IN", "ECP"), write=True, modules=["tokens"])
+    assert report.ok and [(r["step"], r["verdict"]) for r in rows(report, module="tokens")
+                          if r["step"] in ("write", "cleanup")] == [("write", "pass"), ("cleanup", "pass")]
+    (put,) = cpo.requests_to("/ocpi/2.2.1/tokens/receiver/IN/CIH/CIH-CHECK-TOK-", "PUT")
+    assert put.query == "type=RFID" and put.body["uid"] == put.path.rsplit("/", 1)[1]
+    assert cpo.objects[put.path]["valid"] is False  # what stays at the CPO cannot authorize anything

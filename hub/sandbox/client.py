@@ -57,6 +57,17 @@ def register(partner: Partner, versions_url: str, token_a: str, session: request
     return partner.token_c
 
 
+def discover(partner: Partner, versions_url: str, session: requests.Session | None = None) -> None:
+    """(A partner registered before) read the hub's endpoints again with token C."""
+    http = session or requests.Session()
+    versions = _ok(http.get(versions_url, headers=_auth(partner.token_c or ""), timeout=TIMEOUT), "GET versions")
+    details_url = next(v["url"] for v in versions["data"] if v["version"] == VERSION)
+    details = _ok(http.get(details_url, headers=_auth(partner.token_c or ""), timeout=TIMEOUT),
+                  "GET version details")
+    partner.hub_versions_url = versions_url
+    partner.hub_endpoints = {(e["identifier"], e["role"]): e["url"] for e in details["data"]["endpoints"]}
+
+
 def _url(partner: Partner, module: str, role: str, *segments: str) -> str:
     base = partner.hub_endpoints[(module, role)].rstrip("/")
     return "/".join([base, *segments])
@@ -81,6 +92,8 @@ def push(partner: Partner, module: str, obj: dict, method: str = "PUT", *segment
     else:
         url = _url(partner, module, "RECEIVER", partner.country_code, partner.party_id,
                    *(segments or (str(ident),)))
+        if module == "tokens":
+            url += f"?type={obj.get('type', 'RFID')}"
     answer = http.request(method, url, json=obj, headers={**_auth(partner.token_c), **_routing(partner, to)},
                           timeout=TIMEOUT)
     return _ok(answer, f"{method} {module} {ident or '/'.join(segments)}")

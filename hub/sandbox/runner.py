@@ -58,11 +58,12 @@ def finish_session(partner: Partner, session: dict) -> None:
 
 
 class Sandbox:
-    def __init__(self, specs=DEFAULT_PARTIES, *, base_port: int = 0, locations: int = 6,
+    def __init__(self, specs=DEFAULT_PARTIES, *, ports: dict[str, int] | None = None, locations: int = 6,
                  seed: int = 2026) -> None:
+        """``ports``: a fixed port per party key (a restarted sandbox keeps the URLs the hub stored)."""
         self.partners: list[Partner] = []
-        for n, spec in enumerate(specs):
-            port = base_port + n if base_port else 0
+        for spec in specs:
+            port = (ports or {}).get(f"{spec.country_code}/{spec.party_id}/{spec.role}", 0)
             self.partners.append(Partner(spec.role, spec.country_code, spec.party_id, spec.name, port=port,
                                          locations=locations))
         self.rng = random.Random(seed)
@@ -163,5 +164,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
         for partner in self.partners:
             partner.stop()

@@ -39,7 +39,8 @@ INTERFACES = {
     "CPO": {"credentials": "SENDER", "hubclientinfo": "RECEIVER", "locations": "SENDER", "tariffs": "SENDER",
             "sessions": "SENDER", "cdrs": "SENDER", "tokens": "RECEIVER", "commands": "RECEIVER"},
     "EMSP": {"credentials": "SENDER", "hubclientinfo": "RECEIVER", "locations": "RECEIVER",
-             "tariffs": "RECEIVER", "sessions": "RECEIVER", "cdrs": "RECEIVER", "tokens": "SENDER"},
+             "tariffs": "RECEIVER", "sessions": "RECEIVER", "cdrs": "RECEIVER", "tokens": "SENDER",
+             "commands": "SENDER"},  # where CommandResults arrive (the eMSP's response_url)
 }
 PAGE_SIZE = 50
 STRESS_PAGE_SIZE = 1
@@ -186,6 +187,8 @@ class Partner:
         interface = INTERFACES[self.role][module]
         if module == "tokens" and self.role == "EMSP" and len(rest) == 2 and rest[1] == "authorize":
             return self._authorize(rest[0], query.get("type", "RFID"), body)
+        if module == "commands" and self.role == "EMSP":
+            return self._receive(module, method, rest, body)  # a CommandResult at our response_url
         if module == "commands" and method == "POST" and len(rest) == 1:
             from hub.sandbox.commands import command_answer
 

@@ -127,6 +127,15 @@ def test_429_is_retried_after_retry_after(hub, settings, pair):
             waits = conn.execute("SELECT extract(epoch FROM next_attempt_at - last_attempt_at) FROM hub_deliveries"
                                  " WHERE id = %s", (row["id"],)).fetchone()[0]
         assert waits >= 100  # the partner's Retry-After: 120, not the hub's own first pause
+        # Once the partner takes calls again, the retry (made due here) delivers it.
+        emsp.set_fault(Fault.parse("off"))
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{settings.database_schema}"')
+            conn.execute("UPDATE hub_deliveries SET next_attempt_at = now() WHERE id = %s", (row["id"],))
+        worker.deliver()
+        (row,) = [r for r in deliveries_to(settings, "IN/CHL") if r["id"] == row["id"]]
+        assert row["state"] == "DELIVERED" and row["attempts"] == 2
+        assert emsp.stored["locations"][f"IN/VYC/{cpo.held['locations'][0]['id']}"]["id"] == cpo.held["locations"][0]["id"]
     finally:
         worker.stop()
 
@@ -173,3 +182,35 @@ def test_pagination_stress_sync_pulls_every_page(hub, settings):
         assert len(gets) == 7
     finally:
         cpo.stop()
+
+
+def test_hub_sandbox_attaches_to_a_running_hub(hub, worker, settings, tmp_path):
+    """``--hub-url``: no hub of its own; the operator side uses this environment's hub."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, **{k: v for k, v in settings.extra.items() if k.startswith("HUB_")}}
+    out, log = open(tmp_path / "sandbox.out", "w"), open(tmp_path / "sandbox.log", "w")
+    sandbox = subprocess.Popen([sys.executable, "-m", "hub", "sandbox", "--hub-url", hub.url, "--interval", "1",
+                                "--json"], cwd=ROOT, env=env, stdout=out, stderr=log)
+    control = settings.data_dir / "sandbox-control"
+    try:
+        assert wait_until(lambda: control.exists() or sandbox.poll() is not None, timeout=120), (
+            tmp_path / "sandbox.log").read_text()
+        assert sandbox.poll() is None, (tmp_path / "sandbox.log").read_text()
+        said = (tmp_path / "sandbox.log").read_text()
+        assert f"Attaching to the hub at {hub.url}" in said and "HUB_PARTNER_NETWORKS_ALLOWED" in said
+        started = json.loads((tmp_path / "sandbox.out").read_text())
+        assert started["own_hub"] is False and started["versions_url"] == hub.versions_url
+        listed = json.loads(run_hub(settings, "parties", "list", "--json").stdout)
+        assert sorted(p["party"] for p in listed if p["state"] == "CONNECTED") == [
+            "IN/CHL/EMSP", "IN/GRP/CPO", "IN/MRG/EMSP", "IN/VYC/CPO"]
+    finally:
+        sandbox.send_signal(signal.SIGTERM)
+        sandbox.wait(timeout=60)
+    assert sandbox.returncode == 0, (tmp_path / "sandbox.log").read_text()
+    assert hub.call("GET", "/health").status_code == 200  # the hub it attached to keeps running

@@ -42,7 +42,14 @@ def mark_testing(app, party) -> None:
         from hub.services.operators.parties import set_testing
     except ImportError:
         return
-    set_testing(app, party, True)
+    for attempt in range(3):  # the party may change at the same moment (its registration settling)
+        try:
+            set_testing(app, party, True)
+            return
+        except OperatorError as exc:
+            if attempt == 2:
+                print(f"hub: warning: {party} is not marked as a test party ({exc})", file=sys.stderr)
+            time.sleep(0.5)
 
 
 # The hub -------------------------------------------------------------------

@@ -136,7 +136,9 @@ class Partner:
 
     def stop(self) -> None:
         self.fault.release()
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever, so only once it runs
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
     def _app(self) -> falcon.App:

@@ -87,3 +87,67 @@ def test_faults_parse_with_their_defaults_and_refuse_what_is_unknown():
     with pytest.raises(FaultError, match="between 0 and 600"):
         Fault.parse("slow", -1)
     assert set(MODES) == {"slow", "5xx", "429", "timeout", "invalid", "pagination"}
+
+
+# A partner's answers, without a network: Partner.answer is what its server sends ------------
+def _partner(role: str = "CPO", **options):
+    from hub.sandbox.partner import Partner
+
+    return Partner(role, "IN", "VYC" if role == "CPO" else "CHL", "Sandbox", token_b="token-b", **options)
+
+
+def _headers(token: str = "token-b") -> dict:
+    import base64
+
+    return {"AUTHORIZATION": "Token " + base64.b64encode(token.encode()).decode(),
+            "OCPI-FROM-COUNTRY-CODE": "IN", "OCPI-FROM-PARTY-ID": "CIH"}
+
+
+def test_a_partner_answers_only_its_token_b_and_publishes_its_roles_interfaces():
+    cpo = _partner()
+    try:
+        assert cpo.answer("GET", "/ocpi/versions", {}, None, _headers("wrong"))[0] == 401
+        status, body, _ = cpo.answer("GET", "/ocpi/2.2.1", {}, None, _headers())
+        assert status == 200 and body["status_code"] == 1000
+        published = {(e["identifier"], e["role"]) for e in body["data"]["endpoints"]}
+        assert {("locations", "SENDER"), ("commands", "RECEIVER"), ("tokens", "RECEIVER")} <= published
+    finally:
+        cpo.stop()
+
+
+def test_faults_change_the_answers_as_documented():
+    cpo = _partner(locations=5)
+    try:
+        cpo.set_fault(Fault.parse("5xx"))
+        status, body, _ = cpo.answer("GET", "/ocpi/2.2.1/locations", {}, None, _headers())
+        assert (status, body["status_code"]) == (503, 3000)
+        cpo.set_fault(Fault.parse("429", 7))
+        assert cpo.answer("GET", "/ocpi/2.2.1/locations", {}, None, _headers())[::2] == (429, {"Retry-After": "7"})
+        cpo.set_fault(Fault.parse("pagination"))
+        status, body, headers = cpo.answer("GET", "/ocpi/2.2.1/locations", {}, None, _headers())
+        assert len(body["data"]) == 1 and headers["X-Total-Count"] == "5" and headers["X-Limit"] == "1"
+        assert headers["Link"].endswith('/ocpi/2.2.1/locations?offset=1&limit=1>; rel="next"')
+        cpo.set_fault(Fault.parse("invalid"))
+        body = cpo.answer("GET", "/ocpi/2.2.1/locations", {}, None, _headers())[1]
+        assert all("coordinates" not in loc for loc in body["data"])
+        cpo.set_fault(Fault.parse("off"))
+        status, body, headers = cpo.answer("GET", "/ocpi/2.2.1/locations", {}, None, _headers())
+        assert len(body["data"]) == 5 and "Link" not in headers
+    finally:
+        cpo.stop()
+
+
+def test_an_emsp_authorizes_its_valid_tokens_and_blocks_the_lost_card():
+    emsp = _partner("EMSP")
+    try:
+        card, lost = emsp.held["tokens"][0], emsp.held["tokens"][-1]
+        path = "/ocpi/2.2.1/tokens/{}/authorize"
+        allowed = emsp.answer("POST", path.format(card["uid"]), {"type": "RFID"}, None, _headers())[1]
+        assert allowed["data"]["allowed"] == "ALLOWED"
+        validate(models.AuthorizationInfo, allowed["data"])
+        assert emsp.answer("POST", path.format(lost["uid"]), {"type": lost["type"]}, None,
+                           _headers())[1]["data"]["allowed"] == "BLOCKED"
+        status, body, _ = emsp.answer("POST", path.format("NOPE"), {"type": "RFID"}, None, _headers())
+        assert (status, body["status_code"]) == (404, 2004)
+    finally:
+        emsp.stop()

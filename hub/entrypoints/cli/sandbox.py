@@ -192,7 +192,8 @@ def cmd_start(args) -> int:
             onboard_and_register(sandbox, versions_url)
         except client.HubError as exc:
             sandbox.stop()
-            raise OperatorError(f"a sandbox partner could not register: {exc}") from None
+            raise OperatorError(f"a sandbox partner could not register: {exc} (a hub reset since the last run?"
+                                f" then delete {data_dir / STATE_FILE})") from None
         _save_state(data_dir, sandbox, hub_url)
         sandbox.publish()
         sandbox.run(args.interval)

@@ -49,7 +49,10 @@ def test_the_getting_started_walkthrough_runs_as_written(tmp_path, fixed_ports):
     env["HUB_DATA_DIR"] = str(tmp_path / "var")
     done = subprocess.run(["bash", "ops/walkthrough.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
-    tail = (done.stdout[-2000:] + "\n--- stderr\n" + done.stderr[-4000:])
+    (tmp_path / "walkthrough.out").write_text(done.stdout + "\n--- stderr\n" + done.stderr)  # kept on failure
+    logs = "".join(f"\n--- {name} (end)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+                   for name in ("hub.log", "partner.log") if (path := tmp_path / "var" / name).exists())
+    tail = done.stdout[-2000:] + "\n--- stderr (end)\n" + done.stderr[-3000:] + logs
     assert done.returncode == 0, tail
     steps = [line for line in done.stderr.splitlines() if line.startswith("### walkthrough step")]
     assert len(steps) >= 10, tail

@@ -23,12 +23,14 @@ def hub_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def test_hub_sandbox_comes_up_registers_its_partners_and_switches_faults(tmp_path):
+def test_hub_sandbox_comes_up_registers_its_partners_and_switches_faults(tmp_path, settings):
     port = free_port()
     data_dir = tmp_path / "sandbox"
-    # No HUB_* from the test run: the sandbox itself allows loopback partners, for its hub only.
+    # No HUB_PARTNER_NETWORKS_ALLOWED from the test run: the sandbox allows loopback partners itself,
+    # for its hub only. Its hub uses the test run's PostgreSQL (HUB_DATABASE_URL, a fresh schema).
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_DATA_DIR": str(data_dir), "HUB_FORWARD_TIMEOUT": "2"})
+    env.update({k: settings.extra[k] for k in ("HUB_DATABASE_URL", "HUB_DATABASE_SCHEMA", "HUB_SECRET_KEY")})
     out, err = open(tmp_path / "out", "w"), open(tmp_path / "err", "w")
     sandbox = subprocess.Popen([sys.executable, "-m", "hub", "sandbox", "--bind", f"127.0.0.1:{port}",
                                 "--interval", "1"], cwd=ROOT, env=env, stdout=out, stderr=err)

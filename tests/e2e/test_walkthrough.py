@@ -1,6 +1,6 @@
 """docs/getting-started.md's walkthrough runs as written (``ops/walkthrough.sh``).
 
-It needs the fixed ports 8000 and 9000. CI runs the suite twice at the same time on one machine,
+It needs the fixed ports 8000 and 9000 and runs against the test run's PostgreSQL. CI runs the suite twice at the same time on one machine,
 so the test takes a file lock (the two runs take turns) and uses a HUB_DATA_DIR of its own; a
 port taken by a program other than the other run fails the test saying which port."""
 
@@ -44,9 +44,12 @@ def fixed_ports():
         yield
 
 
-def test_the_getting_started_walkthrough_runs_as_written(tmp_path, fixed_ports):
+def test_the_getting_started_walkthrough_runs_as_written(tmp_path, settings, fixed_ports):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}  # the reader's shell has none
     env["HUB_DATA_DIR"] = str(tmp_path / "var")
+    # The test run's PostgreSQL (a fresh schema) instead of a new embedded server per run: `hub serve`
+    # takes HUB_DATABASE_URL when set, and the walkthrough's commands inherit it as the reader's would.
+    env.update({k: settings.extra[k] for k in ("HUB_DATABASE_URL", "HUB_DATABASE_SCHEMA", "HUB_SECRET_KEY")})
     done = subprocess.run(["bash", "ops/walkthrough.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     (tmp_path / "walkthrough.out").write_text(done.stdout + "\n--- stderr\n" + done.stderr)  # kept on failure

@@ -62,9 +62,17 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_hub(bind: str, data_dir: Path) -> tuple[subprocess.Popen, str, Path]:
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM while the sandbox starts: stop what was started, exit 0."""
+
+
+def _stop_now(*_: object) -> None:
+    raise Stopped
+
+
+def start_hub(bind: str, data_dir: Path, started: list) -> tuple[subprocess.Popen, str, Path]:
     """``hub serve`` as a child with its own data dir and loopback partners allowed; returns it, its
-    base URL and its log file."""
+    base URL and its log file. The child goes into ``started`` at once (stopped whatever happens next)."""
     from hub.entrypoints.cli.server import _address_in_use
 
     if _address_in_use(bind):
@@ -79,6 +87,7 @@ def start_hub(bind: str, data_dir: Path) -> tuple[subprocess.Popen, str, Path]:
         child = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--bind", bind, "--workers", "1"],
                                  env=env, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)  # Ctrl-C reaches the sandbox, which stops it last
+    started.append(child)
     deadline = time.monotonic() + 180
     while not _answers(f"{base_url}/health"):
         if child.poll() is not None or time.monotonic() > deadline:
@@ -168,7 +177,9 @@ def cmd_start(args) -> int:
     from hub.sandbox.control import ControlServer
 
     data_dir = sandbox_dir()
-    child = None
+    child, started = None, []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_now)
     try:
         if args.hub_url:
             hub_url = args.hub_url.rstrip("/")
@@ -179,7 +190,7 @@ def cmd_start(args) -> int:
             print(f"Starting a hub of its own on {args.bind} (data {data_dir}; HUB_PARTNER_NETWORKS_ALLOWED="
                   f"{LOOPBACK} for that hub only, because the sandbox's partners listen on 127.0.0.1)...",
                   file=sys.stderr, flush=True)
-            child, hub_url, log_path = start_hub(args.bind, data_dir)
+            child, hub_url, log_path = start_hub(args.bind, data_dir, started)
             os.environ.update({"HUB_DATA_DIR": str(data_dir), "HUB_BASE_URL": hub_url})
             print(f"Hub up at {hub_url} (its log: {log_path}).", file=sys.stderr, flush=True)
         versions_url = f"{hub_url}/ocpi/versions"
@@ -216,9 +227,12 @@ def cmd_start(args) -> int:
         sandbox.stop()
         print("sandbox stopped", file=sys.stderr)
         return 0
+    except Stopped:
+        print("sandbox stopped while starting", file=sys.stderr)
+        return 0
     finally:
-        if child is not None:
-            stop_child(child)
+        for each in started:
+            stop_child(each)
 
 
 def cmd_status(args) -> int:

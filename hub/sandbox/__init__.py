@@ -9,6 +9,7 @@ to the hub only over HTTP, as a real partner does: it may import ``hub.ocpi``
 - :mod:`.faults`: the fault modes a partner can be switched into at run time;
 - :mod:`.partner`: one partner's OCPI server (its versions, details and modules);
 - :mod:`.client`: what a partner sends the hub (handshake, pushes, authorization);
+- :mod:`.commands`: a CPO answering commands and POSTing their results;
 - :mod:`.control`: the small control HTTP API on 127.0.0.1 and its client;
 - :mod:`.runner`: the set of partners and their activity over time.
 """

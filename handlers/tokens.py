@@ -111,7 +111,7 @@ class Authorize:
             req.context.uow, receiver, routing, method="POST", url=url, body=body, module="tokens",
             params={"type": req.get_param("type")} if req.get_param("type") else None,
             correlation_id=req.context.correlation_id, sent={"location_references": body},
-            answer_fields=("allowed", "authorization_reference"))
+            answer_fields=("allowed", "authorization_reference"), answer_model=models.AuthorizationInfo)
         relay(req, resp, response, receiver)
 
 

@@ -44,6 +44,7 @@ from hub.ocpi.errors import HubError, InvalidParameters
 from hub.ocpi.numbers import dumps
 from hub.ocpi.status import CREDENTIALS_REFUSED_HTTP as CREDENTIALS_REFUSED
 from hub.ocpi.status import OcpiStatus
+from hub.ocpi.validation import validate
 from hub.services.application import Hub, UnitOfWork
 from hub.services.bulkhead import Bulkheads
 
@@ -110,10 +111,13 @@ class Realtime:
     def forward(self, uow: UnitOfWork, receiver: Receiver, routing: Routing, *, method: str, url: str,
                 correlation_id: str, module: str, body: object = None,
                 params: dict | None = None, sent: dict | None = None,
-                answer_fields: tuple[str, ...] = ()) -> OcpiResponse:
+                answer_fields: tuple[str, ...] = (), answer_model: type | None = None) -> OcpiResponse:
         """Send the request now; the answer comes back as the partner gave it.
 
         ``sent`` and the ``answer_fields`` of the answer's data are recorded with the call.
+        ``answer_model``: the OCPI model a ``1000`` answer's data must be (e.g. the
+        AuthorizationInfo a CPO acts on); data that is not is never relayed, the caller gets
+        4000 naming the field.
         """
         headers = {
             "OCPI-from-country-code": routing.from_country_code,
@@ -162,9 +166,12 @@ class Realtime:
             raise error
         data = response.data
         answer = {f: data[f] for f in answer_fields if f in data} if isinstance(data, dict) else None
+        invalid = invalid_answer(receiver, answer_model, data) if response.status_code == 1000 else None
         uow.add(self._call(receiver, module, method, url, response.request_id, correlation_id,
-                           response.http_status, response.status_code, None, sent_at, response.elapsed_ms,
-                           sent, answer if answer_fields else None))
+                           response.http_status, response.status_code, invalid.message if invalid else None,
+                           sent_at, response.elapsed_ms, sent, answer if answer_fields else None))
+        if invalid is not None:
+            raise invalid
         return response
 
     @staticmethod
@@ -187,6 +194,19 @@ def check_forwardable(body: object) -> None:
 
 def unforwardable(exc: Exception) -> InvalidParameters:
     return InvalidParameters(f"body: cannot be forwarded as JSON ({exc})")
+
+
+def invalid_answer(receiver: Receiver, model: type | None, data: object) -> HubError | None:
+    """4000 when the receiver's data is not a valid ``model`` (None: it is, or nothing to check)."""
+    if model is None:
+        return None
+    try:
+        validate(model, data)
+    except InvalidParameters as exc:
+        return HubError(OcpiStatus.HUB_ERROR,
+                        f"the answer of {receiver.key} is not a valid {model.__name__} ({exc.message}); "
+                        "not relayed")
+    return None
 
 
 def credentials_refused(receiver: Receiver, http_status: int) -> HubError:

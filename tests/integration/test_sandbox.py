@@ -163,11 +163,12 @@ def test_invalid_bodies_are_refused_naming_the_field(hub, worker, settings, pair
     result = json.loads(run_hub(settings, "parties", "sync", "IN/VYC", "--module", "locations", "--json").stdout)[0]
     assert (result["received"], result["stored"], result["refused"]) == (3, 0, 3)
     assert all("coordinates" in r for r in result["refusals"])
-    # An eMSP answering authorization with an AuthorizationInfo that is not one: today the hub relays
-    # it unchanged (docs/sandbox.md says so); the CPO sees the eMSP's bad value.
+    # An eMSP answering authorization with an AuthorizationInfo that is not one: the hub never relays
+    # it (the CPO would act on it); the CPO gets 4000 naming the field.
     emsp.set_fault(Fault.parse("invalid"))
     answer = client.authorize(cpo, emsp.held["tokens"][0]).json()
-    assert answer["status_code"] == 1000 and answer["data"]["allowed"] == "MAYBE", answer
+    assert answer["status_code"] == 4000 and "data" not in answer, answer
+    assert "not a valid AuthorizationInfo" in answer["status_message"] and "allowed" in answer["status_message"]
 
 
 def test_pagination_stress_sync_pulls_every_page(hub, settings):

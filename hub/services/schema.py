@@ -22,6 +22,7 @@ from hub.infra.eventlog import TRACKING_DDL, Follower
 from hub.infra.security import KEY_FINGERPRINT_DDL, check_secret_key
 from hub.infra.snapshots import SNAPSHOTS_DDL
 from hub.infra.tlog import TLOG_DDL
+from hub.services.console import CONSOLE_DDL
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
             # The library creates its own tables when constructed with CREATE_TABLE=y.
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():
-                for statement in [*APPEND_ONLY_DDL, *TLOG_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
+                for statement in [*APPEND_ONLY_DDL, *TLOG_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL,
+                                  *CONSOLE_DDL]:
                     conn.execute(statement)
                 for follower in followers:
                     for statement in follower.ddl():

@@ -65,7 +65,7 @@ class Gate:
                         max_age=int(self.ctx.settings.console_session_seconds))
 
     def clear_cookie(self, resp: falcon.Response) -> None:
-        resp.unset_cookie(COOKIE, path=PREFIX, secure=self.secure, http_only=True, same_site="Strict")
+        resp.unset_cookie(COOKIE, same_site="Strict", path=PREFIX)
 
     def viewer(self, req: falcon.Request) -> ConsoleSession:
         """The session of a GET; no live session: to the login page."""

@@ -148,8 +148,8 @@ def test_admin_suspends_retries_traces_and_verifies(console_hub, settings, page)
         # Trace the first exchange by its correlation id: pushed, parked, retried, delivered.
         page.click("text=Trace")
         page.fill("input[name=q]", correlation)
-        page.click("text=Trace >> nth=1")
-        page.wait_for_selector("#timeline")
+        page.click("form[action$='/trace'] button")
+        assert page.locator("#timeline").count() == 1, page.inner_text("main")
         timeline = page.inner_text("#timeline")
         assert "parked" in timeline and "IN/EMP/EMSP" in timeline and "L1" in timeline
         shot(page, "trace")
@@ -179,7 +179,7 @@ def test_admin_suspends_retries_traces_and_verifies(console_hub, settings, page)
         shot(page, "audit")
 
         page.click("text=Log out")
-        assert page.url.startswith(f"{hub.url}/console/login")
+        page.wait_for_url(f"{hub.url}/console/login")
         page.goto(f"{hub.url}/console/parties")
         assert "/console/login" in page.url
 

@@ -6,6 +6,7 @@ Screenshots of each page go to ``var/test-artifacts/console/`` (ignored by git).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -257,6 +258,12 @@ def test_admin_csrf_and_session_expiry(settings, request, page):
         login(page, hub.url, "admin1", secret)
         page.goto(f"{hub.url}/console/parties/IN/ECP/CPO")
         assert page.locator("#suspend").count() == 1
+        # The check button runs `hub parties check`'s service, or says it is not in this hub.
+        page.click("#check")
+        if importlib.util.find_spec("hub.services.operators.check") is None:
+            assert "check not available" in page.inner_text("#notice")
+        else:
+            assert page.locator("text=Last check").count() == 1
         missing = page.request.post(suspend_url, form={"reason": "no token"})
         assert missing.status == 403 and "CSRF" in missing.text()
         wrong = page.request.post(suspend_url, form={"csrf": "0" * 64, "reason": "wrong token"})

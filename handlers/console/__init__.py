@@ -9,7 +9,7 @@ import the scheduler; without it the party page says the queue is not available 
 from __future__ import annotations
 
 from handlers.console.actions import PartyAction
-from handlers.console.audit import Audit, AuditAction, Rules, RuleRemove, Trace, VerifyFragment
+from handlers.console.audit import Audit, AuditAction, RuleRemove, Rules, Trace, VerifyFragment
 from handlers.console.auth import Login, Logout, Static
 from handlers.console.base import PREFIX, Gate
 from handlers.console.pages import Overview, OverviewFragment, Parties, PartyPage

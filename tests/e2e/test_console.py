@@ -281,3 +281,71 @@ def test_admin_csrf_and_session_expiry(settings, request, page):
         assert state() == "CONNECTED"
     finally:
         cpo.stop()
+
+
+@pytest.fixture
+def console_in_process(settings):
+    """The hub's app with the console and its delivery queue, served in this process (as ``hub web``
+    builds it), and the real worker in threads with a 1 s give-up age."""
+    from dataclasses import replace
+
+    from handlers.app import create_app
+    from handlers.context import WebContext
+    from scheduler import outbox
+    from scheduler.worker import Worker
+    from tests.conftest import HubUnderTest, serve_in_thread
+
+    ctx = WebContext.open(settings, settings.database_url)
+    port = int(settings.extra["port"])
+    server = serve_in_thread(create_app(ctx, queue=outbox), port)
+    worker = Worker(replace(settings, delivery_give_up_after=1.0), settings.database_url)
+    worker.start()
+    yield HubUnderTest(settings, f"http://127.0.0.1:{port}", ctx), worker
+    worker.stop()
+    server.shutdown()
+    server.server_close()
+    ctx.close()
+
+
+def test_a_delivery_parked_while_the_partner_was_down_is_retried_from_the_console(console_in_process,
+                                                                                  settings, page):
+    from scheduler import outbox
+
+    hub, worker = console_in_process
+    emsp = hub.connect_partner([role("EMSP", "IN", "EMP")])
+    cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
+    secret = operator(settings, "admin2", "admin")
+    try:
+        emsp.stop()  # the partner is down: attempts fail, and after 1 s the give-up sweep parks the row
+        correlation = str(uuid.uuid4())
+        assert push(hub, cpo, "locations/receiver/IN/ECP/L9", ex.location(id="L9"), correlation).status_code == 201
+
+        def parked():
+            worker.sweep()
+            rows = outbox.list_deliveries(hub.ctx.app.pool, failed_only=True, party="IN/EMP")
+            return [r for r in rows if r["module"] == "locations"]
+
+        assert wait_until(parked, timeout=30, interval=0.5)
+        login(page, hub.url, "admin2", secret)
+        page.goto(f"{hub.url}/console/parties/IN/EMP/EMSP")
+        assert "gave up after 1 s" in page.inner_text("#deliveries")
+        emsp.start()
+        page.click("#retry")
+        assert "requeued 1 parked deliveries" in page.inner_text("#notice")
+        got = emsp.wait_for(lambda r: r.method == "PUT" and r.path.endswith("/locations/receiver/IN/ECP/L9"),
+                            timeout=30)
+        assert got and got[-1].body["id"] == "L9"
+
+        def delivered():
+            page.goto(f"{hub.url}/console/parties/IN/EMP/EMSP")
+            return page.locator("#deliveries .delivery-DELIVERED").count() >= 1
+
+        assert wait_until(delivered, timeout=30, interval=1), page.inner_text("#deliveries")
+        shot(page, "party-retried")
+        # The trace tells the same story: parked, then delivered after the operator's retry.
+        page.goto(f"{hub.url}/console/trace?q={correlation}")
+        timeline = page.inner_text("#timeline")
+        assert "parked" in timeline and "gave up after 1 s" in timeline
+    finally:
+        emsp.stop()
+        cpo.stop()

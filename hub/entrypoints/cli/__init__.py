@@ -17,8 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hub.entrypoints.cli import audit, deliveries, parties, projections, routing, server, snapshots
-from hub.entrypoints.cli import operators
+from hub.entrypoints.cli import audit, deliveries, operators, parties, projections, routing, server, snapshots
 from hub.entrypoints.cli.output import Usage, fail
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.database import NoHubDatabase

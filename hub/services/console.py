@@ -117,6 +117,9 @@ class Console:
         session_id = new_session_id()
         with self.app.pool.connection() as conn:
             conn.execute("DELETE FROM hub_console_logins WHERE operator = %s", (name,))
+            # Sessions that ended unseen (their browser never came back) go now.
+            conn.execute("DELETE FROM hub_console_sessions WHERE created_at < %s OR last_seen_at < %s",
+                         (now - self.absolute, now - self.idle))
             conn.execute("INSERT INTO hub_console_sessions (digest, operator, role, created_at, last_seen_at)"
                          " VALUES (%s, %s, %s, %s, %s)", (session_digest(session_id), name, account.role, now, now))
         self.record("console login", {"address": address}, name, "ok")

@@ -95,3 +95,34 @@ def test_account_names_are_checked(app, name):
 def test_account_roles_are_checked(app):
     with pytest.raises(OperatorError, match="must be one of viewer, admin"):
         accounts.add(app, "asha", "root")
+
+
+@pytest.mark.parametrize(("base_url", "secure"), [("https://hub.example.in", True), ("http://127.0.0.1:8000", False)])
+def test_session_cookie_attributes(base_url, secure):
+    from types import SimpleNamespace
+
+    import falcon
+    from falcon import testing
+
+    from handlers.console.base import COOKIE, Gate
+    from hub.infra.config import Settings
+    from hub.services.application import Hub
+
+    settings = Settings.from_env({"HUB_SECRET_KEY": "unit", "HUB_BASE_URL": base_url,
+                                  "HUB_CONSOLE_SESSION_SECONDS": "600"})
+    app = Hub.in_memory(settings)
+    try:
+        gate = Gate(SimpleNamespace(app=app, settings=settings))
+
+        class Sets:
+            def on_get(self, req, resp):
+                gate.set_cookie(resp, "the-session-id")
+
+        web = falcon.App()
+        web.add_route("/console/login", Sets())
+        cookie = testing.simulate_get(web, "/console/login").cookies[COOKIE]
+        assert cookie.value == "the-session-id" and cookie.path == "/console"
+        assert cookie.same_site == "Strict" and cookie.http_only and cookie.max_age == 600
+        assert cookie.secure is secure
+    finally:
+        app.close()

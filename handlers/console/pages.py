@@ -19,7 +19,9 @@ class Overview(Page):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = self.gate.viewer(req)
-        self.gate.render(resp, "overview.html", session, notice=req.get_param("notice"), **self.values())
+        every = req.get_param_as_int("refresh", min_value=2, max_value=3600, default=15)  # a wall display's choice
+        self.gate.render(resp, "overview.html", session, notice=req.get_param("notice"), every=every,
+                         **self.values())
 
 
 class OverviewFragment(Overview):

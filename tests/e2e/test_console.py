@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests import ocpi_examples as ex
 from tests.cli import run_hub
@@ -240,6 +241,15 @@ def test_viewer_csrf_partner_token_and_failed_logins(console_hub, settings, page
         assert ("console login", "admin1", "refused: throttled") in done
         assert any(c == "console login" and o == "viewer1" and out == "ok" for c, o, out in done)
         del admin_secret  # the admin account is throttled now; its CSRF checks are the next test's
+
+        # The overview's figures refresh in place: a suspension made meanwhile shows without a reload.
+        page.goto(f"{hub.url}/console?refresh=2")
+        assert "SUSPENDED" not in page.inner_text("#parties-by-status")
+        page.evaluate("window.notReloaded = true")
+        run_hub(settings, "parties", "suspend", "IN/ECP/CPO", "--reason", "refresh test")
+        expect(page.locator("#parties-by-status")).to_contain_text("SUSPENDED", timeout=20_000)
+        assert page.evaluate("window.notReloaded") is True
+        run_hub(settings, "parties", "resume", "IN/ECP/CPO")
     finally:
         cpo.stop()
 

@@ -21,14 +21,34 @@ class Trace(Page):
         session = self.gate.viewer(req)
         q = (req.get_param("q") or "").strip()
         steps, error, correlation_id = [], None, q
-        if q:
+        words = q.split()
+        if len(words) == 3:  # an object: MODULE CC/PID ID, its whole history (`hub audit history`)
+            steps, error = self._history(*words)
+            correlation_id = None
+        elif q:
             steps = AuditLog(self.app).trace(q)
             if not steps:  # a request id: trace its exchange
                 correlation_id = reads.correlation_of_request(self.app, q)
                 steps = AuditLog(self.app).trace(correlation_id) if correlation_id else []
             if not steps:
-                error = f"no record carries correlation id or request id {q}"
+                error = (f"no record carries correlation id or request id {q} (an object is written"
+                         " MODULE CC/PID ID, e.g. locations IN/ECP L1)")
         self.gate.render(resp, "trace.html", session, q=q, steps=steps, error=error, correlation_id=correlation_id)
+
+    def _history(self, module: str, owner: str, object_id: str) -> tuple[list[dict], str | None]:
+        from hub.audit.events import OBJECT_MODULES, object_id_for
+        from hub.audit.history import AuditLog
+
+        if module.lower() not in OBJECT_MODULES:
+            return [], f"{module}: an object's module is one of {', '.join(sorted(OBJECT_MODULES))}"
+        try:
+            name = parse_party_name(owner)
+            return AuditLog(self.app).history(module.lower(), name.country_code, name.party_id,
+                                              object_id_for(module.lower(), object_id)), None
+        except ValueError as exc:
+            return [], f"owner {owner}: {exc}"
+        except LookupError as exc:
+            return [], str(exc.args[0])
 
 
 def _name(text: str, field: str):

@@ -10,7 +10,7 @@ from hub.services.operators import OperatorError, parties
 from hub.services.operators.names import PartyName, parse_party_name
 from projections import console as reads
 from projections.health import read_hub_state
-from projections.queries import find_party, list_parties
+from projections.queries import list_parties
 
 
 class Overview(Page):
@@ -63,7 +63,7 @@ class PartyPage(Page):
             party, platform = parties.describe(self.app, name)
         except OperatorError as exc:
             raise falcon.HTTPNotFound(description=str(exc)) from None
-        rows = find_party(self.app.pool, name.country_code, name.party_id, name.role)
+        rows = [r for r in list_parties(self.app.pool) if _key(r) == party.key]
         last_seen = rows[0].get("last_seen_at") if rows else None
         deliveries = None
         if self.gate.queue is not None:

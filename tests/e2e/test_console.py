@@ -356,6 +356,17 @@ def test_a_delivery_parked_while_the_partner_was_down_is_retried_from_the_consol
         page.goto(f"{hub.url}/console/trace?q={correlation}")
         timeline = page.inner_text("#timeline")
         assert "parked" in timeline and "gave up after 1 s" in timeline
+        # By object: the Location's whole history.
+        page.goto(f"{hub.url}/console/trace?q=locations+IN/ECP+L9")
+        history = page.inner_text("#timeline")
+        assert "L9" in history and "parked" in history
+
+        # Sync now: the hub pulls the CPO's Sender interface and stores what it holds.
+        cpo.held = {"locations": [ex.location(id="S1")]}
+        page.goto(f"{hub.url}/console/parties/IN/ECP/CPO")
+        page.click("#sync")
+        assert "locations completed (1 stored)" in page.inner_text("#notice")
+        assert cpo.requests_to("/ocpi/2.2.1/locations/sender", "GET")
     finally:
         emsp.stop()
         cpo.stop()

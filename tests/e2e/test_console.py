@@ -250,6 +250,11 @@ def test_viewer_csrf_partner_token_and_failed_logins(console_hub, settings, page
         expect(page.locator("#parties-by-status")).to_contain_text("SUSPENDED", timeout=20_000)
         assert page.evaluate("window.notReloaded") is True
         run_hub(settings, "parties", "resume", "IN/ECP/CPO")
+
+        # Removing an operator ends its sessions at once.
+        run_hub(settings, "operators", "remove", "viewer1")
+        page.goto(f"{hub.url}/console/parties")
+        assert "/console/login" in page.url
     finally:
         cpo.stop()
 

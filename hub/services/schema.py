@@ -80,8 +80,9 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
             # The library creates its own tables when constructed with CREATE_TABLE=y.
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():
-                for statement in [*APPEND_ONLY_DDL, *TLOG_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL,
-                                  *CONSOLE_DDL]:
+                for statement in [*APPEND_ONLY_DDL, *TLOG_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
+                    conn.execute(statement)
+                for statement in CONSOLE_DDL:  # the operations console's sessions and jobs (docs/console.md)
                     conn.execute(statement)
                 for follower in followers:
                     for statement in follower.ddl():

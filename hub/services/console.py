@@ -99,18 +99,20 @@ class Console:
         with self.app.pool.connection() as conn:
             row = conn.execute("SELECT failures, locked_until FROM hub_console_logins WHERE operator = %s",
                                (name,)).fetchone()
-        failures, locked_until = (row[0], row[1]) if row else (0, 0.0)
+        locked_until = row[1] if row else 0.0
         if locked_until > now:
             self.record("console login", {"address": address}, name, "refused: throttled")
             raise LoginRefused(f"too many failed logins for {name}: try again in {int(locked_until - now) + 1} s")
         account = get_account(self.app, name) if name else None
         if not secret_matches(secret or "", account.secret_hash if account else _decoy()) or account is None:
-            failures += 1
-            with self.app.pool.connection() as conn:
-                conn.execute(
-                    "INSERT INTO hub_console_logins (operator, failures, locked_until) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (operator) DO UPDATE SET failures = excluded.failures,"
-                    " locked_until = excluded.locked_until", (name, failures, now + lock_seconds(failures)))
+            name = name[:64]
+            with self.app.pool.connection() as conn:  # counted in the database: every web process sees it
+                (failures,) = conn.execute(
+                    "INSERT INTO hub_console_logins (operator, failures, locked_until) VALUES (%s, 1, 0)"
+                    " ON CONFLICT (operator) DO UPDATE SET failures = hub_console_logins.failures + 1"
+                    " RETURNING failures", (name,)).fetchone()
+                conn.execute("UPDATE hub_console_logins SET locked_until = %s WHERE operator = %s",
+                             (now + lock_seconds(failures), name))
             self.record("console login failed", {"address": address}, name or "(none)",
                         f"refused: wrong name or secret ({failures} in a row)")
             raise LoginRefused("wrong operator name or secret")

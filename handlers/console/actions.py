@@ -22,16 +22,16 @@ class PartyAction(Page):
             cc: str, pid: str, role: str, action: str) -> None:
         if action not in ACTIONS:
             raise falcon.HTTPNotFound()
-        name = party_name(cc, pid, role)
-        here = f"{PREFIX}/parties/{name}"
+        here = f"{PREFIX}/parties/{cc}/{pid}/{role}"
         record = self.gate.console.record
         try:
+            name = party_name(cc, pid, role)
             if action == "check":
                 self._check(req, resp, session, name, cc, pid, role)
                 return
             notice = getattr(self, f"_{action}")(session, name, form)
         except OperatorError as exc:
-            record(f"console parties {action}", {"party": str(name)}, session.operator, f"refused: {exc}")
+            record(f"console parties {action}", {"party": f"{cc}/{pid}/{role}"}, session.operator, f"refused: {exc}")
             raise back(here, f"{action} not done: {exc}") from None
         raise back(here, notice)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from handlers.console.base import PREFIX, Page
+from handlers.console.base import PREFIX, Page, Refused
 from handlers.console.chart import traffic_svg
 from hub.services.operators import OperatorError, parties
 from hub.services.operators.names import PartyName, parse_party_name
@@ -51,18 +51,22 @@ def party_name(cc: str, pid: str, role: str) -> PartyName:
     try:
         return parse_party_name(f"{cc}/{pid}/{role}")
     except ValueError as exc:
-        raise falcon.HTTPNotFound(description=str(exc)) from None
+        raise OperatorError(str(exc)) from None
 
 
 class PartyPage(Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response, cc: str, pid: str, role: str,
                report=None, notice: str | None = None) -> None:
         session = self.gate.viewer(req)
-        name = party_name(cc, pid, role)
         try:
+            name = parse_party_name(f"{cc}/{pid}/{role}")
             party, platform = parties.describe(self.app, name)
-        except OperatorError as exc:
-            raise falcon.HTTPNotFound(description=str(exc)) from None
+        except (ValueError, OperatorError) as exc:
+            notice = notice or req.get_param("notice")
+            message = f"{notice}; " if notice else ""
+            self.gate.refused(resp, Refused("404 Not Found", f"{message}{exc} (the Parties page lists every party)"),
+                              session)
+            return
         rows = [r for r in list_parties(self.app.pool) if _key(r) == party.key]
         last_seen = rows[0].get("last_seen_at") if rows else None
         deliveries = None

@@ -30,12 +30,13 @@ def _recent(app, topics: list[str], minutes: int, limit: int) -> list[tuple[int,
 
 
 def traffic(app, minutes: int = TRAFFIC_MINUTES) -> dict:
-    """Requests answered per minute by module over the last ``minutes``: ``{"minutes": [labels],
-    "modules": {module: [count per minute]}}`` (oldest minute first)."""
+    """OCPI messages per minute by module over the last ``minutes``, both ways (requests partners
+    sent the hub and calls the hub made): ``{"minutes": [labels], "modules": {module: [count per
+    minute]}}`` (oldest minute first)."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     first = now - timedelta(minutes=minutes - 1)
     counts: Counter = Counter()
-    for _, event in _recent(app, [REQUEST_TOPIC], minutes, TRAFFIC_MAX_EVENTS):
+    for _, event in _recent(app, [REQUEST_TOPIC, CALL_TOPIC], minutes, TRAFFIC_MAX_EVENTS):
         minute = event.timestamp.astimezone(UTC).replace(second=0, microsecond=0)
         if minute >= first:
             counts[(event.module, int((minute - first).total_seconds() // 60))] += 1

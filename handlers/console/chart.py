@@ -1,4 +1,4 @@
-"""The overview's chart: requests per minute by module as an inline SVG (no script, no assets)."""
+"""The overview's chart: OCPI messages per minute by module as an inline SVG (no script, no assets)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def traffic_svg(data: dict) -> Markup:
         return HEIGHT - PAD - v * (HEIGHT - 2 * PAD) / top
 
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-             f'aria-label="requests per minute by module, last {len(labels)} minutes">',
+             f'aria-label="OCPI messages per minute by module, last {len(labels)} minutes">',
              f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#888"/>',
              f'<text x="2" y="{PAD}" font-size="11">{top}</text>',
              f'<text x="2" y="{HEIGHT - PAD}" font-size="11">0</text>']
@@ -32,10 +32,10 @@ def traffic_svg(data: dict) -> Markup:
         colour = COLOURS[n % len(COLOURS)]
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<polyline class="series" data-module="{escape(module)}" fill="none" stroke="{colour}"'
-                     f' stroke-width="2" points="{points}"><title>{escape(module)}: {sum(values)} requests'
+                     f' stroke-width="2" points="{points}"><title>{escape(module)}: {sum(values)} messages'
                      '</title></polyline>')
     parts.append("</svg>")
     legend = "".join(f'<li><svg width="12" height="12"><rect width="12" height="12" fill="{COLOURS[n % len(COLOURS)]}"/>'
                      f"</svg> {escape(m)} ({sum(v)})</li>" for n, (m, v) in enumerate(modules.items()))
     return Markup("".join(parts) + (f'<ul class="legend">{legend}</ul>' if legend
-                                    else '<p class="muted">no requests in the last hour</p>'))
+                                    else '<p class="muted">no messages in the last hour</p>'))

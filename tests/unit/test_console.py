@@ -126,3 +126,14 @@ def test_session_cookie_attributes(base_url, secure):
         assert cookie.secure is secure
     finally:
         app.close()
+
+
+def test_chart_has_one_escaped_line_per_module():
+    from handlers.console.chart import traffic_svg
+
+    svg = str(traffic_svg({"minutes": ["10:00", "10:01", "10:02"],
+                           "modules": {"locations": [0, 3, 1], "<script>": [1, 0, 0]}}))
+    assert svg.count("<polyline") == 2 and 'data-module="locations"' in svg
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert "locations (4)" in svg and ">3</text>" in svg  # the legend's totals, the axis' top
+    assert "no messages in the last hour" in str(traffic_svg({"minutes": ["10:00"], "modules": {}}))

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-    autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    autoescape=True, trim_blocks=True, lstrip_blocks=True)  # a missing value renders empty, not a 500
 
 
 class Refused(Exception):

@@ -8,6 +8,7 @@ from handlers.console.base import PREFIX, Page, Refused
 from handlers.console.chart import traffic_svg
 from hub.services.operators import OperatorError, parties
 from hub.services.operators.names import PartyName, parse_party_name
+from hub.services.operators.sync import pulls_of
 from projections import console as reads
 from projections.health import read_hub_state
 from projections.queries import list_parties
@@ -77,4 +78,5 @@ class PartyPage(Page):
         self.gate.render(
             resp, "party.html", session, notice=notice or req.get_param("notice"), party=party, platform=platform,
             here=f"{PREFIX}/parties/{party.key}", last_seen=last_seen.isoformat(timespec="seconds") if last_seen else None,
-            deliveries=deliveries, traffic=reads.party_traffic(self.app, str(platform.id)), report=report)
+            deliveries=deliveries, traffic=reads.party_traffic(self.app, str(platform.id)), report=report,
+            pulls=pulls_of(self.app, party))

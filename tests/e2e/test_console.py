@@ -371,6 +371,7 @@ def test_a_delivery_parked_while_the_partner_was_down_is_retried_from_the_consol
         page.goto(f"{hub.url}/console/parties/IN/ECP/CPO")
         page.click("#sync")
         assert "locations completed (1 stored)" in page.inner_text("#notice")
+        assert "completed" in page.locator("#pulls tr", has_text="locations").inner_text()
         assert cpo.requests_to("/ocpi/2.2.1/locations/sender", "GET")
     finally:
         emsp.stop()

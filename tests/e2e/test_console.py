@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from tests import ocpi_examples as ex
@@ -261,6 +262,7 @@ def test_viewer_csrf_partner_token_and_failed_logins(console_hub, settings, page
 
 def test_admin_csrf_and_session_expiry(settings, request, page):
     settings.extra["HUB_CONSOLE_IDLE_SECONDS"] = "3"
+    settings.extra["HUB_CONSOLE_SESSION_SECONDS"] = "8"
     hub = request.getfixturevalue("gunicorn_hub")
     cpo = hub.connect_partner([role("CPO", "IN", "ECP")])
     secret = operator(settings, "admin1", "admin")
@@ -285,7 +287,10 @@ def test_admin_csrf_and_session_expiry(settings, request, page):
         assert wrong.status == 403
         assert state() == "CONNECTED"
 
-        # Idle past HUB_CONSOLE_IDLE_SECONDS: the next page is the login page, and a POST is refused.
+        # Idle past HUB_CONSOLE_IDLE_SECONDS (the cookie itself still lives): the next page is the
+        # login page, and a POST with the session's own CSRF token is refused.
+        page.context.clear_cookies()
+        login(page, hub.url, "admin1", secret)
         csrf = page.evaluate("document.querySelector('header input[name=csrf]').value")
         page.wait_for_timeout(4500)
         page.goto(f"{hub.url}/console/parties")
@@ -294,6 +299,21 @@ def test_admin_csrf_and_session_expiry(settings, request, page):
         late = page.request.post(suspend_url, form={"csrf": csrf, "reason": "too late"})
         assert late.status == 401
         assert state() == "CONNECTED"
+
+        # Never idle, but past HUB_CONSOLE_SESSION_SECONDS: the server ends the session anyway
+        # (the cookie sent by hand, so the browser's own expiry of it does not decide).
+        login(page, hub.url, "admin1", secret)
+        (cookie,) = [c for c in page.context.cookies() if c["name"] == "hub_console"]
+        seen = []
+
+        def ended() -> bool:
+            answer = requests.get(f"{hub.url}/console/parties", cookies={"hub_console": cookie["value"]},
+                                  allow_redirects=False, timeout=10)
+            seen.append(answer.status_code)
+            return answer.status_code == 303 and "/console/login" in answer.headers["Location"]
+
+        assert wait_until(ended, timeout=30, interval=1), seen
+        assert seen[0] == 200, seen
     finally:
         cpo.stop()
 

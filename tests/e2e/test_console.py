@@ -393,6 +393,10 @@ def test_a_delivery_parked_while_the_partner_was_down_is_retried_from_the_consol
         assert "locations completed (1 stored)" in page.inner_text("#notice")
         assert "completed" in page.locator("#pulls tr", has_text="locations").inner_text()
         assert cpo.requests_to("/ocpi/2.2.1/locations/sender", "GET")
+        done = {(r["data"]["command"], r["data"]["operator"]): r for r in actions_logged(settings)}
+        assert ("console deliveries retry", "admin2") in done
+        synced = done[("console parties sync", "admin2")]
+        assert '"stored": 1' in synced["data"]["outcome"] and synced["data"]["correlation_id"]
     finally:
         emsp.stop()
         cpo.stop()

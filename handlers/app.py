@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import falcon
 
+from handlers.console import routes as console_routes
 from handlers.context import WebContext
 from handlers.errors import handle_ocpi_error, handle_unexpected, serialize_http_error
 from handlers.metrics import MetricsResource, ReadyResource, RequestMetrics
@@ -71,7 +72,8 @@ def _dumps(obj: object) -> bytes:
     return dumps(obj)  # numbers exactly as partners sent them (hub/ocpi/numbers.py)
 
 
-def create_app(ctx: WebContext) -> falcon.App:
+def create_app(ctx: WebContext, queue=None) -> falcon.App:
+    """``queue``: the delivery queue's functions for the console (handlers/console), from the entry point."""
     metrics = RequestMetrics()
     # OptionsAnswer comes last: its envelope is in place before the request is recorded.
     app = falcon.App(middleware=[OcpiMiddleware(ctx, metrics), OptionsAnswer()])
@@ -99,5 +101,8 @@ def create_app(ctx: WebContext) -> falcon.App:
     app.add_route("/metrics", MetricsResource(ctx, metrics))
     # The transparency log for partners (handlers/transparency.py): not OCPI, own authentication.
     for template, resource in transparency_routes(ctx):
+        app.add_route(template, resource)
+    # The operations console (handlers/console, docs/console.md): its own sessions, no partner token.
+    for template, resource in console_routes(ctx, queue):
         app.add_route(template, resource)
     return app

@@ -70,7 +70,9 @@ class LazyApp:
         if not settings.database_url:
             raise RuntimeError("HUB_DATABASE_URL must be set for web workers (hub serve sets it)")
         self._context = WebContext.open(settings, settings.database_url)
-        return create_app(self._context)
+        from scheduler import outbox  # the console's retry and queue view (handlers do not import scheduler)
+
+        return create_app(self._context, queue=outbox)
 
     def warm(self) -> None:
         """Build the app now (gunicorn's ``post_worker_init``), so a worker's first

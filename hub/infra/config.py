@@ -28,6 +28,8 @@
 | HUB_RATE_LIMIT | requests per second per platform and web process (bursts of twice as many); 0: no limit | 200 |
 | HUB_LEASE_SECONDS | seconds (1 to 3600) a worker holds the deliveries it took; a dead worker's deliveries are taken over by another worker once this has passed | 60 |
 | HUB_DELIVERY_LANES | recipient platforms (1 to 256) one worker sends to at the same time | 32 |
+| HUB_CONSOLE_SESSION_SECONDS | seconds a console login lasts at most (absolute expiry, docs/console.md) | 28800 (8 h) |
+| HUB_CONSOLE_IDLE_SECONDS | seconds without a console request after which its session ends | 1800 |
 | HUB_SYNC_SCHEDULE | partners the worker pulls periodically: `CC/PID[/ROLE][:module[+module]]=INTERVAL`, comma-separated (hub/domain/sync.py) | empty: none |
 """
 
@@ -163,6 +165,8 @@ class Settings:
     realtime_circuit_failures: int = 3
     realtime_circuit_seconds: float = 10.0
     sync_schedule: tuple = ()  # of hub.domain.sync.ScheduleEntry
+    console_session_seconds: float = 8 * 3600.0  # the operations console (docs/console.md)
+    console_idle_seconds: float = 1800.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -206,6 +210,8 @@ class Settings:
             realtime_circuit_seconds=_bounded(env, "HUB_REALTIME_CIRCUIT_SECONDS", 10.0, 0, 3600,
                                               low_inclusive=True),
             sync_schedule=_schedule(env),
+            console_session_seconds=_bounded(env, "HUB_CONSOLE_SESSION_SECONDS", 8 * 3600.0, 0, 30 * 86400),
+            console_idle_seconds=_bounded(env, "HUB_CONSOLE_IDLE_SECONDS", 1800.0, 0, 30 * 86400),
         )
 
     def outbound_guard(self) -> OutboundGuard:

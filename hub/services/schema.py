@@ -22,6 +22,7 @@ from hub.infra.eventlog import TRACKING_DDL, Follower
 from hub.infra.security import KEY_FINGERPRINT_DDL, check_secret_key
 from hub.infra.snapshots import SNAPSHOTS_DDL
 from hub.infra.tlog import TLOG_DDL
+from hub.services.console import CONSOLE_DDL
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def migrate(settings: Settings, database_url: str, followers: Iterable[Follower]
             Hub(settings, database_url, create_table=True, pool_size=1).close()
             with connect(database_url, schema) as conn, conn.transaction():
                 for statement in [*APPEND_ONLY_DDL, *TLOG_DDL, *SNAPSHOTS_DDL, META_DDL, KEY_FINGERPRINT_DDL, TRACKING_DDL]:
+                    conn.execute(statement)
+                for statement in CONSOLE_DDL:  # the operations console's sessions and jobs (docs/console.md)
                     conn.execute(statement)
                 for follower in followers:
                     for statement in follower.ddl():

@@ -125,6 +125,8 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_snapshots          SELECT, INSERT, DELETE           every process: the snapshot cache (schema 3)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
 --   hub_cache_version      SELECT, UPDATE                   the views' triggers (hub/infra/invalidation.py)
+--   hub_console_sessions, hub_console_logins, hub_console_jobs
+--                          SELECT, INSERT, UPDATE, DELETE   hub web: the operations console (hub/services/console.py)
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
 
@@ -173,6 +175,14 @@ GRANT SELECT, UPDATE ON :"schema".hub_cache_version TO :"app_role";
 SELECT format('REVOKE ALL ON %I.hub_snapshots FROM %I', :'schema', :'app_role'),
        format('GRANT SELECT, INSERT, DELETE ON %I.hub_snapshots TO %I', :'schema', :'app_role')
  WHERE to_regclass(format('%I.hub_snapshots', :'schema')) IS NOT NULL \gexec
+
+-- The operations console's sessions, failed-login counts and verification runs (docs/console.md).
+SELECT format('REVOKE ALL ON %I.%I FROM %I', :'schema', t, :'app_role'),
+       format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I', :'schema', t, :'app_role')
+  FROM unnest(ARRAY['hub_console_sessions', 'hub_console_logins', 'hub_console_jobs']) AS t
+ WHERE to_regclass(format('%I.%I', :'schema', t)) IS NOT NULL \gexec
+SELECT format('GRANT USAGE ON SEQUENCE %I.hub_console_jobs_id_seq TO %I', :'schema', :'app_role')
+ WHERE to_regclass(format('%I.hub_console_jobs_id_seq', :'schema')) IS NOT NULL \gexec
 
 -- 5. Tables a later release creates (`hub migrate` as the owner role) ----------------
 -- New tables are views and queues the application maintains; an event table

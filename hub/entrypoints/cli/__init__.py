@@ -17,7 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hub.entrypoints.cli import audit, deliveries, parties, projections, routing, sandbox, server, snapshots
+from hub.entrypoints.cli import (audit, deliveries, operators, parties, projections, routing, sandbox, server,
+                                 snapshots)
 from hub.entrypoints.cli.output import Usage, fail
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.database import NoHubDatabase
@@ -32,7 +33,7 @@ SERVER_COMMANDS = ("serve", "web", "worker")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="ChargeIndia Hub: OCPI 2.2.1 roaming hub")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (server, parties, routing, deliveries, audit, projections, snapshots, sandbox):
+    for group in (server, parties, routing, deliveries, audit, projections, snapshots, operators, sandbox):
         group.register(sub)
     return parser
 

@@ -49,6 +49,16 @@ TLOG_DDL = [
         first_used_at text NOT NULL
     )""",
 ]
+# Where the queueing of checkpoint pushes to witnesses stands (scheduler/checkpoints.py); a
+# database that had checkpoints before pushes existed starts after them.
+PUSH_DDL = [
+    """CREATE TABLE IF NOT EXISTS hub_audit_push_position (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        head_id bigint NOT NULL
+    )""",
+    """INSERT INTO hub_audit_push_position (id, head_id)
+        SELECT 1, coalesce(max(id), 0) FROM hub_audit_tree_heads ON CONFLICT DO NOTHING""",
+]
 TLOG_TABLES = ("hub_audit_leaves", "hub_audit_nodes", "hub_audit_tree_heads", "hub_audit_keys")
 for _table in TLOG_TABLES:  # append-only, like the event log (hub_forbid_mutation: hub/services/schema.py)
     TLOG_DDL += [
@@ -56,6 +66,7 @@ for _table in TLOG_TABLES:  # append-only, like the event log (hub_forbid_mutati
         f"""CREATE TRIGGER {_table}_append_only BEFORE UPDATE OR DELETE ON {_table}
             FOR EACH ROW EXECUTE FUNCTION hub_forbid_mutation()""",
     ]
+TLOG_DDL += PUSH_DDL
 
 
 def enabled() -> bool:

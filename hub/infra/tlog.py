@@ -3,9 +3,12 @@
 Leaf ``i`` is the ``i``-th stored event in log order (notification ids may skip
 numbers; the tree does not): ``leaf_hash(position || event digest)``.
 ``hub_audit_leaves`` maps each leaf index to its log position and keeps its hash;
-``hub_audit_nodes`` keeps every complete subtree (level >= 1) as soon as its last
-leaf is in, so the root of any past size, and any proof, is read back in
-O(log² n) lookups (:mod:`hub.infra.merkle`). The worker appends new events
+``hub_audit_nodes`` keeps every complete subtree of ``2**NODE_LEVEL`` (16) leaves or
+more as soon as its last leaf is in; a smaller one is hashed again from its (at most
+16) leaf rows, read in one query, when a root or proof needs it. So the root of any
+past size, and any proof, is read back in O(log² n) lookups (:mod:`hub.infra.merkle`),
+and the worker writes one node row per 8 events instead of one per event (databases
+made before keep their lower nodes; they are not read). The worker appends new events
 (:func:`catch_up`) and signs checkpoints (:func:`sign_checkpoint`);
 ``hub_audit_tree_heads`` keeps every signed checkpoint note, and ``hub_audit_keys``
 every verifier key the hub ever signed with (older checkpoints stay verifiable
@@ -23,6 +26,7 @@ from hub.infra.merkle import Tree, leaf_hash, leaf_input, node_hash
 from hub.infra.notes import Signer, TreeHead, Verifier
 
 TREE_LOCK = 0x544C_4F47  # "TLOG": one appender at a time
+NODE_LEVEL = 4  # the lowest level of hub_audit_nodes written: subtrees of 16 leaves and more
 TLOG_DDL = [
     """CREATE TABLE IF NOT EXISTS hub_audit_leaves (
         idx bigint PRIMARY KEY,
@@ -82,17 +86,30 @@ def tree_size(conn: psycopg.Connection) -> int:
 
 
 def stored_tree(conn: psycopg.Connection) -> Tree:
+    def leaves(first: int, count: int) -> list[bytes]:
+        rows = conn.execute("SELECT hash FROM hub_audit_leaves WHERE idx >= %s AND idx < %s ORDER BY idx",
+                            (first, first + count)).fetchall()
+        if len(rows) != count:
+            raise LookupError(f"the stored tree lacks leaves between index {first} and {first + count - 1}")
+        return [bytes(row[0]) for row in rows]
+
     def perfect(level: int, index: int) -> bytes:
-        if level == 0:
-            row = conn.execute("SELECT hash FROM hub_audit_leaves WHERE idx = %s", (index,)).fetchone()
-        else:
-            row = conn.execute("SELECT hash FROM hub_audit_nodes WHERE level = %s AND idx = %s",
-                               (level, index)).fetchone()
+        if level < NODE_LEVEL:  # not stored: hashed again from its leaves
+            return subtree_hash(leaves(index << level, 1 << level))
+        row = conn.execute("SELECT hash FROM hub_audit_nodes WHERE level = %s AND idx = %s",
+                           (level, index)).fetchone()
         if row is None:
             raise LookupError(f"the stored tree has no node at level {level}, index {index}")
         return bytes(row[0])
 
     return Tree(perfect)
+
+
+def subtree_hash(hashes: list[bytes]) -> bytes:
+    """The root of a complete subtree from its leaf hashes (a power of two of them)."""
+    while len(hashes) > 1:
+        hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+    return hashes[0]
 
 
 def _events_after(conn: psycopg.Connection, position: int, batch: int) -> Iterator[list[tuple]]:
@@ -130,7 +147,8 @@ def catch_up(conn: psycopg.Connection, *, batch: int = 5000, limit: int | None =
                 left = fresh.get((level, index - 1)) or tree.perfect(level, index - 1)
                 level, index, current = level + 1, index // 2, node_hash(left, current)
                 fresh[(level, index)] = current
-                nodes.append((level, index, current))
+                if level >= NODE_LEVEL:
+                    nodes.append((level, index, current))
             size += 1
         # COPY: a fraction of the per-row cost of INSERTs, in the client and in PostgreSQL
         # (the tree's rows are most of what receipts and tree add per push; docs/performance.md).

@@ -178,7 +178,7 @@ class Worker:
             return
         try:
             with self.app.pool.connection() as conn, conn.transaction():
-                catch_up(conn)
+                catch_up(conn, whole=False)  # whole runs of leaves; a checkpoint appends the rest
         except Exception:
             log.exception("audit tree update failed")
 
@@ -195,7 +195,7 @@ class Worker:
         try:
             with self.app.pool.connection() as conn, conn.transaction():
                 last = latest_head(conn)
-                size = catch_up(conn)
+                size = catch_up(conn)  # every event (a short run of leaves every 30 s at most)
                 now = datetime.now(UTC)
                 due = last is None or size - last[0] >= self.settings.checkpoint_events or (
                     size > last[0]

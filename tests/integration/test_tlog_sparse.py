@@ -34,7 +34,7 @@ def test_roots_and_proofs_of_the_sparse_tree_match_a_full_one_at_every_size(hub,
         size = 0
         for step in (1, 6, 9, 15, 16, 3, 17, total):  # appends of every shape, across 16-leaf boundaries
             with conn.transaction():
-                size = tlog.catch_up(conn, limit=step)
+                size = tlog.catch_up(conn, limit=step)  # whole: every event read
             tree = tlog.stored_tree(conn)
             for n in range(1, size + 1):
                 assert tree.root(n) == reference.root(n), n
@@ -53,22 +53,34 @@ def test_roots_and_proofs_of_the_sparse_tree_match_a_full_one_at_every_size(hub,
                     assert verify_consistency(old, n, reference.root(old), root, tree.consistency(old, n))
 
 
-def test_a_tree_stored_with_every_level_before_still_reads(hub, settings):
-    """Databases whose worker stored nodes of levels 1 to 3 (before): those rows are left and ignored."""
+def test_a_tree_stored_in_the_layout_of_schema_4_still_reads_and_grows(hub, settings):
+    """Schema 4 stored a row per leaf and every node from level 1; those rows stay valid as they are."""
     partner = hub.connect_partner([role("CPO", "IN", "OLD")])
-    for _ in range(20):
+    for _ in range(30):
         hub.call("GET", "/ocpi/2.2.1/hubclientinfo", partner.hub_token)
     partner.stop()
     with _connect(settings) as conn:
         reference = MemoryTree(_leaves(conn))
+        positions = [row[0] for row in conn.execute("SELECT notification_id FROM hub_events ORDER BY 1")]
+        old = 21  # what the earlier worker had appended
         with conn.transaction():
-            size = tlog.catch_up(conn, limit=20)
-        with conn.transaction():  # what the earlier layout held besides
-            for level in (1, 2, 3):
-                for index in range(size >> level):
+            for index in range(old):
+                conn.execute("INSERT INTO hub_audit_leaves (idx, position, hash) VALUES (%s, %s, %s)",
+                             (index, positions[index], reference.levels[0][index]))
+            for level in range(1, 5):
+                for index in range(old >> level):
                     conn.execute("INSERT INTO hub_audit_nodes (level, idx, hash) VALUES (%s, %s, %s)",
                                  (level, index, reference.perfect(level, index)))
-        with conn.transaction():
+        assert tlog.tree_size(conn) == old
+        assert tlog.leaf_at(conn, positions[7]) == (7, reference.levels[0][7])
+        with conn.transaction():  # the worker's round: whole runs of 16 only
+            size = tlog.catch_up(conn, whole=False)
+        assert size == old + (len(positions) - old) // tlog.RUN * tlog.RUN
+        with conn.transaction():  # a checkpoint: everything
             size = tlog.catch_up(conn)
+        assert size == len(positions)
         tree = tlog.stored_tree(conn)
         assert [tree.root(n) for n in range(1, size + 1)] == [reference.root(n) for n in range(1, size + 1)]
+        for index in (0, 20, 21, 36, size - 1):
+            assert tlog.leaf_at(conn, positions[index]) == (index, reference.levels[0][index])
+        assert tlog.leaf_at(conn, positions[-1] + 1) is None

@@ -155,10 +155,17 @@ def _push_phase(hub: HubProcesses, cfg: dict, parties: list[str], partners: list
     if prefix and hub.web_worker_pids():
         profilers = [pyspy(hub.web_worker_pids()[0], cfg["seconds"], prefix + ".web"),
                      pyspy(hub.worker_pids()[0], cfg["seconds"], prefix + ".worker")]
+    # Each phase is charged with its own work: the previous phase's backlog (deliveries, followers)
+    # is done before the meter starts, and the meter runs on until this phase's is done too, and
+    # one more round of the worker's tree (every 2 s). Without this, a phase whose worker fell
+    # behind handed its work to the next phase's figure.
+    hub.wait_quiet(timeout=300)
     meter = hub.cpu_meter().start()
     started = time.monotonic()
     run_threads(clients, push)
     elapsed = time.monotonic() - started
+    hub.wait_quiet(timeout=300)
+    time.sleep(2.5)
     cpu = meter.stop()
     for profiler in profilers:
         if profiler is not None:

@@ -125,6 +125,9 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_snapshots          SELECT, INSERT, DELETE           every process: the snapshot cache (schema 3)
 --   view_*                 SELECT, INSERT, UPDATE, DELETE   projections; rebuilds empty them with DELETE
 --   hub_cache_version      SELECT, UPDATE                   the views' triggers (hub/infra/invalidation.py)
+--   hub_audit_subscriptions, hub_audit_push_position
+--                          SELECT, INSERT, UPDATE, DELETE   checkpoint pushes to witnesses (scheduler/checkpoints.py,
+--                                                           schema 5): the default privileges of section 5
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
 

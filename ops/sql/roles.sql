@@ -127,7 +127,7 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_cache_version      SELECT, UPDATE                   the views' triggers (hub/infra/invalidation.py)
 --   hub_audit_subscriptions, hub_audit_push_position
 --                          SELECT, INSERT, UPDATE, DELETE   checkpoint pushes to witnesses (scheduler/checkpoints.py,
---                                                           schema 5): the default privileges of section 5
+--                                                           schema 5)
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
 
@@ -176,6 +176,13 @@ GRANT SELECT, UPDATE ON :"schema".hub_cache_version TO :"app_role";
 SELECT format('REVOKE ALL ON %I.hub_snapshots FROM %I', :'schema', :'app_role'),
        format('GRANT SELECT, INSERT, DELETE ON %I.hub_snapshots TO %I', :'schema', :'app_role')
  WHERE to_regclass(format('%I.hub_snapshots', :'schema')) IS NOT NULL \gexec
+
+-- Checkpoint pushes to witnesses (scheduler/checkpoints.py): which partners get them, and how
+-- far they were queued; rows change. Created by the `hub migrate` of schema version 5.
+SELECT format('REVOKE ALL ON %I.%I FROM %I', :'schema', t, :'app_role'),
+       format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I', :'schema', t, :'app_role')
+  FROM unnest(ARRAY['hub_audit_subscriptions', 'hub_audit_push_position']) AS t
+ WHERE to_regclass(format('%I.%I', :'schema', t)) IS NOT NULL \gexec
 
 -- 5. Tables a later release creates (`hub migrate` as the owner role) ----------------
 -- New tables are views and queues the application maintains; an event table

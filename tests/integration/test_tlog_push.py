@@ -45,6 +45,10 @@ def test_witnesses_receive_checkpoints_by_push(hub, worker, settings):
         assert done.status_code == 200 and done.json()["data"] == {"url": url, "party": "IN/WIT/EMSP"}
         assert hub.call("GET", "/audit/subscription", witness.hub_token).json()["data"]["url"] == url
         # An operator subscribes the other partner, then unsubscribes it: it gets nothing.
+        refused = run_hub(settings, "audit", "subscribe", "IN/OTH", "http://169.254.169.254/x", ok=False)
+        assert refused.returncode != 0 and refused.stderr.startswith("hub: url: "), refused.stderr
+        unknown = run_hub(settings, "audit", "subscribe", "IN/NONE", other.base + WITNESS_PATH, ok=False)
+        assert unknown.returncode != 0 and "no party IN/NONE" in unknown.stderr
         run_hub(settings, "audit", "subscribe", "IN/OTH", other.base + WITNESS_PATH)
         listed = json.loads(run_hub(settings, "audit", "subscriptions", "--json").stdout)
         assert sorted(r["party"] for r in listed) == ["IN/OTH/CPO", "IN/WIT/EMSP"]

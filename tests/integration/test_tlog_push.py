@@ -39,8 +39,12 @@ def test_witnesses_receive_checkpoints_by_push(hub, worker, settings):
         guarded = hub.call("PUT", "/audit/subscription", witness.hub_token,
                            json={"url": "http://169.254.169.254/latest"})
         assert guarded.status_code == 400 and "outbound guard" in guarded.json()["status_message"]
-        missing = hub.call("PUT", "/audit/subscription", witness.hub_token, json={"uri": url})
-        assert missing.status_code == 400 and missing.json()["status_message"].startswith("url:")
+        for body in ({"uri": url}, {"url": 5}, [url], "not json"):
+            kwargs = {"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, str) \
+                else {"json": body}
+            odd = hub.call("PUT", "/audit/subscription", witness.hub_token, **kwargs)
+            assert odd.status_code == 400 and odd.json()["status_code"] == 2001, (body, odd.text)
+            assert odd.json()["status_message"].startswith(("url:", "body:")), odd.text
         done = hub.call("PUT", "/audit/subscription", witness.hub_token, json={"url": url})
         assert done.status_code == 200 and done.json()["data"] == {"url": url, "party": "IN/WIT/EMSP"}
         assert hub.call("GET", "/audit/subscription", witness.hub_token).json()["data"]["url"] == url

@@ -4,7 +4,9 @@
 - ``GET /audit/inclusion/{position}[?size=N]``: the inclusion proof of an event the
   partner sent or that was delivered to it (404 for anyone else's, as for no event);
 - ``GET /audit/consistency?old=M&new=N``: a consistency proof, so a partner can act as
-  a witness of the checkpoints it kept.
+  a witness of the checkpoints it kept;
+- ``GET``/``PUT``/``DELETE /audit/subscription``: the URL the hub POSTs every new
+  checkpoint to (``{"url": …}``, OCPI envelope; scheduler/checkpoints.py delivers them).
 
 Authenticated with the partner's OCPI credentials token (``Authorization: Token …``);
 answered as plain JSON (docs/audit.md, "For partners").
@@ -17,6 +19,9 @@ import falcon
 from hub.audit.transparency import ProofUnavailable, concerns_partner, consistency_bundle, inclusion_bundle
 from hub.infra import tlog
 from hub.infra.security import header_token_candidates
+from hub.ocpi.envelope import envelope
+from hub.ocpi.errors import InvalidParameters
+from hub.services.operators import audit as witnesses
 from projections.queries import authenticate
 
 
@@ -83,7 +88,34 @@ class ConsistencyResource(_PartnerResource):
                 raise falcon.HTTPBadRequest(title=str(exc)) from None
 
 
+class SubscriptionResource(_PartnerResource):
+    """The caller's platform's checkpoint subscription (docs/audit.md "Checkpoints by push")."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        caller = self.caller(req)
+        resp.media = envelope(witnesses.subscription(self.ctx.app, caller.platform_id))
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        caller = self.caller(req)
+        body = req.get_media(default_when_empty=None)
+        if not isinstance(body, dict) or "url" not in body:
+            raise InvalidParameters("url: missing; send {\"url\": \"https://…\"}", http_status=400)
+        party = min(f"{p.country_code}/{p.party_id}/{p.role}".upper() for p in caller.parties)
+        try:
+            done = witnesses.subscribe(self.ctx.app, self.ctx.settings.outbound_guard(), caller.platform_id,
+                                       party, body["url"], by="partner")
+        except witnesses.BadInput as exc:
+            raise InvalidParameters(str(exc), http_status=400) from None
+        resp.media = envelope(done)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        caller = self.caller(req)
+        witnesses.unsubscribe(self.ctx.app, caller.platform_id, by="partner")
+        resp.media = envelope(None)
+
+
 def routes(ctx) -> list[tuple[str, object]]:
     return [("/audit/checkpoint", CheckpointResource(ctx)),
             ("/audit/inclusion/{position:int}", InclusionResource(ctx)),
-            ("/audit/consistency", ConsistencyResource(ctx))]
+            ("/audit/consistency", ConsistencyResource(ctx)),
+            ("/audit/subscription", SubscriptionResource(ctx))]

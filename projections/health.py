@@ -26,7 +26,8 @@ FOLLOWER_STALE_AFTER = 30.0  # seconds; see FollowerState.running
 QUERY_TIMEOUT_MS = 5000
 # The dispatchers ``hub worker`` runs after the projections (scheduler.worker.dispatchers);
 # tests/unit/test_architecture.py checks the two lists agree.
-DISPATCHERS = ("dispatch-clientinfo", "dispatch-objects", "dispatch-commands", "dispatch-chargingprofiles")
+DISPATCHERS = ("dispatch-clientinfo", "dispatch-objects", "dispatch-commands", "dispatch-chargingprofiles",
+               "audit-subscriptions")
 UNKNOWN_PARTY = "unknown"
 
 

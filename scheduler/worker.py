@@ -26,6 +26,7 @@ from hub.infra.eventlog import EventLog, Waker
 from hub.services.application import Hub
 from projections import all_projections
 from scheduler.chargingprofiles import ProfileDispatcher
+from scheduler.checkpoints import CheckpointSubscriptions, queue_checkpoints
 from scheduler.clientinfo import ClientInfoDispatcher, StillAlive, render_client_info
 from scheduler.commands import CommandResultDispatcher, CommandTimeouts
 from scheduler.forwarding import ForwardingDispatcher, render_current
@@ -44,7 +45,7 @@ def dispatchers(settings: Settings | None = None) -> list:
     run only up to the position every projection has reached."""
     timeout_result = settings.command_timeout_result if settings is not None else True
     return [ClientInfoDispatcher(), ForwardingDispatcher(), CommandResultDispatcher(timeout_result),
-            ProfileDispatcher()]
+            ProfileDispatcher(), CheckpointSubscriptions()]
 
 
 class Worker:
@@ -177,7 +178,7 @@ class Worker:
             return
         try:
             with self.app.pool.connection() as conn, conn.transaction():
-                catch_up(conn)
+                catch_up(conn, whole=False)  # whole runs of leaves; a checkpoint appends the rest
         except Exception:
             log.exception("audit tree update failed")
 
@@ -190,18 +191,34 @@ class Worker:
 
         if not enabled():
             return
+        pushes = 0
         try:
             with self.app.pool.connection() as conn, conn.transaction():
                 last = latest_head(conn)
-                size = catch_up(conn)
+                size = catch_up(conn)  # every event (a short run of leaves every 30 s at most)
                 now = datetime.now(UTC)
                 due = last is None or size - last[0] >= self.settings.checkpoint_events or (
                     size > last[0]
                     and (now - parse_datetime(last[1])).total_seconds() >= self.settings.checkpoint_every)
                 if due and size:
                     sign_checkpoint(conn, self.signer, self.settings.log_origin, format_datetime(now))
+                    pushes = queue_checkpoints(conn)  # in the transaction that signed it
+            if due and size and pushes:
+                self.deliver_now.set()
         except Exception:
             log.exception("audit checkpoint failed")
+
+    def push_checkpoints(self) -> int:
+        """Queue checkpoints signed elsewhere (``hub audit checkpoint``) for the witnesses."""
+        try:
+            with self.app.pool.connection() as conn, conn.transaction():
+                queued = queue_checkpoints(conn)
+        except Exception:
+            log.exception("queueing checkpoint pushes failed")
+            return 0
+        if queued:
+            self.deliver_now.set()
+        return queued
 
     def sweep(self) -> None:
         parked = give_up(self.app, self.settings.delivery_give_up_after)
@@ -225,6 +242,8 @@ class Worker:
         self.scheduler.add_job(self.grow_tree, "interval", seconds=2, id="audit-tree",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.checkpoint, "interval", seconds=30, id="audit-checkpoint",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.push_checkpoints, "interval", seconds=2, id="audit-push",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.sweep, "interval", seconds=60, id="give-up-sweep",
                                max_instances=1, coalesce=True)

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -94,8 +95,9 @@ class Signer:
     def generate(cls, name: str) -> Signer:
         return cls(_check_name(name), Ed25519PrivateKey.generate())
 
-    @property
+    @cached_property
     def verifier(self) -> Verifier:
+        """Derived once (every receipt's signature line carries its key id)."""
         return Verifier(self.name, _raw_public(self.private.public_key()))
 
     @property

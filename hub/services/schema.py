@@ -26,7 +26,8 @@ from hub.services.console import CONSOLE_DDL
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  # 2: tamper-evident chain and checkpoints; 3: snapshots (hub_snapshots); 4: Merkle tree
+SCHEMA_VERSION = 5  # 2: tamper-evident chain and checkpoints; 3: snapshots (hub_snapshots); 4: Merkle tree;
+# 5: the tree's leaves in runs (hub_audit_leaves.positions) and checkpoint pushes (hub_audit_push_position)
 MIGRATE_LOCK = 0x4355_4948  # "CUIH": one hub migration at a time per database
 
 APPEND_ONLY_DDL = [

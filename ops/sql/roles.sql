@@ -127,6 +127,9 @@ SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, :'owner_role')
 --   hub_cache_version      SELECT, UPDATE                   the views' triggers (hub/infra/invalidation.py)
 --   hub_console_sessions, hub_console_logins, hub_console_jobs
 --                          SELECT, INSERT, UPDATE, DELETE   hub web: the operations console (hub/services/console.py)
+--   hub_audit_subscriptions, hub_audit_push_position
+--                          SELECT, INSERT, UPDATE, DELETE   checkpoint pushes to witnesses (scheduler/checkpoints.py,
+--                                                           schema 5)
 --
 -- No role but the owner gets TRUNCATE, REFERENCES or TRIGGER on anything.
 
@@ -183,6 +186,13 @@ SELECT format('REVOKE ALL ON %I.%I FROM %I', :'schema', t, :'app_role'),
  WHERE to_regclass(format('%I.%I', :'schema', t)) IS NOT NULL \gexec
 SELECT format('GRANT USAGE ON SEQUENCE %I.hub_console_jobs_id_seq TO %I', :'schema', :'app_role')
  WHERE to_regclass(format('%I.hub_console_jobs_id_seq', :'schema')) IS NOT NULL \gexec
+
+-- Checkpoint pushes to witnesses (scheduler/checkpoints.py): which partners get them, and how
+-- far they were queued; rows change. Created by the `hub migrate` of schema version 5.
+SELECT format('REVOKE ALL ON %I.%I FROM %I', :'schema', t, :'app_role'),
+       format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I', :'schema', t, :'app_role')
+  FROM unnest(ARRAY['hub_audit_subscriptions', 'hub_audit_push_position']) AS t
+ WHERE to_regclass(format('%I.%I', :'schema', t)) IS NOT NULL \gexec
 
 -- 5. Tables a later release creates (`hub migrate` as the owner role) ----------------
 -- New tables are views and queues the application maintains; an event table

@@ -24,7 +24,7 @@ from tests.partner import envelope, free_port, role
 
 HUB = {"OCPI-to-country-code": "IN", "OCPI-to-party-id": "CIH"}
 FOLLOWERS = {"parties", "objects", "routing-rules", "commands", "dispatch-clientinfo", "dispatch-objects",
-             "dispatch-commands", "dispatch-chargingprofiles"}
+             "dispatch-commands", "dispatch-chargingprofiles", "audit-subscriptions"}
 
 
 # Helpers -------------------------------------------------------------------------------

@@ -180,6 +180,51 @@ def verify_receipt(args) -> int:
     return 0
 
 
+SUBSCRIPTION_COLUMNS = ["party", "url", "delivered", "pending", "failed", "last_size_delivered"]
+
+
+def cmd_subscribe(args) -> int:
+    from hub.entrypoints.cli.output import parse
+    from hub.services.operators import operator_name
+
+    with Runtime() as rt:
+        platform_id, party = operators.platform_of(rt.app, parse(args.party))
+        done = operators.subscribe(rt.app, rt.settings.outbound_guard(), platform_id, party, args.url,
+                                   by=operator_name())
+    if args.json:
+        print(json.dumps({**done, "platform_id": platform_id}))
+    else:
+        print(f"{party}'s platform gets every new checkpoint by POST to {args.url}"
+              " (the worker queues them; `hub audit subscriptions` shows how they stand)")
+    return 0
+
+
+def cmd_unsubscribe(args) -> int:
+    from hub.entrypoints.cli.output import parse
+    from hub.services.operators import operator_name
+
+    with Runtime() as rt:
+        platform_id, party = operators.platform_of(rt.app, parse(args.party))
+        was = operators.unsubscribe(rt.app, platform_id, by=operator_name())
+    if args.json:
+        print(json.dumps({"party": party, "platform_id": platform_id, "was_subscribed": was}))
+    elif was:
+        print(f"{party}'s platform gets no more checkpoints by push (queued ones are dropped)")
+    else:
+        print(f"{party}'s platform was not subscribed to checkpoints; nothing changed")
+    return 0
+
+
+def cmd_subscriptions(args) -> int:
+    with Runtime() as rt:
+        rows = operators.subscriptions(rt.app)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print_table(rows, SUBSCRIPTION_COLUMNS)
+    return 0
+
+
 def register(group) -> None:
     p = group.add_parser("public-key", help="the verifier key of the checkpoints (C2SP signed-note form)")
     p.add_argument("--all", action="store_true", help="also every older key the hub signed with")
@@ -201,3 +246,15 @@ def register(group) -> None:
     p.add_argument("new_size", type=int, metavar="NEW_SIZE")
     p.add_argument("--out", metavar="FILE", help="write the bundle here (default: standard output)")
     p.set_defaults(func=cmd_consistency)
+    p = group.add_parser("subscribe", help="push every new checkpoint to a partner (a witness) at this URL")
+    p.add_argument("party", metavar="CC/PID[/ROLE]", help="a party of the partner's platform")
+    p.add_argument("url", metavar="URL", help="where the hub POSTs each checkpoint (passes the outbound guard)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_subscribe)
+    p = group.add_parser("unsubscribe", help="stop pushing checkpoints to a partner")
+    p.add_argument("party", metavar="CC/PID[/ROLE]")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_unsubscribe)
+    p = group.add_parser("subscriptions", help="the partners that get checkpoints by push, and how it stands")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_subscriptions)

@@ -73,3 +73,84 @@ def verify_chain(settings: Settings, database_url: str, start: int, hmac_files: 
                                   f" {forged.position} has an invalid signature (another key, or forged)",
                                   len(legacy))
         return verify_log(conn, trusted, note_files, legacy, start=start, progress=progress)
+
+
+# Checkpoints by push (witnesses: docs/audit.md "Checkpoints by push") -------------------
+def subscription(app, platform_id) -> dict | None:
+    """The platform's checkpoint subscription (``url``, ``party``), or None."""
+    from eventsourcing.application import AggregateNotFoundError
+
+    from hub.domain.witnesses import CheckpointSubscription
+
+    try:
+        found = app.repository.get(CheckpointSubscription.create_id(platform_id))
+    except AggregateNotFoundError:
+        return None
+    return {"url": found.url, "party": found.party} if found.url else None
+
+
+def subscribe(app, guard, platform_id, party: str, url: str, by: str) -> dict:
+    """Push every new checkpoint to ``url`` (checked by the outbound guard now, and at each call)."""
+    from eventsourcing.application import AggregateNotFoundError
+
+    from hub.domain.witnesses import CheckpointSubscription, url_problem
+    from hub.infra.outbound import OutboundRefused
+
+    problem = url_problem(url)
+    if problem:
+        raise BadInput(problem)
+    try:
+        guard.check_url(url)
+    except OutboundRefused as exc:
+        raise BadInput(f"url: {exc}") from None
+    try:
+        found = app.repository.get(CheckpointSubscription.create_id(platform_id))
+    except AggregateNotFoundError:
+        found = CheckpointSubscription(platform_id)
+    if found.url != url or found.party != party:
+        found.subscribe(url=url, party=party, by=by)
+        app.save(found)
+    return {"url": url, "party": party}
+
+
+def unsubscribe(app, platform_id, by: str) -> bool:
+    """No more pushes (those still queued are dropped); False if it was not subscribed."""
+    from hub.domain.witnesses import CheckpointSubscription
+
+    if subscription(app, platform_id) is None:
+        return False
+    found = app.repository.get(CheckpointSubscription.create_id(platform_id))
+    found.unsubscribe(by=by)
+    app.save(found)
+    return True
+
+
+def platform_of(app, name) -> tuple[str, str]:
+    """The platform id of the party ``name`` (``CC/PID[/ROLE]``) and its ``CC/PID/ROLE`` key."""
+    from hub.services.operators.parties import find
+
+    parties = find(app, name)
+    if not parties:
+        raise OperatorError(f"no party {name} (`hub parties list` shows every party)")
+    platforms = {str(p.platform_id) for p in parties}
+    if len(platforms) > 1:
+        raise OperatorError(f"{name} has roles on several platforms: write it as {name}/ROLE")
+    party = parties[0]
+    return platforms.pop(), f"{party.country_code}/{party.party_id}/{party.role}"
+
+
+def subscriptions(app) -> list[dict]:
+    """Every subscribed platform: its party, URL, and how its pushes stand in the delivery queue."""
+    with app.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT s.party, s.url, s.platform_id,"
+            " count(d.id) FILTER (WHERE d.state = 'DELIVERED'),"
+            " count(d.id) FILTER (WHERE d.state = 'PENDING'),"
+            " count(d.id) FILTER (WHERE d.state = 'FAILED'),"
+            " max(d.position) FILTER (WHERE d.state = 'DELIVERED')"
+            " FROM hub_audit_subscriptions s LEFT JOIN hub_deliveries d"
+            "  ON d.platform_id = s.platform_id AND d.module = 'checkpoints'"
+            " WHERE s.url IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1").fetchall()
+    return [{"party": party, "url": url, "platform_id": str(platform), "delivered": delivered,
+             "pending": pending, "failed": failed, "last_size_delivered": last}
+            for party, url, platform, delivered, pending, failed, last in rows]

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from hub.domain.rules import MODULES
 from hub.entrypoints.cli import tlog
-from hub.entrypoints.cli.output import Usage, deprecated, emit, fail, optional_party, parse, print_table
+from hub.entrypoints.cli.output import Usage, deprecated, emit, fail, lazy, optional_party, parse, print_table
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.config import Settings
 from hub.services.operators import OperatorError
-from hub.services.operators import audit as chain
+
+chain = lazy("hub.services.operators.audit")
 
 OBJECT_MODULES = ["locations", "tariffs", "sessions", "cdrs", "tokens"]
 TIMELINE_COLUMNS = ["at", "position", "step", "who", "what", "outcome"]

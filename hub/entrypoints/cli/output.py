@@ -86,3 +86,19 @@ def parse(text: str, option: str | None = None) -> PartyName:
 
 def optional_party(text: str | None, option: str = "--party") -> PartyName | None:
     return parse(text, option) if text else None
+
+
+class lazy:
+    """A module imported on first use: the ``hub`` command builds its whole parser at start-up,
+    and a command should not pay for the imports of the others (each ``hub`` process starts
+    in about a second, most of it imports)."""
+
+    def __init__(self, name: str) -> None:
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)

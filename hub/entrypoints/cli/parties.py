@@ -16,7 +16,6 @@ from hub.entrypoints.cli.output import Usage, add_party_argument, deprecated, em
 from hub.entrypoints.cli.runtime import Runtime
 from hub.services.operators import parties
 from hub.services.operators.names import ROLES, PartyName, parse_party_name
-from hub.services.operators.sync import pulls_of
 
 PARTY_COLUMNS = ["party", "name", "state", "platform_id", "last_seen_at"]
 PARTNER_TOKEN_ENV = "HUB_PARTNER_TOKEN"
@@ -97,6 +96,8 @@ def cmd_show(args) -> int:
     with Runtime() as rt:
         party, platform = parties.describe(rt.app, name)
         rows = _rows(rt, PartyName(party.country_code, party.party_id, party.role))
+        from hub.services.operators.sync import pulls_of
+
         pulls = pulls_of(rt.app, party)
     row = rows[0] if rows else {}
     row.update({"party": party.key, "name": party.name, "state": party.state,

@@ -10,10 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from hub.entrypoints.cli.output import Usage, fail, print_table
+from hub.entrypoints.cli.output import Usage, fail, lazy, print_table
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.config import Settings
-from hub.services.operators import audit as operators
+
+operators = lazy("hub.services.operators.audit")
 
 
 def cmd_public_key(args) -> int:

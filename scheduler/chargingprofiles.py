@@ -17,10 +17,15 @@ from typing import Any
 import psycopg
 
 from hub.domain.chargingprofiles import ProfileRequest, ProfileUpdate
+from hub.domain.checklist import UNSOLICITED_TO_REQUESTER
 from hub.infra.eventlog import Follower
 from scheduler.outbox import Outgoing, enqueue
 
 log = logging.getLogger(__name__)
+
+# Both the result (to the response_url) and the unsolicited ActiveChargingProfile land on the
+# requester's ChargingProfiles Sender interface; the checklist of the role guides says the same.
+INTERFACE = UNSOLICITED_TO_REQUESTER["chargingprofiles"]
 
 
 class ProfileDispatcher(Follower):
@@ -45,7 +50,7 @@ class ProfileDispatcher(Follower):
             to_cc, to_pid = recipient.split("/")[:2]
             cpo_cc, cpo_pid = event.cpo.split("/")[:2]
             enqueue(cur, Outgoing(
-                platform_id=row[0], recipient=recipient, module="chargingprofiles", interface="SENDER",
+                platform_id=row[0], recipient=recipient, module="chargingprofiles", interface=INTERFACE,
                 object_key=key, method=method, path=url, body=body,
                 headers={"OCPI-from-country-code": cpo_cc, "OCPI-from-party-id": cpo_pid,
                          "OCPI-to-country-code": to_cc, "OCPI-to-party-id": to_pid},

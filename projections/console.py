@@ -20,11 +20,11 @@ def _recent(app, topics: list[str], minutes: int, limit: int) -> list[tuple[int,
     """(position, event) of ``topics`` recorded in the last ``minutes``, newest last (at most ``limit``)."""
     reader = EventReader(app)
     since = datetime.now(UTC) - timedelta(minutes=minutes)
-    with reader._connect() as conn:
-        end = reader._head(conn)
-        start = max(reader._position_before(conn, since, end), end - 4 * limit)
+    with reader.connect() as conn:
+        end = reader.head(conn)
+        start = max(reader.position_before(conn, since, end), end - 4 * limit)
         found = []
-        for batch in reader._scan(conn, after=start, end=end, topics=topics):
+        for batch in reader.scan(conn, after=start, end=end, topics=topics):
             found.extend((pos, ev) for pos, _, ev in batch if ev.timestamp >= since)
     return found[-limit:]
 
@@ -110,8 +110,8 @@ def _job(row) -> dict:
 def correlation_of_request(app, request_id: str) -> str | None:
     """The correlation id of the request (or call) with this request id, if any."""
     reader = EventReader(app)
-    with reader._connect() as conn:
-        for batch in reader._scan(conn, topics=[REQUEST_TOPIC, CALL_TOPIC], needles=[request_id]):
+    with reader.connect() as conn:
+        for batch in reader.scan(conn, topics=[REQUEST_TOPIC, CALL_TOPIC], needles=[request_id]):
             for _, _, event in batch:
                 if event.request_id == request_id:
                     return event.correlation_id

@@ -105,24 +105,26 @@ class EventReader:
         self._first: dict[UUID, Any] = {}
         self._platforms: dict[str, frozenset[str]] = {}
 
-    def _connect(self) -> psycopg.Connection:
+    def connect(self) -> psycopg.Connection:
+        """A connection of its own (autocommit) for reading the log."""
         return connect(self.app.database_url, self.app.settings.database_schema, autocommit=True)
 
     @staticmethod
-    def _head(conn: psycopg.Connection) -> int:
+    def head(conn: psycopg.Connection) -> int:
+        """The highest notification id (0 for an empty log)."""
         return int(conn.execute("SELECT coalesce(max(notification_id), 0) FROM hub_events").fetchone()[0])
 
     # Scanning ------------------------------------------------------------------------
-    def _scan(self, conn: psycopg.Connection, *, after: int = 0, end: int | None = None,
-              originators: Sequence[UUID] | None = None, topics: Sequence[str] | None = None,
-              needles: Iterable[str] | None = None,
-              progress: Progress | None = None) -> Iterator[list[tuple[int, str, Any]]]:
+    def scan(self, conn: psycopg.Connection, *, after: int = 0, end: int | None = None,
+             originators: Sequence[UUID] | None = None, topics: Sequence[str] | None = None,
+             needles: Iterable[str] | None = None,
+             progress: Progress | None = None) -> Iterator[list[tuple[int, str, Any]]]:
         """Batches of ``(position, topic, event)`` in notification order.
 
         ``needles``: keep only events whose stored state contains one of these
         strings (a prefilter: callers still compare decoded values).
         """
-        end = self._head(conn) if end is None else end
+        end = self.head(conn) if end is None else end
         patterns = None
         if needles is not None:
             needles = sorted(set(needles))
@@ -164,7 +166,7 @@ class EventReader:
             " WHERE originator_id = %s ORDER BY originator_version", (originator_id,)).fetchall()
         return [(row[0], row[3], self.log.decode(row[1:])) for row in rows]
 
-    def _position_before(self, conn: psycopg.Connection, moment: datetime, end: int) -> int:
+    def position_before(self, conn: psycopg.Connection, moment: datetime, end: int) -> int:
         """A position after which every event recorded at or after ``moment`` lies
         (binary search on timestamps, with ``CLOCK_SKEW`` of margin)."""
         threshold = moment - CLOCK_SKEW

@@ -50,15 +50,15 @@ class AuditExport(EventReader):
         With a correlation id, a command's (or charging profile exchange's) later events
         (answer, result, timeout), which do not repeat it, come along with its ``Requested``.
         """
-        with self._connect() as conn:
-            end = self._head(conn)
+        with self.connect() as conn:
+            end = self.head(conn)
             after = 0
             if filters.since is not None and filters.object_uuid is None:
-                after = self._position_before(conn, filters.since, end)
+                after = self.position_before(conn, filters.since, end)
             stop_at = filters.until + CLOCK_SKEW if filters.until is not None else None
             pending: list[tuple[int, str, Any]] = []  # a command's later events, by position
             queued: set[int] = set()
-            for batch in self._scan(conn, after=after, end=end,
+            for batch in self.scan(conn, after=after, end=end,
                                     originators=[filters.object_uuid] if filters.object_uuid else None,
                                     needles=[filters.correlation_id] if filters.correlation_id else None,
                                     progress=progress):

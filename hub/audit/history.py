@@ -46,9 +46,9 @@ class AuditLog(AuditExport):
         results = [r for r in records if r["topic"] in ("Command.ResultReceived", "ProfileRequest.ResultReceived")]
         request_ids = {r["data"].get("request_id") for r in results} - {None}
         if request_ids:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 seen = {r["position"] for r in records}
-                for batch in self._scan(conn, after=min(r["position"] for r in results),
+                for batch in self.scan(conn, after=min(r["position"] for r in results),
                                         topics=[REQUEST_TOPIC], needles=request_ids):
                     for position, topic, event in batch:
                         if event.request_id in request_ids and position not in seen:
@@ -61,7 +61,7 @@ class AuditLog(AuditExport):
         if module not in OBJECT_CLASSES:
             raise ValueError(f"module {module!r}: must be one of {', '.join(OBJECT_MODULES)}")
         uuid = o.object_uuid(module, country_code, party_id, object_id)
-        events = [item for batch in self._scan(conn, originators=[uuid]) for item in batch]
+        events = [item for batch in self.scan(conn, originators=[uuid]) for item in batch]
         if not events:
             raise LookupError(f"the log holds no {module} object {country_code.upper()}/"
                               f"{party_id.upper()}/{object_id}")
@@ -71,14 +71,14 @@ class AuditLog(AuditExport):
         """One object over its life: its events, the requests that carried them
         and every call that delivered it (its correlation ids, or its URL), as a timeline.
         ``object_id`` of a token: ``UID|TYPE`` (see :func:`object_id_for`)."""
-        with self._connect() as conn:
+        with self.connect() as conn:
             events = self._object_events(conn, module, country_code, party_id, object_id)
             records = [self.record(conn, *item) for item in events]
             about = _ObjectUrl(module, events[0][2])
             correlations = {r["correlation_id"] for r in records if r["correlation_id"]}
             seen = {r["position"] for r in records}
             key = o.object_key(module, country_code, party_id, object_id)
-            for batch in self._scan(conn, after=events[0][0], topics=[REQUEST_TOPIC, CALL_TOPIC, *DELIVERY_TOPICS],
+            for batch in self.scan(conn, after=events[0][0], topics=[REQUEST_TOPIC, CALL_TOPIC, *DELIVERY_TOPICS],
                                     needles=correlations | about.needles()):
                 for position, topic, event in batch:
                     if position in seen or event.module != module:
@@ -124,7 +124,7 @@ class AuditLog(AuditExport):
         A push the recipient's own rules never let through (or an object it
         never received) simply yields nothing delivered.
         """
-        with self._connect() as conn:
+        with self.connect() as conn:
             events = self._object_events(conn, module, country_code, party_id, object_id)
             known = [item for item in events if item[2].timestamp <= at]
             if not known:
@@ -179,7 +179,7 @@ class AuditLog(AuditExport):
             by_correlation.setdefault(message.get("correlation_id"), []).append(item)
         successes: list[tuple[int, Any]] = []
         stop_at = at + CLOCK_SKEW
-        for batch in self._scan(conn, after=events[0][0], topics=[CALL_TOPIC], needles=platforms):
+        for batch in self.scan(conn, after=events[0][0], topics=[CALL_TOPIC], needles=platforms):
             if batch[0][2].timestamp > stop_at:
                 break
             for position, _, call in batch:
@@ -215,7 +215,7 @@ class AuditLog(AuditExport):
     def timeline(self, records: list[dict]) -> list[dict]:
         """Records as readable steps (:func:`hub.audit.timeline.timeline_of`), each call with
         the party its delivery was for."""
-        with self._connect() as conn:
+        with self.connect() as conn:
             recipients = delivery_recipients(conn, delivery_ids(records))
         return timeline_of(records, recipients)
 

@@ -95,7 +95,7 @@ def make_cdr_proof(app, signer, origin: str, country_code: str, party_id: str, c
 
     audit = EventReader(app)
     name = f"{country_code.upper()}/{party_id.upper()}/{cdr_id}"
-    with audit._connect() as conn:
+    with audit.connect() as conn:
         row = conn.execute(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM hub_events"
             " WHERE originator_id = %s AND originator_version = 1",
@@ -165,7 +165,7 @@ def _receipts(audit, conn, event: dict, state: dict) -> list[dict]:
     except psycopg.errors.UndefinedTable:  # a log restored without the outbox: correlation ids only
         outbox, needles = None, {correlation}
     positions = []
-    for batch in audit._scan(conn, after=event["position"], topics=[CALL_TOPIC], needles=needles - {None}):
+    for batch in audit.scan(conn, after=event["position"], topics=[CALL_TOPIC], needles=needles - {None}):
         for position, _, call in batch:
             if call.purpose != "delivery" or call.module != "cdrs":
                 continue

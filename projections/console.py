@@ -88,23 +88,31 @@ def checkpoints(app, limit: int = 50) -> list[dict]:
     return [{"size": size, "created_at": at, "note": note} for size, at, note in reversed(heads[-limit:])]
 
 
+# Six missed heartbeats (hub.services.console.JOB_BEAT_SECONDS) and a running job counts as interrupted.
+STALLED = "interval '30 seconds'"
+
+
 def verification(app, job_id: int) -> dict | None:
     with app.pool.connection() as conn:
-        row = conn.execute("SELECT id, operator, started_at, finished_at, progress, head, ok, result"
+        row = conn.execute("SELECT id, operator, started_at, finished_at, progress, head, ok, result,"
+                           f" finished_at IS NULL AND coalesce(beat_at, started_at) < now() - {STALLED}"
                            " FROM hub_console_jobs WHERE id = %s", (job_id,)).fetchone()
     return _job(row) if row else None
 
 
 def last_verification(app) -> dict | None:
     with app.pool.connection() as conn:
-        row = conn.execute("SELECT id, operator, started_at, finished_at, progress, head, ok, result"
+        row = conn.execute("SELECT id, operator, started_at, finished_at, progress, head, ok, result,"
+                           f" finished_at IS NULL AND coalesce(beat_at, started_at) < now() - {STALLED}"
                            " FROM hub_console_jobs WHERE kind = 'verify' ORDER BY id DESC LIMIT 1").fetchone()
     return _job(row) if row else None
 
 
 def _job(row) -> dict:
+    """A console job; ``interrupted``: not finished, and its heartbeat stopped (the web process
+    running it ended), so it never will."""
     return {"id": row[0], "operator": row[1], "started_at": row[2], "finished_at": row[3],
-            "progress": row[4], "head": row[5], "ok": row[6], "result": row[7]}
+            "progress": row[4], "head": row[5], "ok": row[6], "result": row[7], "interrupted": row[8]}
 
 
 def correlation_of_request(app, request_id: str) -> str | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -30,6 +32,8 @@ from hub.domain.console import (
 from hub.services.application import Hub
 from hub.services.operators import OperatorError
 from hub.services.operators.accounts import get as get_account
+
+log = logging.getLogger(__name__)
 
 CONSOLE_DDL = [
     """CREATE TABLE IF NOT EXISTS hub_console_sessions (
@@ -54,9 +58,14 @@ CONSOLE_DDL = [
         progress bigint NOT NULL DEFAULT 0,
         head bigint,
         ok boolean,
-        result jsonb
+        result jsonb,
+        beat_at timestamptz DEFAULT now()
     )""",
+    # Databases made before the heartbeat: a job of theirs that never finished shows as interrupted.
+    "ALTER TABLE hub_console_jobs ADD COLUMN IF NOT EXISTS beat_at timestamptz",
 ]
+
+JOB_BEAT_SECONDS = 5.0  # a running job's heartbeat; the console calls it interrupted after 6 missed beats
 
 
 
@@ -170,15 +179,24 @@ class Console:
     def start_verify(self, operator: str) -> int:
         """Verify the whole log (chain, Merkle tree, checkpoints) in a thread of this process; the
         job's row in ``hub_console_jobs`` shows its progress and result to every web process."""
-        import threading
-
         with self.app.pool.connection() as conn:
-            (job_id,) = conn.execute("INSERT INTO hub_console_jobs (kind, operator, head) VALUES ('verify', %s,"
-                                     " (SELECT coalesce(max(notification_id), 0) FROM hub_events)) RETURNING id",
+            (job_id,) = conn.execute("INSERT INTO hub_console_jobs (kind, operator, head, beat_at) VALUES ('verify', %s,"
+                                     " (SELECT coalesce(max(notification_id), 0) FROM hub_events), now())"
+                                     " RETURNING id",
                                      (operator,)).fetchone()
         threading.Thread(target=self._verify, args=(job_id, operator), name=f"console-verify-{job_id}",
                          daemon=True).start()
         return job_id
+
+    def _beat(self, job_id: int, done) -> None:
+        """The job's sign of life while it runs: if its web process stops (a restart, a deploy),
+        the beats stop and the console shows the job as interrupted instead of running forever."""
+        while not done.wait(JOB_BEAT_SECONDS):
+            try:
+                with self.app.pool.connection() as conn:
+                    conn.execute("UPDATE hub_console_jobs SET beat_at = now() WHERE id = %s", (job_id,))
+            except Exception:  # a missed beat only makes the page say "interrupted" sooner
+                log.warning("console job %s: could not record its heartbeat", job_id, exc_info=True)
 
     def _verify(self, job_id: int, operator: str) -> None:
         from psycopg.types.json import Jsonb
@@ -193,11 +211,15 @@ class Console:
                 with self.app.pool.connection() as conn:
                     conn.execute("UPDATE hub_console_jobs SET progress = %s WHERE id = %s", (position, job_id))
 
+        done = threading.Event()
+        threading.Thread(target=self._beat, args=(job_id, done), name=f"console-beat-{job_id}", daemon=True).start()
         try:
             verdict = verify_chain(self.app.settings, self.app.database_url, 0, [], [], None, progress)
             ok, result = verdict.ok, verdict.as_dict()
         except Exception as exc:  # the page shows why; the log keeps the action
             ok, result = False, {"ok": False, "problem": f"verification could not run: {exc}"}
+        finally:
+            done.set()
         with self.app.pool.connection() as conn:
             conn.execute("UPDATE hub_console_jobs SET finished_at = now(), ok = %s, result = %s,"
                          " progress = coalesce(%s, progress) WHERE id = %s",

@@ -24,7 +24,8 @@ import sys
 import time
 import traceback
 
-from ops.bench.common import Database, database_url_from_env, log
+from ops.bench.common import log
+from ops.bench.processes import Database, database_url_from_env
 
 BENCHMARKS = ("ingest", "authorize", "fanout", "rebuild", "pulls", "memory", "loadcost", "scale",
               "footprint", "fanload", "leases", "ingestfwd", "tlog")

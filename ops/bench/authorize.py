@@ -24,8 +24,9 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, percentile, run_threads
+from ops.bench.common import Http, Result, Row, cpo, emsp, log, percentile, run_threads
 from ops.bench.floor import FloorServer
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 from tests.partner import Partner, envelope
 

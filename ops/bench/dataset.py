@@ -20,7 +20,8 @@ import sys
 import time
 import uuid
 
-from ops.bench.common import ROOT, HubProcesses, cpo, emsp, gather_loaders, log, stamp
+from ops.bench.common import ROOT, cpo, emsp, gather_loaders, log, stamp
+from ops.bench.processes import HubProcesses
 
 SIZES = {
     "smoke": {"locations": 500, "patches": 9, "loaders": 2},

@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from ops.bench.common import (
     ROOT,
     Http,
-    HubProcesses,
     Result,
     Row,
     cpo,
@@ -40,6 +39,7 @@ from ops.bench.common import (
     token_header,
 )
 from ops.bench.meters import CpuMeter
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 from tests.partner import Partner
 

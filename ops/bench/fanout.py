@@ -27,7 +27,6 @@ import uuid
 from ops.bench.common import (
     ROOT,
     Http,
-    HubProcesses,
     Result,
     Row,
     cpo,
@@ -38,6 +37,7 @@ from ops.bench.common import (
     stamp,
     token_header,
 )
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 from tests.partner import Partner
 

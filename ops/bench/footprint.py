@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import uuid
 
-from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, push_headers, stamp
+from ops.bench.common import Http, Result, Row, cpo, emsp, log, push_headers, stamp
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 
 SIZES = {

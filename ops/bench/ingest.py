@@ -32,20 +32,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ops.bench.common import (
-    Http,
-    HubProcesses,
-    Result,
-    Row,
-    cpo,
-    emsp,
-    log,
-    percentile,
-    push_headers,
-    run_threads,
-    stamp,
-)
+from ops.bench.common import Http, Result, Row, cpo, emsp, log, percentile, push_headers, run_threads, stamp
 from ops.bench.meters import pyspy
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 
 SIZES = {

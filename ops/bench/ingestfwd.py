@@ -17,8 +17,9 @@ import json
 import threading
 import time
 
-from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, push_headers, run_threads, stamp
+from ops.bench.common import Http, Result, Row, cpo, emsp, log, push_headers, run_threads, stamp
 from ops.bench.fanload import EVSE_UID, Quiet
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 from tests.partner import Partner
 

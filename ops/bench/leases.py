@@ -18,9 +18,10 @@ import signal
 import time
 import uuid
 
-from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, push_headers, stamp
+from ops.bench.common import Http, Result, Row, cpo, emsp, log, push_headers, stamp
 from ops.bench.fanload import EVSE_UID, Quiet
 from ops.bench.fanout import Arrivals
+from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
 
 SIZES = {

@@ -19,7 +19,8 @@ import statistics
 import time
 from dataclasses import replace
 
-from ops.bench.common import HubProcesses, Result, Row, log, stamp
+from ops.bench.common import Result, Row, log, stamp
+from ops.bench.processes import HubProcesses
 
 SIZES = {
     "smoke": {"events": (10, 100, 1_000), "repeat": 3},

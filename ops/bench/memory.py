@@ -18,9 +18,10 @@ from __future__ import annotations
 import threading
 import time
 
-from ops.bench.common import Http, HubProcesses, Result, Row, cpo, emsp, log, push_headers, stamp
+from ops.bench.common import Http, Result, Row, cpo, emsp, log, push_headers, stamp
 from ops.bench.dataset import CPO_PARTY, EMSP_PARTY, shared_dataset
 from ops.bench.meters import peak_rss_mb
+from ops.bench.processes import HubProcesses
 from ops.bench.pulls import crawl, ensure_views
 from tests import ocpi_examples as ex
 

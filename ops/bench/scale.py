@@ -39,7 +39,6 @@ from hub.infra.config import Settings
 from ops.bench.common import (
     ROOT,
     Http,
-    HubProcesses,
     Result,
     Row,
     cpo,
@@ -53,6 +52,7 @@ from ops.bench.common import (
     token_header,
 )
 from ops.bench.meters import cpu_seconds, pyspy
+from ops.bench.processes import HubProcesses
 from ops.bench.scale_dataset import EVSES, STATUSES, cpo_party, load, location_id, writer_text
 from tests.partner import Partner
 

@@ -7,6 +7,9 @@ payload); secrets never are.
 
 from __future__ import annotations
 
+import random
+from uuid import UUID
+
 from eventsourcing.domain import Aggregate, event
 
 
@@ -57,6 +60,12 @@ class Call(Aggregate):
     ``answer``, the deciding fields of the answer's data (``allowed`` and
     ``authorization_reference``; a CommandResponse's ``result`` and ``timeout``).
     """
+
+    @staticmethod
+    def create_id(**_: object) -> UUID:
+        """A random version-4 UUID from ``random`` (an identifier, not a secret): ``uuid4`` makes one
+        system call per id, which a worker's lanes, one record per delivery attempt, queued on."""
+        return UUID(int=random.getrandbits(128), version=4)
 
     @event("Made")
     def __init__(

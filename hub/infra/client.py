@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -107,6 +108,7 @@ class OcpiResponse:
         return 200 <= self.http_status < 300 and self.status_code is not None and 1000 <= self.status_code < 2000
 
 
+MAX_ORIGINS = 1024  # partner origins (scheme, host, port) whose connection pools are kept
 _call = threading.local()  # ``deadline``: time.monotonic() by which this thread's call must end; ``guard``
 _STRICT = OutboundGuard()  # a connection made outside OcpiClient.request: public addresses only
 
@@ -214,6 +216,24 @@ class _DeadlineAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
         self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+        self._pools: dict[tuple, HTTPConnectionPool] = {}
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        """The origin's connection pool, looked up without the pool manager's lock.
+
+        urllib3's pool manager takes one lock on every call; a worker's lanes queued on it
+        (a third of the worker's samples in ``fanload``). A pool the manager dropped (it
+        keeps ``pool_connections`` origins) is closed; it is then asked for a new one.
+        """
+        if proxies and select_proxy(request.url, proxies):
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (*request.url.split("/", 3)[:3], verify, str(cert))
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:
+            if len(self._pools) >= 4 * MAX_ORIGINS:
+                self._pools.clear()
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        return pool
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         """As requests does, once per origin: it looks at the CA bundle on disk on every call."""
@@ -237,7 +257,7 @@ class OcpiClient:
         self.guard = guard
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
-        adapter = _DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        adapter = _DeadlineAdapter(pool_connections=MAX_ORIGINS, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = user_agent

@@ -17,8 +17,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hub.entrypoints.cli import (audit, deliveries, operators, parties, projections, routing, sandbox, server,
-                                 snapshots)
+from hub.entrypoints.cli import (
+    audit,
+    deliveries,
+    operators,
+    parties,
+    projections,
+    routing,
+    sandbox,
+    server,
+    snapshots,
+)
 from hub.entrypoints.cli.output import Usage, fail
 from hub.entrypoints.cli.runtime import Runtime
 from hub.infra.database import NoHubDatabase

@@ -418,8 +418,11 @@ class Sender:
             lane.finish(row, "FAILED", error=error, status=status, covered=covered, sent_at=sent_at)
 
     def _answered(self, lane: Lane) -> None:
-        with self._lock:
-            self._unanswered.pop(lane.platform_id, None)
+        """The platform answered: its count of unanswered calls restarts. Called after every call, so
+        the sender's lock only when there is a count to clear (the lanes queued on it in ``fanload``)."""
+        if lane.platform_id in self._unanswered:
+            with self._lock:
+                self._unanswered.pop(lane.platform_id, None)
 
     def _no_answer(self, lane: Lane, error: str) -> None:
         """Calls to the platform keep finding no answer: its parties go OFFLINE, the lane stops."""

@@ -134,12 +134,11 @@ class Sender:
 
         A row is due when it is the oldest pending one of its recipient and object
         and no other row of that object is in flight (leased). Up to ``limit`` rows
-        per platform, read in order from that platform's own pending rows: the cost
-        does not grow with the backlog of a platform whose lane is busy (excluded)
-        or that is not CONNECTED.
+        per platform, read in order from that platform's own pending rows: the cost does not
+        grow with the backlog of a platform whose lane is busy (excluded) or not CONNECTED.
         """
         with self.app.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
+            rows = cur.execute(
                 """
                 WITH due AS (
                     SELECT d.id FROM view_platforms p CROSS JOIN LATERAL (
@@ -163,12 +162,16 @@ class Sender:
                       AND EXISTS (SELECT 1 FROM view_parties v
                                   WHERE v.platform_id = p.platform_id AND v.status = 'CONNECTED'))
                 UPDATE hub_deliveries h SET lease_until = now() + make_interval(secs => %s), leased_by = %s
-                FROM due WHERE h.id = due.id
-                RETURNING h.*, (SELECT row_to_json(p) FROM view_platforms p
-                                WHERE p.platform_id = h.platform_id) AS platform
+                FROM due WHERE h.id = due.id RETURNING h.*
                 """,
                 (limit, list(exclude), self.lease_seconds, self.worker_id),
             ).fetchall()
+            platforms = dict(conn.execute(  # once per platform, not per row (decoding it: 15 % of the CPU)
+                "SELECT platform_id, row_to_json(p) FROM view_platforms p WHERE platform_id = ANY(%s)",
+                (list({r["platform_id"] for r in rows}),)).fetchall()) if rows else {}
+        for row in rows:
+            row["platform"] = platforms.get(row["platform_id"])
+        return rows
 
     def dispatch(self) -> int:
         """Lease what is due for platforms without a running lane and start their lanes.
@@ -418,8 +421,11 @@ class Sender:
             lane.finish(row, "FAILED", error=error, status=status, covered=covered, sent_at=sent_at)
 
     def _answered(self, lane: Lane) -> None:
-        with self._lock:
-            self._unanswered.pop(lane.platform_id, None)
+        """The platform answered: its count of unanswered calls restarts. Called after every call, so
+        the sender's lock only when there is a count to clear (the lanes queued on it in ``fanload``)."""
+        if lane.platform_id in self._unanswered:
+            with self._lock:
+                self._unanswered.pop(lane.platform_id, None)
 
     def _no_answer(self, lane: Lane, error: str) -> None:
         """Calls to the platform keep finding no answer: its parties go OFFLINE, the lane stops."""

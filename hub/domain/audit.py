@@ -7,7 +7,16 @@ payload); secrets never are.
 
 from __future__ import annotations
 
+import os
+import random
+from uuid import UUID
+
 from eventsourcing.domain import Aggregate, event
+
+# Ids of Call records: a generator of their own, seeded from the system once per process (again in a
+# forked child), so nothing that seeds the module's ``random`` (a test, a library) repeats an id.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
 
 
 class Request(Aggregate):
@@ -57,6 +66,12 @@ class Call(Aggregate):
     ``answer``, the deciding fields of the answer's data (``allowed`` and
     ``authorization_reference``; a CommandResponse's ``result`` and ``timeout``).
     """
+
+    @staticmethod
+    def create_id(**_: object) -> UUID:
+        """A random version-4 UUID from ``random`` (an identifier, not a secret): ``uuid4`` makes one
+        system call per id, which a worker's lanes, one record per delivery attempt, queued on."""
+        return UUID(int=_ids.getrandbits(128), version=4)
 
     @event("Made")
     def __init__(

@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NameResolutionError, NewConnectionError
+from urllib3.util import Timeout, parse_url
 
 from hub.infra.outbound import OutboundGuard, OutboundRefused
 from hub.infra.security import encode_header_token
@@ -107,6 +109,7 @@ class OcpiResponse:
         return 200 <= self.http_status < 300 and self.status_code is not None and 1000 <= self.status_code < 2000
 
 
+MAX_ORIGINS = 1024  # partner origins (scheme, host, port) whose connection pools are kept
 _call = threading.local()  # ``deadline``: time.monotonic() by which this thread's call must end; ``guard``
 _STRICT = OutboundGuard()  # a connection made outside OcpiClient.request: public addresses only
 
@@ -214,6 +217,24 @@ class _DeadlineAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
         self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+        self._pools: dict[tuple, HTTPConnectionPool] = {}
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        """The origin's connection pool, looked up without the pool manager's lock.
+
+        urllib3's pool manager takes one lock on every call; a worker's lanes queued on it
+        (a third of the worker's samples in ``fanload``). A pool the manager dropped (it
+        keeps ``pool_connections`` origins) is closed; it is then asked for a new one.
+        """
+        if proxies and select_proxy(request.url, proxies):
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (*request.url.split("/", 3)[:3], verify, str(cert))
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:
+            if len(self._pools) >= 4 * MAX_ORIGINS:
+                self._pools.clear()
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        return pool
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         """As requests does, once per origin: it looks at the CA bundle on disk on every call."""
@@ -237,10 +258,11 @@ class OcpiClient:
         self.guard = guard
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
-        adapter = _DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        adapter = _DeadlineAdapter(pool_connections=MAX_ORIGINS, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = user_agent
+        self._headers = dict(self.session.headers)  # the calls made through urllib3 directly send them too
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if bundle:
             self.session.verify = bundle
@@ -287,18 +309,27 @@ class OcpiClient:
         try:
             if self.session.trust_env:  # a proxy may connect for the hub: check the target first
                 self.guard.check_url(url)
-            response = self.session.request(
-                method, url, data=data, headers=all_headers, params=params,
-                timeout=timeout or self.timeout, allow_redirects=False, stream=True,
-            )
+            pool = None if self.session.trust_env or params else self._pool(url)
+            if pool is not None:
+                limits = timeout or self.timeout
+                connect, read = limits if isinstance(limits, tuple) else (limits, limits)
+                response = _Direct(pool.urlopen(
+                    method, parse_url(url).request_uri, body=data, headers={**self._headers, **all_headers},
+                    retries=False, redirect=False, assert_same_host=False, preload_content=False,
+                    timeout=Timeout(connect=connect, read=read)))
+            else:
+                response = self.session.request(
+                    method, url, data=data, headers=all_headers, params=params,
+                    timeout=timeout or self.timeout, allow_redirects=False, stream=True,
+                )
             content = self._read(response, method, url, request_id, started)
         except OutboundRefused as exc:
             raise PartnerRefused(f"{method} {url}: {exc.reason}", request_id=request_id,
                                  elapsed_ms=_ms(started)) from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, HTTPError) as exc:
             # Past the deadline, whatever broke off the call (a read timeout mid-body
             # surfaces as a ConnectionError) is the partner not answering in time.
-            if isinstance(exc, requests.Timeout) or (ends is not None and time.monotonic() >= ends):
+            if isinstance(exc, requests.Timeout | TimeoutError) or (ends is not None and time.monotonic() >= ends):
                 raise PartnerTimeout(f"{method} {url}: no answer in time", request_id=request_id,
                                      elapsed_ms=_ms(started)) from exc
             raise PartnerUnreachable(f"{method} {url}: {type(exc).__name__}", request_id=request_id,
@@ -331,6 +362,16 @@ class OcpiClient:
             raw=content,
         )
 
+    def _pool(self, url: str) -> HTTPConnectionPool | None:
+        """The pool to call ``url`` through urllib3 directly (no proxy set): requests' own work
+        per call (preparing the request, cookies, hooks) was a large share of a delivery's CPU.
+        None for a URL requests should judge (not plain http(s), not plain ASCII)."""
+        if not url.startswith(("http://", "https://")) or not url.isascii() or any(c in url for c in " \t\r\n"):
+            return None
+        probe = requests.PreparedRequest()
+        probe.url = url
+        return self.session.get_adapter(url).get_connection_with_tls_context(probe, self.session.verify)
+
     def _read(self, response: requests.Response, method: str, url: str, request_id: str,
               started: float) -> bytes:
         """The answer's body, at most ``guard.max_response_bytes`` of it (counted as decoded);
@@ -354,6 +395,21 @@ class OcpiClient:
                 f"{limit} bytes (HUB_PARTNER_MAX_RESPONSE_BYTES)", request_id=request_id,
                 elapsed_ms=_ms(started), http_status=response.status_code)
         return b"".join(chunks)
+
+
+class _Direct:
+    """An answer read through urllib3 directly, as :meth:`OcpiClient._read` reads requests' own."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.status_code, self.headers = raw, raw.status, raw.headers
+
+    def iter_content(self, size: int):
+        yield from self.raw.stream(size, decode_content=True)
+        self.raw.release_conn()
+
+    def close(self) -> None:
+        self.raw.close()
+        self.raw.release_conn()
 
 
 PROXY_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

@@ -2,7 +2,9 @@
 
 One CPO pushes EVSE status PATCHes (``OCPI-to`` = the hub: broadcast) through
 ``hub web`` at ``rate`` per second for ``seconds``; ``hub worker`` forwards each
-to ``emsps`` eMSP test servers (50/s to 20 eMSPs: 1,000 deliveries/s offered).
+to ``emsps`` eMSPs (50/s to 20 eMSPs: 1,000 deliveries/s offered). The eMSPs are
+keep-alive HTTP/1.1 servers in a process of their own (``ops/bench/emsp_servers.py``),
+as production eMSPs are other machines, not threads of the CPO's process.
 The same run is made with one ``hub worker`` process, then with two.
 
 - Latency: for each push, the time from the CPO receiving the hub's answer to
@@ -38,10 +40,11 @@ from ops.bench.common import (
     stamp,
     token_header,
 )
+from ops.bench.emsp_servers import EmspProcess
 from ops.bench.meters import CpuMeter
 from ops.bench.processes import HubProcesses
 from tests import ocpi_examples as ex
-from tests.partner import Partner
+from tests.partner import free_port
 
 SIZES = {
     "smoke": {"emsps": 3, "locations": 40, "rate": 10.0, "seconds": 2.0, "burst": 30},
@@ -62,24 +65,12 @@ class States:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: dict[tuple[str, str], list[tuple[str, float]]] = {}
-        self.parties: list[str] = []
+        self.parties: list[str] = []  # the eMSPs' party ids
 
-    def partner(self, r: dict) -> Partner:
-        partner = Partner(roles=[r])
-        original = partner.answer
-        party = r["party_id"]
-        self.parties.append(party)
-
-        def answer(record):
-            if "/locations/receiver/" in record.path and isinstance(record.body, dict):
-                now = time.monotonic()
-                loc = record.path.split("/locations/receiver/")[1].split("/")[2]
-                with self.lock:
-                    self.seen.setdefault((party, loc), []).append((record.body.get("last_updated", ""), now))
-            return original(record)
-
-        partner.answer = answer
-        return partner
+    def receive(self, party: str, loc: str, last_updated: str, at: float) -> None:
+        """One receipt reported by the eMSP servers' process."""
+        with self.lock:
+            self.seen.setdefault((party, loc), []).append((last_updated, at))
 
     def reached(self, loc: str, stamp_: str) -> float | None:
         """When the last eMSP received the push (``loc``, ``stamp_``), or None if one has not yet."""
@@ -161,12 +152,13 @@ def paced(pusher: Pusher, states: States, cfg: dict) -> dict:
             "push_rate": len(answered) / pushing, "rate": received / max(last - first, 1e-9)}
 
 
-def drain(hub: HubProcesses, pusher: Pusher, states: States, cfg: dict, workers: int) -> dict:
+def drain(hub: HubProcesses, servers: EmspProcess, pusher: Pusher, states: States, cfg: dict,
+          workers: int) -> dict:
     """Stop the workers, accept a backlog, start ``workers`` workers; deliveries/s while it drains."""
     for name in WORKERS:
         hub.stop(name)
     burst = [pusher.push() for _ in range(cfg["burst"])]
-    meter = worker_meter(hub).start()
+    meter = worker_meter(hub, servers).start()
     started = time.monotonic()
     for name in WORKERS[:workers]:
         hub.start(name, "worker")
@@ -208,10 +200,11 @@ class Quiet:
         self.conn.close()
 
 
-def worker_meter(hub: HubProcesses) -> CpuMeter:
+def worker_meter(hub: HubProcesses, servers: EmspProcess) -> CpuMeter:
     def workers():
         return [c.pid for name, c in hub.children.items() if name in WORKERS and c.poll() is None]
-    return CpuMeter({"web": hub.web_pids, "workers": workers}, hub.database_url)
+    return CpuMeter({"web": hub.web_pids, "workers": workers, "eMSP servers": lambda: [servers.child.pid]},
+                    hub.database_url)
 
 
 def baseline(burst: list, emsps: list) -> dict:
@@ -240,6 +233,10 @@ def run(db, size: str) -> Result:
     result = Result("fanload", f"{cfg['rate']:.0f} broadcast updates/s to {n_emsps} eMSPs, 1 and 2 workers,"
                     " vs one client per eMSP", size)
     hub = HubProcesses(db.url, "fanload")
+    states = States()
+    roles = [emsp(f"E{i:02d}") for i in range(n_emsps)]
+    states.parties = [r["party_id"] for r in roles]
+    servers = EmspProcess(roles, [free_port() for _ in roles], states.receive, ROOT)
     try:
         hub.migrate()
         hub.start_web()
@@ -253,8 +250,7 @@ def run(db, size: str) -> Result:
             assert status == 201, (status, body[:300])
         client.close()
         hub.wait_quiet()
-        states = States()
-        emsps = hub.connect_partners([emsp(f"E{i:02d}") for i in range(n_emsps)], factory=states.partner)
+        emsps = hub.connect_partners(roles, factory=servers.partner)
         hub.wait_quiet()
         pusher = Pusher(hub, cpo_partner.hub_token, cfg["locations"])
         quiet = Quiet(hub)
@@ -266,7 +262,7 @@ def run(db, size: str) -> Result:
                 hub.start("worker2", "worker")
             quiet.wait()
             log(f"fanload: {workers} worker(s): {cfg['rate']:.0f} pushes/s for {cfg['seconds']:.0f} s")
-            meter = worker_meter(hub).start()
+            meter = worker_meter(hub, servers).start()
             steady = paced(pusher, states, cfg)
             steady["cpu"] = meter.stop()
             log(f"fanload: {workers} worker(s): p50 {percentile(steady['e2e'], 50)} ms, p99 "
@@ -274,7 +270,7 @@ def run(db, size: str) -> Result:
             quiet.wait()
             log(f"fanload: {workers} worker(s): a backlog of {cfg['burst']} pushes "
                 f"({cfg['burst'] * n_emsps} deliveries)")
-            figures[workers] = (steady, drain(hub, pusher, states, cfg, workers))
+            figures[workers] = (steady, drain(hub, servers, pusher, states, cfg, workers))
             log(f"fanload: {workers} worker(s): drained at {figures[workers][1]['rate']} deliveries/s")
             quiet.wait()
         burst = figures[1][1]["burst"]
@@ -305,3 +301,4 @@ def run(db, size: str) -> Result:
         return result
     finally:
         hub.close()
+        servers.close()

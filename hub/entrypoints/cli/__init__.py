@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.command not in SERVER_COMMANDS
-    configure_logging(os.environ.get("HUB_LOG_LEVEL") or ("WARNING" if quiet else "INFO"))
+    configure_logging(os.environ.get("HUB_LOG_LEVEL") or ("WARNING" if quiet else "INFO"),
+                      background=args.command == "worker")  # its lanes log a line per delivery attempt
     try:
         return args.func(args) or 0
     except Usage as exc:

@@ -19,6 +19,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from hub.ocpi.envelope import DATETIME_RE, parse_datetime
+
 OBJECT_NAMESPACE = uuid5(NAMESPACE_URL, "https://chargeindia-hub/ocpi/object")
 
 
@@ -46,14 +48,12 @@ def find_connector(evse: dict | None, connector_id: str) -> dict | None:
 
 def _later(parent: object, child: str) -> str:
     """A parent's ``last_updated`` after a child update: the child's, never moving back."""
-    from hub.ocpi.envelope import DATETIME_RE, parse_datetime
-
     if parent is None:
         return child
     # Two DateTimes of one shape (length, zone designator) compare as text; a
     # projection replaying the log does this for every EVSE update, so skip parsing.
-    if (isinstance(parent, str) and isinstance(child, str) and len(parent) == len(child)
-            and parent.endswith("Z") == child.endswith("Z")
+    if (type(parent) is str and type(child) is str and len(parent) == len(child)
+            and (parent[-1:] == "Z") == (child[-1:] == "Z")
             and DATETIME_RE.match(parent) and DATETIME_RE.match(child)):
         return child if child >= parent else parent
     try:

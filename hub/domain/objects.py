@@ -38,6 +38,15 @@ def _same(a: object, b: str) -> bool:
     return str(a or "").upper() == b.upper()
 
 
+def _index(items: list, key: str, wanted: str) -> int | None:
+    """The index of the first item whose ``key`` equals ``wanted`` as :func:`_same` compares."""
+    wanted = wanted.upper()
+    for i, item in enumerate(items):
+        if str(item.get(key) or "").upper() == wanted:
+            return i
+    return None
+
+
 def find_evse(location: dict, evse_uid: str) -> dict | None:
     return next((e for e in location.get("evses") or [] if _same(e.get("uid"), evse_uid)), None)
 
@@ -91,7 +100,7 @@ def _replaced(items: list, index: int | None, new: dict) -> list:
 def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool) -> dict:
     """The Location after a PUT/PATCH of one EVSE; its ``last_updated`` follows the EVSE's."""
     evses = location.get("evses") or []
-    index = next((i for i, e in enumerate(evses) if _same(e.get("uid"), evse_uid)), None)
+    index = _index(evses, "uid", evse_uid)
     new = {**evses[index], **_copied(evse)} if patch and index is not None else _copied(evse)
     return {**location, "evses": _replaced(evses, index, new),
             "last_updated": _later(location.get("last_updated"), evse["last_updated"])}

@@ -324,7 +324,7 @@ class EventLog:
                         follower.apply(cur, events)
                     timer.add("apply", time.perf_counter() - started)
                 if (applied + len(events)) // 100_000 > applied // 100_000:
-                    gc.collect()  # see rebuilding.few_collections
+                    gc.collect(0)  # the objects since the last one (see rebuilding.few_collections)
                 position, applied = reached, applied + len(events)
                 if applied >= 2 * analyzed + follower.rebuild_batch_size:
                     # Statistics as the tables grow; ANALYZE also replans the

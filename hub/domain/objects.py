@@ -97,11 +97,13 @@ def _replaced(items: list, index: int | None, new: dict) -> list:
 # The merge functions copy only the path they change (the Location, its EVSE list,
 # the changed EVSE and connector list): the bodies they return share every untouched
 # EVSE with the body they were given, which nobody changes in place.
-def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool) -> dict:
-    """The Location after a PUT/PATCH of one EVSE; its ``last_updated`` follows the EVSE's."""
+def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool, owned: bool = False) -> dict:
+    """The Location after a PUT/PATCH of one EVSE; its ``last_updated`` follows the EVSE's.
+    ``owned``: ``evse`` is the caller's to give away, the result may hold it (no copy)."""
     evses = location.get("evses") or []
     index = _index(evses, "uid", evse_uid)
-    new = {**evses[index], **_copied(evse)} if patch and index is not None else _copied(evse)
+    pushed = evse if owned else _copied(evse)
+    new = {**evses[index], **pushed} if patch and index is not None else pushed
     return {**location, "evses": _replaced(evses, index, new),
             "last_updated": _later(location.get("last_updated"), evse["last_updated"])}
 

@@ -77,21 +77,20 @@ class EventDecoder:
             state = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
-        if type(state) is not dict:
+        if type(state) is not dict or "class_version" in state:
             return None
         typed = raw.count(_TYPED)
         if typed:
             for key, value in state.items():
-                if type(value) is dict and len(value) == 2 and "_type_" in value and "_data_" in value:
-                    transcoding = self.transcodings.get(value["_type_"]) if type(value["_type_"]) is str else None
+                if type(value) is dict and "_type_" in value and len(value) == 2 and "_data_" in value:
+                    name = value["_type_"]
+                    transcoding = self.transcodings.get(name) if type(name) is str else None
                     if transcoding is None:
                         return None  # the mapper raises its own error for it
                     state[key] = transcoding.decode(value["_data_"])
                     typed -= 1
             if typed:
                 return None  # a typed value deeper down, or "_type_" as text: the mapper's hook
-        if "class_version" in state:
-            return None
         cls, _, id_convertor = found
         state["originator_id"] = id_convertor(originator_id)
         state["originator_version"] = originator_version

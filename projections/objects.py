@@ -137,7 +137,8 @@ class ObjectsProjection(Follower):
                 if body is not None:
                     row["body"] = body
                     row["deleted"] = False
-            row["audience"] = _audience(row["audience"], event.message)
+            if row["audience"] is not None:  # (once NULL, it stays NULL)
+                row["audience"] = _audience(row["audience"], event.message)
             row["position"] = position
             row["dirty"] = True
         written = [self._values(row) for row in rows.values() if row.get("dirty") and row["body"] is not None]

@@ -55,6 +55,20 @@ def find_connector(evse: dict | None, connector_id: str) -> dict | None:
     return next((c for c in (evse or {}).get("connectors") or [] if _same(c.get("id"), connector_id)), None)
 
 
+_SHAPED: dict[str, bool] = {}  # DateTimes checked against DATETIME_RE lately (a bounded cache)
+
+
+def _shaped(value: str) -> bool:
+    """``DATETIME_RE.match(value)``, remembered: a parent's ``last_updated`` is most often
+    the previous child's, checked a moment ago."""
+    known = _SHAPED.get(value)
+    if known is None:
+        if len(_SHAPED) >= 4096:
+            _SHAPED.clear()
+        known = _SHAPED[value] = DATETIME_RE.match(value) is not None
+    return known
+
+
 def _later(parent: object, child: str) -> str:
     """A parent's ``last_updated`` after a child update: the child's, never moving back."""
     if parent is None:
@@ -62,8 +76,7 @@ def _later(parent: object, child: str) -> str:
     # Two DateTimes of one shape (length, zone designator) compare as text; a
     # projection replaying the log does this for every EVSE update, so skip parsing.
     if (type(parent) is str and type(child) is str and len(parent) == len(child)
-            and (parent[-1:] == "Z") == (child[-1:] == "Z")
-            and DATETIME_RE.match(parent) and DATETIME_RE.match(child)):
+            and (parent[-1:] == "Z") == (child[-1:] == "Z") and _shaped(parent) and _shaped(child)):
         return child if child >= parent else parent
     try:
         return child if parse_datetime(child) >= parse_datetime(parent) else parent

@@ -29,25 +29,35 @@ from hub.ocpi.numbers import dumps
 
 def body_after(event: Any, body: dict | None) -> dict | None:
     """The object's body after ``event`` (None: the event changes no body)."""
-    if isinstance(event, (o.Location.Put, o.Location.Replaced, o.Tariff.Put, o.Tariff.Replaced,
-                          o.Session.Put, o.Session.Replaced, o.Cdr.Posted, o.Token.Put,
-                          o.Token.Replaced)):
-        return event.body
-    if body is None:
+    merge = _MERGES.get(type(event))
+    if merge is None:
         return None
-    if isinstance(event, o.Location.Patched):
-        return o.patched_location(body, event.body)
-    if isinstance(event, (o.Location.EvsePut, o.Location.EvsePatched)):
-        return o.location_with_evse(body, event.evse_uid, event.body,
-                                    patch=isinstance(event, o.Location.EvsePatched))
-    if isinstance(event, (o.Location.ConnectorPut, o.Location.ConnectorPatched)):
-        return o.location_with_connector(body, event.evse_uid, event.connector_id, event.body,
-                                         patch=isinstance(event, o.Location.ConnectorPatched))
-    if isinstance(event, o.Session.Patched):
-        return o.patched_session(body, event.body)
-    if isinstance(event, o.Token.Patched):
-        return {**body, **event.body}
-    return None
+    if merge is _replace:
+        return event.body
+    return None if body is None else merge(event, body)
+
+
+def _replace(event: Any, body: dict | None) -> dict:
+    return event.body
+
+
+# How each event type changes a body: a lookup by the event's class, not a chain of
+# isinstance checks, since a rebuild asks this for every event of the log. A view's body
+# may hold the event's own dicts (``owned``, as a PUT's body is used as it is): the batch's
+# events are decoded for this follower alone, and the merges never change a dict in place.
+_MERGES = {
+    **dict.fromkeys((o.Location.Put, o.Location.Replaced, o.Tariff.Put, o.Tariff.Replaced, o.Session.Put,
+                     o.Session.Replaced, o.Cdr.Posted, o.Token.Put, o.Token.Replaced), _replace),
+    o.Location.Patched: lambda e, body: o.patched_location(body, e.body),
+    o.Location.EvsePut: lambda e, body: o.location_with_evse(body, e.evse_uid, e.body, patch=False, owned=True),
+    o.Location.EvsePatched: lambda e, body: o.location_with_evse(body, e.evse_uid, e.body, patch=True, owned=True),
+    o.Location.ConnectorPut: lambda e, body: o.location_with_connector(
+        body, e.evse_uid, e.connector_id, e.body, patch=False),
+    o.Location.ConnectorPatched: lambda e, body: o.location_with_connector(
+        body, e.evse_uid, e.connector_id, e.body, patch=True),
+    o.Session.Patched: lambda e, body: o.patched_session(body, e.body),
+    o.Token.Patched: lambda e, body: {**body, **e.body},
+}
 
 
 CHANGE_EVENTS = (
@@ -99,10 +109,19 @@ class ObjectsProjection(Follower):
         ]
 
     def apply(self, cur: psycopg.Cursor, events: list[tuple[int, Any]]) -> None:
-        # Load every row the batch touches once, apply in memory, write back once.
-        rows = self._load(cur, {e.originator_id for _, e in events})
+        # Load every row the batch touches once, apply in memory, write back once. An object
+        # whose first event (version 1) is in the batch has no row yet: nothing to load. Rows
+        # are keyed by the UUID's integer (a UUID hashes and compares in Python code).
+        touched = {e.originator_id.int: e.originator_id for _, e in events if e.originator_version != 1}
+        if touched:
+            for _, e in events:
+                if e.originator_version == 1:
+                    touched.pop(e.originator_id.int, None)
+        rows = self._load(cur, list(touched.values())) if touched else {}
+        deleted = o.Tariff.Deleted
         for position, event in events:
-            row = rows.get(event.originator_id)
+            key = event.originator_id.int
+            row = rows.get(key)
             if row is None:
                 if not hasattr(event, "country_code"):
                     continue  # an update of an object whose creation this view never saw
@@ -110,15 +129,16 @@ class ObjectsProjection(Follower):
                        "country_code": event.country_code.upper(), "party_id": event.party_id.upper(),
                        "object_id": event.object_id.upper(), "seq": position, "body": None,
                        "deleted": False, "audience": []}
-                rows[event.originator_id] = row
-            if isinstance(event, o.Tariff.Deleted):
+                rows[key] = row
+            if type(event) is deleted:
                 row["deleted"] = True
             else:
                 body = body_after(event, row["body"])
                 if body is not None:
                     row["body"] = body
                     row["deleted"] = False
-            row["audience"] = _audience(row["audience"], event.message)
+            if row["audience"] is not None:  # (once NULL, it stays NULL)
+                row["audience"] = _audience(row["audience"], event.message)
             row["position"] = position
             row["dirty"] = True
         written = [self._values(row) for row in rows.values() if row.get("dirty") and row["body"] is not None]
@@ -126,15 +146,15 @@ class ObjectsProjection(Follower):
             cur.execute(UPSERT, [list(column) for column in zip(*written, strict=True)])  # one statement
 
     @staticmethod
-    def _load(cur: psycopg.Cursor, ids: set) -> dict:
+    def _load(cur: psycopg.Cursor, ids: list) -> dict:
         found = cur.execute(
             "SELECT object_uuid, module, country_code, party_id, object_id, seq, body, deleted, audience"
             " FROM view_objects WHERE object_uuid = ANY(%s)",
-            (list(ids),),
+            (ids,),
         ).fetchall()
         names = ("object_uuid", "module", "country_code", "party_id", "object_id", "seq", "body",
                  "deleted", "audience")
-        return {r[0]: dict(zip(names, r, strict=True)) for r in found}
+        return {r[0].int: dict(zip(names, r, strict=True)) for r in found}
 
     @staticmethod
     def _values(row: dict) -> tuple:

@@ -19,6 +19,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from hub.ocpi.envelope import DATETIME_RE, parse_datetime
+
 OBJECT_NAMESPACE = uuid5(NAMESPACE_URL, "https://chargeindia-hub/ocpi/object")
 
 
@@ -36,6 +38,15 @@ def _same(a: object, b: str) -> bool:
     return str(a or "").upper() == b.upper()
 
 
+def _index(items: list, key: str, wanted: str) -> int | None:
+    """The index of the first item whose ``key`` equals ``wanted`` as :func:`_same` compares."""
+    wanted = wanted.upper()
+    for i, item in enumerate(items):
+        if str(item.get(key) or "").upper() == wanted:
+            return i
+    return None
+
+
 def find_evse(location: dict, evse_uid: str) -> dict | None:
     return next((e for e in location.get("evses") or [] if _same(e.get("uid"), evse_uid)), None)
 
@@ -44,17 +55,28 @@ def find_connector(evse: dict | None, connector_id: str) -> dict | None:
     return next((c for c in (evse or {}).get("connectors") or [] if _same(c.get("id"), connector_id)), None)
 
 
+_SHAPED: dict[str, bool] = {}  # DateTimes checked against DATETIME_RE lately (a bounded cache)
+
+
+def _shaped(value: str) -> bool:
+    """``DATETIME_RE.match(value)``, remembered: a parent's ``last_updated`` is most often
+    the previous child's, checked a moment ago."""
+    known = _SHAPED.get(value)
+    if known is None:
+        if len(_SHAPED) >= 4096:
+            _SHAPED.clear()
+        known = _SHAPED[value] = DATETIME_RE.match(value) is not None
+    return known
+
+
 def _later(parent: object, child: str) -> str:
     """A parent's ``last_updated`` after a child update: the child's, never moving back."""
-    from hub.ocpi.envelope import DATETIME_RE, parse_datetime
-
     if parent is None:
         return child
     # Two DateTimes of one shape (length, zone designator) compare as text; a
     # projection replaying the log does this for every EVSE update, so skip parsing.
-    if (isinstance(parent, str) and isinstance(child, str) and len(parent) == len(child)
-            and parent.endswith("Z") == child.endswith("Z")
-            and DATETIME_RE.match(parent) and DATETIME_RE.match(child)):
+    if (type(parent) is str and type(child) is str and len(parent) == len(child)
+            and (parent[-1:] == "Z") == (child[-1:] == "Z") and _shaped(parent) and _shaped(child)):
         return child if child >= parent else parent
     try:
         return child if parse_datetime(child) >= parse_datetime(parent) else parent
@@ -88,11 +110,13 @@ def _replaced(items: list, index: int | None, new: dict) -> list:
 # The merge functions copy only the path they change (the Location, its EVSE list,
 # the changed EVSE and connector list): the bodies they return share every untouched
 # EVSE with the body they were given, which nobody changes in place.
-def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool) -> dict:
-    """The Location after a PUT/PATCH of one EVSE; its ``last_updated`` follows the EVSE's."""
+def location_with_evse(location: dict, evse_uid: str, evse: dict, *, patch: bool, owned: bool = False) -> dict:
+    """The Location after a PUT/PATCH of one EVSE; its ``last_updated`` follows the EVSE's.
+    ``owned``: ``evse`` is the caller's to give away, the result may hold it (no copy)."""
     evses = location.get("evses") or []
-    index = next((i for i, e in enumerate(evses) if _same(e.get("uid"), evse_uid)), None)
-    new = {**evses[index], **_copied(evse)} if patch and index is not None else _copied(evse)
+    index = _index(evses, "uid", evse_uid)
+    pushed = evse if owned else _copied(evse)
+    new = {**evses[index], **pushed} if patch and index is not None else pushed
     return {**location, "evses": _replaced(evses, index, new),
             "last_updated": _later(location.get("last_updated"), evse["last_updated"])}
 

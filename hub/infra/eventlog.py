@@ -33,10 +33,10 @@ from contextlib import closing, suppress
 from typing import Any, Protocol
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from hub.infra import rebuild as rebuilding
+from hub.infra.decoding import EventDecoder
 from hub.infra.rebuild import RebuildRefused, Rebuilt
 
 __all__ = ["EventLog", "Follower", "RebuildRefused", "Rebuilt", "Waker"]
@@ -127,6 +127,7 @@ class EventLog:
         self.app = app
         self.pool = app.pool
         self._locks: dict[str, threading.Lock] = {}
+        self._decoder = EventDecoder(app.mapper)
 
     # Reading ---------------------------------------------------------------
     def head(self, conn: psycopg.Connection | None = None) -> int:
@@ -138,10 +139,9 @@ class EventLog:
         return int(row[0] or 0)
 
     def decode(self, row: Sequence[Any]) -> Any:
-        originator_id, originator_version, topic, state = row
-        return self.app.mapper.to_domain_event(
-            StoredEvent(originator_id, originator_version, topic, bytes(state))
-        )
+        """``(originator_id, originator_version, topic, state)`` → the domain event, as the
+        application's mapper makes it (:mod:`hub.infra.decoding`)."""
+        return self._decoder(row)
 
     def position(self, name: str) -> int:
         with self.pool.connection() as conn:
@@ -170,7 +170,7 @@ class EventLog:
             full = len(rows) == follower.batch_size
             new_position = rows[-1][0] if full else head
             if rows:
-                events = [(row[0], self.decode(row[1:])) for row in rows]
+                events = self._decoder.positioned(rows)
                 with conn.cursor() as cur:
                     follower.apply(cur, events)
             conn.execute(
@@ -296,7 +296,7 @@ class EventLog:
             head = self.head(conn)
             rows = cur.execute(EVENTS_SQL, (position, head, follower.topics, None), binary=True).fetchall()
             if rows:
-                follower.apply(cur, [(row[0], self.decode(row[1:])) for row in rows])
+                follower.apply(cur, self._decoder.positioned(rows))
             applied += len(rows)
             changed = sum(rebuilding.swap_rows(cur, schema, table) for table in tables)
             cur.execute("UPDATE hub_tracking SET position = %s, updated_at = now() WHERE name = %s",
@@ -324,7 +324,7 @@ class EventLog:
                         follower.apply(cur, events)
                     timer.add("apply", time.perf_counter() - started)
                 if (applied + len(events)) // 100_000 > applied // 100_000:
-                    gc.collect()  # see rebuilding.few_collections
+                    gc.collect(0)  # the objects since the last one (see rebuilding.few_collections)
                 position, applied = reached, applied + len(events)
                 if applied >= 2 * analyzed + follower.rebuild_batch_size:
                     # Statistics as the tables grow; ANALYZE also replans the
@@ -376,7 +376,7 @@ class EventLog:
                                             binary=True).fetchall()  # bytea as it is, not in hex
                         read = time.perf_counter()
                         at = rows[-1][0] if len(rows) == size else head
-                        events = [(row[0], self.decode(row[1:])) for row in rows]
+                        events = self._decoder.positioned(rows)
                         timer.add("read", read - started)
                         timer.add("decode", time.perf_counter() - read)
                         put((events, at))

@@ -177,6 +177,14 @@ def _push_phase(hub: HubProcesses, cfg: dict, parties: list[str], partners: list
     )
 
 
+def _restart(hub: HubProcesses, cfg: dict, env: dict | None = None) -> None:
+    """Fresh ``hub web`` and ``hub worker`` processes with ``env`` added (each phase starts cold)."""
+    hub.stop("web")
+    hub.stop("worker")
+    hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"], extra_env=env)
+    hub.start_worker(extra_env=env)
+
+
 def _batching(hub: HubProcesses, after: int) -> str:
     """How many requests' records shared each transaction (rows of one transaction share xmin)."""
     with hub.connect_db() as conn:
@@ -284,34 +292,21 @@ def run(db, size: str) -> Result:
         phases = {}
         for mode in (("off", "on") if compare else ("on",)):
             if compare:
-                hub.stop("web")
-                hub.stop("worker")
-                env = {"HUB_GROUP_COMMIT": mode}
-                hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"], extra_env=env)
-                hub.start_worker(extra_env=env)
+                _restart(hub, cfg, {"HUB_GROUP_COMMIT": mode})
             log(f"ingest: hub (group commit {mode}), {clients} CPO clients PATCHing for {cfg['seconds']:.0f} s")
             phases[mode] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
         # The transparency log's share: the same with receipts and the worker's tree off (HUB_TLOG=off).
         if _switch_env("HUB_BENCH_INGEST_TLOG", True):
-            hub.stop("web")
-            hub.stop("worker")
-            hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"], extra_env={"HUB_TLOG": "off"})
-            hub.start_worker(extra_env={"HUB_TLOG": "off"})
+            _restart(hub, cfg, {"HUB_TLOG": "off"})
             log(f"ingest: hub without receipts and tree (HUB_TLOG=off) for {cfg['seconds']:.0f} s")
             phases["tlog off"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
             # On again right after, so that both sides of the ratio share the machine's load of the moment.
-            hub.stop("web")
-            hub.stop("worker")
-            hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"])
-            hub.start_worker()
+            _restart(hub, cfg)
             log(f"ingest: hub with receipts and tree again for {cfg['seconds']:.0f} s")
             phases["tlog on again"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
             # And off once more: on, off, on, off, so that a drift of the machine's load over the
             # run weighs on both sides alike.
-            hub.stop("web")
-            hub.stop("worker")
-            hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"], extra_env={"HUB_TLOG": "off"})
-            hub.start_worker(extra_env={"HUB_TLOG": "off"})
+            _restart(hub, cfg, {"HUB_TLOG": "off"})
             log(f"ingest: hub without receipts and tree again for {cfg['seconds']:.0f} s")
             phases["tlog off again"] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases))
             # The same comparison at one offered load: as fast as the hub answers, a phase that
@@ -319,10 +314,7 @@ def run(db, size: str) -> Result:
             # costs CPU per push in itself. Offered: 60 % of the slowest rate so far, both phases.
             paced = 0.6 * min(p.rate for p in phases.values())
             for name, env in (("paced tlog off", {"HUB_TLOG": "off"}), ("paced tlog on", {})):
-                hub.stop("web")
-                hub.stop("worker")
-                hub.start_web(workers=cfg["web_workers"], threads=cfg["threads"], extra_env=env)
-                hub.start_worker(extra_env=env)
+                _restart(hub, cfg, env)
                 log(f"ingest: {name}, {paced:.0f} PATCHes/s offered for {cfg['seconds']:.0f} s")
                 phases[name] = _push_phase(hub, cfg, parties, partners, first=1_000_000 * len(phases), rate=paced)
         on = phases["on"]
